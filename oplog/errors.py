@@ -1,0 +1,142 @@
+"""The one exception tree of oplog's core.
+
+    OplogError
+    ├── InvalidArgument            malformed input              -> INVALID_ARGUMENT
+    │   ├── InvalidTransaction     a transaction that cannot be applied as sent
+    │   │   └── UnsupportedAction  an unknown or not yet built action
+    │   └── InvalidSyncArgument    bad performSync parameters
+    ├── BlockNotFound              a block or anchor that does not exist -> NOT_FOUND
+    ├── StructureError             an impossible structure (cycle, fold a document) -> FAILED_PRECONDITION
+    ├── StorageError               the data directory cannot be used
+    │   ├── CorruptSegment         a bad checksum or frame inside the log (file, offset)
+    │   ├── DataDirLocked          another process holds the writer's lock
+    │   └── NotADataDir            the path is not an oplog data directory
+    ├── RemoteError                the sync remote failed
+    │   └── TransientRemoteError   worth retrying with back-off
+    ├── SyncInProgress             a sync is running             -> ABORTED
+    │   └── BootSyncInProgress     the boot sync is running      -> ABORTED
+    ├── QueryRefused               SQL that is not a read         -> INVALID_ARGUMENT
+    └── QueryTimeout               SQL past its time budget       -> DEADLINE_EXCEEDED
+
+The server maps these to gRPC status codes in one place; the CLI prints
+``str(error)`` on one line.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "OplogError",
+    "InvalidArgument",
+    "InvalidTransaction",
+    "UnsupportedAction",
+    "InvalidSyncArgument",
+    "BlockNotFound",
+    "StructureError",
+    "StorageError",
+    "CorruptSegment",
+    "DataDirLocked",
+    "NotADataDir",
+    "RemoteError",
+    "TransientRemoteError",
+    "SyncInProgress",
+    "BootSyncInProgress",
+    "QueryRefused",
+    "QueryTimeout",
+]
+
+
+class OplogError(Exception):
+    """Base of every error oplog raises on purpose.
+
+    ``location`` names where in a request the problem is, for example
+    ``transactions[0].doOperations[2]``; it is prefixed to the message.
+    """
+
+    def __init__(self, message: str, *, location: str = "") -> None:
+        self.reason = message
+        self.location = location
+        super().__init__(f"{location}: {message}" if location else message)
+
+    def at(self, location: str) -> OplogError:
+        """Return a copy of this error located at ``location`` (kept if already set)."""
+        if self.location:
+            return self
+        clone = type(self).__new__(type(self))
+        clone.__dict__.update(self.__dict__)
+        OplogError.__init__(clone, self.reason, location=location)
+        return clone
+
+
+class InvalidArgument(OplogError):
+    """Malformed input."""
+
+
+class InvalidTransaction(InvalidArgument):
+    """A transaction or operation that cannot be applied as sent."""
+
+
+class UnsupportedAction(InvalidTransaction):
+    """An action oplog does not know or does not support yet."""
+
+
+class InvalidSyncArgument(InvalidArgument):
+    """performSync parameters that are not acceptable."""
+
+
+class BlockNotFound(OplogError):
+    """A block (or an anchor block) that does not exist."""
+
+
+class StructureError(OplogError):
+    """An operation that would make an impossible tree."""
+
+
+class StorageError(OplogError):
+    """The data directory or its files cannot be used."""
+
+
+class CorruptSegment(StorageError):
+    """Damage inside the log: a bad checksum or frame before the tail."""
+
+    def __init__(self, message: str, *, path: str, offset: int) -> None:
+        self.path = path
+        self.offset = offset
+        super().__init__(f"{message} in {path} at offset {offset}")
+
+
+class DataDirLocked(StorageError):
+    """Another process holds the data directory's writer lock."""
+
+
+class NotADataDir(StorageError):
+    """The given path is not an oplog data directory."""
+
+
+class RemoteError(OplogError):
+    """The sync remote failed."""
+
+
+class TransientRemoteError(RemoteError):
+    """A remote failure worth retrying."""
+
+
+class SyncInProgress(OplogError):
+    """A sync is already running."""
+
+    def __init__(self, message: str = "Sync is in progress, please try again later") -> None:
+        super().__init__(message)
+
+
+class BootSyncInProgress(SyncInProgress):
+    """The boot sync is still running."""
+
+    def __init__(self, message: str = "Boot sync is in progress, please try again later") -> None:
+        super().__init__(message)
+
+
+class QueryRefused(InvalidArgument):
+    """SQL that is not a single read-only statement."""
+
+
+class QueryTimeout(OplogError):
+    """SQL that ran past its time budget."""

@@ -1,0 +1,1 @@
+"""The gRPC service ``oplog.v1.OpLog`` (installed as ``oplog.server``)."""
