@@ -16,7 +16,9 @@
     ├── SyncInProgress             a sync is running             -> ABORTED
     │   └── BootSyncInProgress     the boot sync is running      -> ABORTED
     ├── QueryRefused               SQL that is not a read         -> INVALID_ARGUMENT
-    └── QueryTimeout               SQL past its time budget       -> DEADLINE_EXCEEDED
+    ├── QueryTimeout               SQL past its time budget       -> DEADLINE_EXCEEDED
+    ├── SubscriberTooSlow          a change-feed reader fell behind -> RESOURCE_EXHAUSTED
+    └── ReadOnlyStore              a write on a read-only store   -> PERMISSION_DENIED
 
 The server maps these to gRPC status codes in one place; the CLI prints
 ``str(error)`` on one line.
@@ -42,6 +44,8 @@ __all__ = [
     "BootSyncInProgress",
     "QueryRefused",
     "QueryTimeout",
+    "SubscriberTooSlow",
+    "ReadOnlyStore",
 ]
 
 
@@ -140,3 +144,11 @@ class QueryRefused(InvalidArgument):
 
 class QueryTimeout(OplogError):
     """SQL that ran past its time budget."""
+
+
+class SubscriberTooSlow(OplogError):
+    """A change-feed subscriber fell behind its bounded buffer; it may resume from its last position."""
+
+
+class ReadOnlyStore(OplogError):
+    """A write was attempted on a store opened read-only."""
