@@ -17,8 +17,26 @@ __all__ = [
 
 #: SiYuan block types (SPEC §2).
 BLOCK_TYPES = frozenset(
-    {"d", "h", "p", "l", "i", "b", "s", "c", "m", "t", "tb", "html", "av",
-     "query_embed", "widget", "iframe", "video", "audio"}
+    {
+        "d",
+        "h",
+        "p",
+        "l",
+        "i",
+        "b",
+        "s",
+        "c",
+        "m",
+        "t",
+        "tb",
+        "html",
+        "av",
+        "query_embed",
+        "widget",
+        "iframe",
+        "video",
+        "audio",
+    }
 )
 
 #: Types whose children are blocks.

@@ -16,7 +16,18 @@ REPO = Path(__file__).resolve().parents[1]
 def wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("wheel")
     subprocess.run(
-        [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q", "-w", str(out), str(REPO)],
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "wheel",
+            "--no-deps",
+            "--no-build-isolation",
+            "-q",
+            "-w",
+            str(out),
+            str(REPO),
+        ],
         check=True,
     )
     (found,) = out.glob("oplog-*.whl")
@@ -36,7 +47,9 @@ def _source_modules() -> set[str]:
 def test_wheel_holds_every_module(wheel: Path) -> None:
     with zipfile.ZipFile(wheel) as archive:
         files = archive.namelist()
-    in_wheel = {name[:-3].replace("/", ".").removesuffix(".__init__") for name in files if name.endswith(".py")}
+    in_wheel = {
+        name[:-3].replace("/", ".").removesuffix(".__init__") for name in files if name.endswith(".py")
+    }
     missing = _source_modules() - in_wheel
     assert not missing, f"add these packages to [tool.setuptools] packages: {sorted(missing)}"
     assert not any(name.startswith(("server/", "tools/")) for name in files), "generic top-level names leaked"
@@ -48,5 +61,9 @@ def test_every_module_imports_from_the_wheel(wheel: Path, tmp_path: Path) -> Non
         archive.extractall(tmp_path / "site")
     modules = sorted(_source_modules())
     code = "import importlib, sys\nfor m in sys.argv[1:]:\n    importlib.import_module(m)\n"
-    subprocess.run([sys.executable, "-c", code, *modules], cwd=tmp_path, check=True,
-                   env={"PYTHONPATH": str(tmp_path / "site"), "PATH": "/usr/bin:/bin"})
+    subprocess.run(
+        [sys.executable, "-c", code, *modules],
+        cwd=tmp_path,
+        check=True,
+        env={"PYTHONPATH": str(tmp_path / "site"), "PATH": "/usr/bin:/bin"},
+    )
