@@ -1,0 +1,322 @@
+"""Deterministic replay: fold every device's events in the merged order into a workspace.
+
+The merged order is ``(hlc, device_id, device_seq)`` (``oplog.merge``); the
+fold streams through a k-way merge, so memory grows with the state and the
+number of devices, never with the number of events. ``replay`` starts from
+nothing or from a *base* — a loaded checkpoint or an earlier result — and reads
+each device's log from just after the base's head. ``rewind`` is start-up and
+the sync path for late events: the newest checkpoint that is still a prefix of
+the merged order, plus the events after it.
+
+A base is still a prefix of the merged order when every device's log still
+holds the event the base names as its head (same hlc) and every event after a
+head sorts after the base's last event. Otherwise ``StaleBase`` is raised
+before anything is folded, and ``rewind`` tries an older checkpoint.
+"""
+
+from __future__ import annotations
+
+import heapq
+import warnings
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from dataclasses import dataclass, field
+from itertools import chain
+from typing import Any, Protocol
+
+from oplog.checkpoint import Checkpoint, CheckpointInfo, CheckpointStore, ConflictRecord, DamagedCheckpoint
+from oplog.engine import apply_event
+from oplog.errors import InvalidArgument, StorageError
+from oplog.eventlog import EventLog
+from oplog.hlc import COUNTER_BITS
+from oplog.merge import order_key
+from oplog.statehash import StateHash
+from oplog.tree import Workspace
+from oplog.v1 import oplog_pb2 as pb
+
+__all__ = ["ReplayResult", "Base", "StaleBase", "replay", "rewind", "base_fits", "Sources"]
+
+Key = tuple[int, str, int]
+Sources = Mapping[str, EventLog] | Iterable[EventLog | Iterable[pb.Event]]
+
+#: How often (in events) the progress callback is called.
+PROGRESS_EVERY = 4096
+
+
+class StaleBase(StorageError):
+    """The base (checkpoint) is no longer a prefix of the merged order of these logs."""
+
+
+class Base(Protocol):
+    """What replay can start from: a ``Checkpoint`` or an earlier ``ReplayResult``."""
+
+    ws: Workspace
+    state_hash: StateHash
+    position: int
+    heads: dict[str, int]
+    head_hlcs: dict[str, int]
+    last_key: Key | None
+    conflicts: list[ConflictRecord]
+
+
+@dataclass
+class ReplayResult:
+    """The folded state and where in the merged order it stands."""
+
+    ws: Workspace
+    state_hash: StateHash
+    position: int
+    heads: dict[str, int]
+    conflicts: list[ConflictRecord]
+    head_hlcs: dict[str, int] = field(default_factory=dict)
+    last_key: Key | None = None
+    #: Events folded by this call (not counting the base).
+    applied: int = 0
+    #: The checkpoint this result started from, if any.
+    checkpoint: CheckpointInfo | None = None
+    #: With a base: ids the folded events touched / removed (feed them to ``BlocksView.apply``).
+    touched: set[str] = field(default_factory=set)
+    removed: set[str] = field(default_factory=set)
+    #: Conflicts of the events folded by this call only.
+    new_conflicts: list[ConflictRecord] = field(default_factory=list)
+
+    @property
+    def max_hlc(self) -> int:
+        """The largest hlc folded in (0 when empty): the store's hybrid clock starts after it."""
+        return self.last_key[0] if self.last_key else 0
+
+
+def _read_log(log: EventLog, from_seq: int) -> Iterator[pb.Event]:
+    """Decode a device's events from ``from_seq`` on, with a cheap check that each sits where it should."""
+    device_id = log.log.device_id
+    parse = pb.Event.FromString
+    for seq, data in log.log.read(from_seq):
+        try:
+            event = parse(data)
+        except Exception as exc:  # protobuf raises its own DecodeError
+            raise StorageError(
+                f"log {log.log.folder}: record {seq} does not decode as an Event: {exc}"
+            ) from exc
+        if event.device_seq != seq or event.device_id != device_id:
+            raise StorageError(
+                f"log {log.log.folder}: record {seq} holds event {event.device_id!r}#{event.device_seq}"
+            )
+        yield event
+
+
+def _skip_through(events: Iterable[pb.Event], head: int) -> Iterator[pb.Event]:
+    for event in events:
+        if event.device_seq > head:
+            yield event
+
+
+def _streams(sources: Sources, base: Base | None) -> list[Iterator[pb.Event]]:
+    """One iterator per device, starting at the base's head event (kept for the check) or at seq 1."""
+    heads = base.heads if base is not None else {}
+    items: Iterable[Any] = sources.values() if isinstance(sources, Mapping) else sources
+    streams: list[Iterator[pb.Event]] = []
+    for item in items:
+        if isinstance(item, EventLog):
+            head = heads.get(item.log.device_id, 0)
+            streams.append(_read_log(item, max(head, 1)))
+        else:
+            streams.append(iter(item))
+    return streams
+
+
+def _prime(streams: list[Iterator[pb.Event]], base: Base | None) -> list[Iterator[pb.Event]]:
+    """Check the base against each stream's first events; return streams positioned just after the heads."""
+    heads = base.heads if base is not None else {}
+    hlcs = base.head_hlcs if base is not None else {}
+    last_key = base.last_key if base is not None else None
+    seen: set[str] = set()
+    out: list[Iterator[pb.Event]] = []
+    for stream in streams:
+        first = next(stream, None)
+        if first is None:
+            continue
+        device = first.device_id
+        seen.add(device)
+        head = heads.get(device, 0)
+        if head:
+            if first.device_seq > head:
+                raise StaleBase(f"device {device}'s log no longer holds event {head} the checkpoint covers")
+            while first is not None and first.device_seq < head:
+                first = next(stream, None)
+            if first is None or first.device_seq != head:
+                raise StaleBase(f"device {device}'s log ends before event {head} the checkpoint covers")
+            if device in hlcs and first.hlc != hlcs[device]:
+                raise StaleBase(f"device {device}'s event {head} is not the one the checkpoint covers")
+            first = next(stream, None)
+            if first is None:
+                continue
+        if last_key is not None and order_key(first) <= last_key:
+            raise StaleBase(
+                f"device {device}'s event {first.device_seq} sorts before the checkpoint's last event"
+            )
+        out.append(chain((first,), stream))
+    missing = [d for d, h in heads.items() if h and d not in seen]
+    if missing:
+        raise StaleBase(
+            f"the checkpoint covers devices whose logs are missing or empty: {', '.join(sorted(missing))}"
+        )
+    return out
+
+
+def replay(
+    sources: Sources,
+    *,
+    base: Base | None = None,
+    until_position: int | None = None,
+    until_time_ms: int | None = None,
+    progress: Callable[[int], None] | None = None,
+) -> ReplayResult:
+    """Fold every event in merged order (from ``base`` if given) and return the state, hash and heads.
+
+    ``sources``: device ``EventLog``s (a mapping or a list) or per-device
+    iterables of events in device order. ``until_position`` stops after the
+    first N events of the merged order; ``until_time_ms`` after the last event
+    whose hlc physical time is at most t. ``progress(n)`` is called every few
+    thousand events with the number folded so far. The base's workspace and
+    hash are updated in place (the base is consumed). ``StaleBase`` if the base
+    is not a prefix of these logs' merged order.
+    """
+    if until_position is not None and until_position < 0:
+        raise InvalidArgument("until position must not be negative")
+    start = base.position if base is not None else 0
+    if base is not None and until_position is not None and until_position < start:
+        raise StaleBase(f"the base is at position {start}, past {until_position}")
+    streams = _prime(_streams(sources, base), base)
+    ws = base.ws if base is not None else Workspace()
+    heads = dict(base.heads) if base is not None else {}
+    hlcs = dict(base.head_hlcs) if base is not None else {}
+    conflicts = list(base.conflicts) if base is not None else []
+    last_key: Key | None = base.last_key if base is not None else None
+    track = base is not None
+    touched: set[str] = set()
+    removed: set[str] = set()
+    limit = None if until_position is None else until_position - start
+    time_limit = None if until_time_ms is None else ((until_time_ms + 1) << COUNTER_BITS)
+
+    merged: Iterator[pb.Event] = streams[0] if len(streams) == 1 else heapq.merge(*streams, key=order_key)
+    count = 0
+    last: pb.Event | None = None
+    for event in merged:
+        if limit is not None and count >= limit:
+            break
+        if time_limit is not None and event.hlc >= time_limit:
+            break
+        result = apply_event(ws, event)
+        if result.conflicts:
+            for c in result.conflicts:
+                conflicts.append(
+                    ConflictRecord(
+                        event.device_id, event.device_seq, c.op_index, c.action, c.block_id, c.reason
+                    )
+                )
+        if track:
+            touched |= result.touched
+            removed |= result.removed
+        device = event.device_id
+        heads[device] = event.device_seq
+        hlcs[device] = event.hlc
+        last = event
+        count += 1
+        if progress is not None and count % PROGRESS_EVERY == 0:
+            progress(count)
+    if last is not None:
+        last_key = order_key(last)
+    if progress is not None and count % PROGRESS_EVERY:
+        progress(count)
+
+    if base is None:
+        state_hash = StateHash.of(ws)
+    elif len(touched) + len(removed) > len(ws.blocks) // 2:
+        state_hash = StateHash.of(ws)
+    else:
+        state_hash = base.state_hash
+        state_hash.update(ws, touched, removed)
+    return ReplayResult(
+        ws=ws,
+        state_hash=state_hash,
+        position=start + count,
+        heads=heads,
+        conflicts=conflicts,
+        head_hlcs=hlcs,
+        last_key=last_key,
+        applied=count,
+        checkpoint=getattr(base, "info", None),
+        touched=touched,
+        removed={i for i in removed if i not in ws.blocks},
+        new_conflicts=conflicts[len(base.conflicts) if base is not None else 0 :],
+    )
+
+
+def base_fits(info: CheckpointInfo, logs: Mapping[str, EventLog]) -> bool:
+    """Cheap pre-check before loading a checkpoint: every head it names is within its device's log."""
+    for device, head in info.heads.items():
+        if head and (device not in logs or logs[device].last_seq < head):
+            return False
+    return True
+
+
+def rewind(
+    logs: Mapping[str, EventLog],
+    checkpoints: CheckpointStore | None,
+    *,
+    at_or_before: int | None = None,
+    until_position: int | None = None,
+    until_time_ms: int | None = None,
+    progress: Callable[[int], None] | None = None,
+    warn_missing: bool = True,
+) -> ReplayResult:
+    """Rebuild from the newest usable checkpoint (at or before ``at_or_before``) plus the events after it.
+
+    Start-up calls it with no position; sync calls it after pulling events that
+    sort before events already applied. Checkpoints that are damaged or no
+    longer a prefix of the merged order are skipped (damage with a warning);
+    with none left it is a full replay.
+    """
+    limit = at_or_before
+    if until_position is not None:
+        limit = until_position if limit is None else min(limit, until_position)
+    missing = checkpoints is not None and not checkpoints.path.exists()
+    infos = checkpoints.list() if checkpoints is not None else []
+    for info in infos:
+        if limit is not None and info.position > limit:
+            continue
+        if (
+            until_time_ms is not None
+            and info.last_key is not None
+            and (info.last_key[0] >> COUNTER_BITS) > until_time_ms
+        ):
+            continue
+        if not base_fits(info, logs):
+            continue
+        assert checkpoints is not None
+        try:
+            checkpoint: Checkpoint = checkpoints.load(info)
+        except DamagedCheckpoint as exc:
+            warnings.warn(
+                f"checkpoint {info.id} (position {info.position}) in {checkpoints.path} is damaged: {exc}; "
+                "trying an older one",
+                stacklevel=2,
+            )
+            continue
+        try:
+            return replay(
+                logs,
+                base=checkpoint,
+                until_position=until_position,
+                until_time_ms=until_time_ms,
+                progress=progress,
+            )
+        except StaleBase:
+            continue
+    if missing and warn_missing and _has_events(logs):
+        assert checkpoints is not None
+        warnings.warn(f"no checkpoint file at {checkpoints.path}; replaying every event", stacklevel=2)
+    return replay(logs, until_position=until_position, until_time_ms=until_time_ms, progress=progress)
+
+
+def _has_events(logs: Mapping[str, EventLog]) -> bool:
+    return any(log.last_seq for log in logs.values())

@@ -1,0 +1,439 @@
+"""The ``blocks`` view: the state as SiYuan's SQLite tables, for ``sqlite3``, sqlite-utils and Datasette.
+
+``<data>/blocks.db`` holds
+
+* ``blocks`` — SiYuan's columns with SiYuan's meanings (kernel/sql/database.go):
+  ``parent_id`` of a block inside a heading's section is that heading;
+  ``sort`` is the per-type weight (d 0, h 5, p/c/m/t/html 10, l/i/b 20, s 30,
+  others 100); ``created`` comes from the id; ``ial`` is ``{: id="…" name="value" …}``
+  (id first, then by name); ``content`` is plain text (a container's: its
+  leaves' text joined by spaces; a document's: its title); ``fcontent`` is the
+  first leaf's text for containers and the title for documents; ``markdown``
+  is a block's own Markdown, a container's rendered subtree, empty for
+  documents; ``length`` counts the characters of ``fcontent`` (containers,
+  documents) or ``content`` (leaves); ``hash`` is the first 7 hex characters of
+  sha256(box + path + hpath + sorted IAL + markdown + parent_id); ``hpath`` is
+  the documents' titles along ``path``.
+* ``attributes`` — one row per indexed IAL attribute (``custom-*``, name,
+  alias, memo, bookmark, fold, heading-fold, style); ``id`` is
+  ``<block_id>/<name>`` (SiYuan draws a random id; ours must be deterministic).
+* ``conflicts`` — operations replay could not apply as recorded.
+* ``meta`` — the merged position and state hash the view reflects.
+
+The view is derived and rebuildable: WAL mode, ``synchronous=OFF`` (never an
+fsync on the write path); each call is one transaction, so readers see whole
+requests. ``apply`` costs the rows an event touched plus their ancestors
+(whose rendered Markdown and text changed), plus every block of a document
+whose ``hpath`` changed.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import sqlite3
+from collections.abc import Iterable, Iterator, Sequence
+from functools import lru_cache
+from hashlib import sha256
+from pathlib import Path
+from typing import Any
+
+import sqlite_utils
+
+from oplog.checkpoint import ConflictRecord
+from oplog.kramdown import attribute_view_id, format_ial, plain_text, render_markdown
+from oplog.model import CONTAINER_TYPES
+from oplog.tree import Node, Workspace, descendant_docs, iter_blocks, section_parent
+
+__all__ = [
+    "BlocksView",
+    "VIEW_FILE",
+    "BLOCK_COLUMNS",
+    "block_row",
+    "sort_weight",
+    "is_indexed_attr",
+    "hpath_of",
+    "view_rows",
+    "sql_parents",
+]
+
+VIEW_FILE = "blocks.db"
+
+BLOCK_COLUMNS = (
+    "id", "parent_id", "root_id", "hash", "box", "path", "hpath", "name", "alias", "memo", "tag", "content",
+    "fcontent", "markdown", "length", "type", "subtype", "ial", "sort", "created", "updated",
+)  # fmt: skip
+ATTRIBUTE_COLUMNS = ("id", "name", "value", "type", "block_id", "root_id", "box", "path")
+CONFLICT_COLUMNS = ("device_id", "device_seq", "op_index", "action", "block_id", "reason")
+
+_SORT = {"d": 0, "h": 5, "p": 10, "c": 10, "m": 10, "t": 10, "html": 10, "l": 20, "i": 20, "b": 20, "s": 30}
+_TAG_RE = re.compile(r"#([^#\s][^#\n]*?)#")
+_HEADING_PREFIX = re.compile(r"^ {0,3}#{1,6}(?:[ \t]+|$)")
+# Text with no Markdown syntax at all is its own plain text; markdown-it is not needed for it.
+_PLAIN_RE = re.compile(r"^[^\W\d_](?:[^\W_]|[ ,;'\"?])*$")
+
+_INSERT_BLOCK = f"INSERT OR REPLACE INTO blocks ({', '.join(BLOCK_COLUMNS)}) VALUES ({', '.join('?' * len(BLOCK_COLUMNS))})"
+_INSERT_ATTR = f"INSERT OR REPLACE INTO attributes ({', '.join(ATTRIBUTE_COLUMNS)}) VALUES ({', '.join('?' * len(ATTRIBUTE_COLUMNS))})"
+_INSERT_CONFLICT = f"INSERT OR IGNORE INTO conflicts ({', '.join(CONFLICT_COLUMNS)}) VALUES ({', '.join('?' * len(CONFLICT_COLUMNS))})"
+
+
+def sort_weight(block_type: str) -> int:
+    """SiYuan's ``sort`` weight of a block type."""
+    return _SORT.get(block_type, 100)
+
+
+def is_indexed_attr(name: str) -> bool:
+    """Whether SiYuan lists this IAL attribute in the ``attributes`` table."""
+    return name.startswith("custom-") or name in (
+        "name",
+        "alias",
+        "memo",
+        "bookmark",
+        "fold",
+        "heading-fold",
+        "style",
+    )
+
+
+@lru_cache(maxsize=1 << 16)
+def _leaf_text(markdown: str) -> str:
+    if not markdown:
+        return ""
+    if _PLAIN_RE.match(markdown):
+        return markdown.rstrip()
+    return plain_text(markdown)
+
+
+def _tags(markdown: str, block_type: str) -> list[str]:
+    if "#" not in markdown:
+        return []
+    if block_type == "h":
+        markdown = _HEADING_PREFIX.sub("", markdown, count=1)
+    return _TAG_RE.findall(markdown)
+
+
+def hpath_of(ws: Workspace, doc: Node) -> str:
+    """The human-readable path: the titles of the documents along ``doc.path``."""
+    parts = []
+    for segment in doc.path.strip("/").split("/"):
+        doc_id = segment[:-3] if segment.endswith(".sy") else segment
+        owner = ws.docs.get(doc_id)
+        parts.append(owner.attrs.get("title", "") if owner is not None else doc_id)
+    return "/" + "/".join(parts)
+
+
+def _first_leaf(node: Node) -> Node:
+    while node.children and node.type in CONTAINER_TYPES:
+        node = node.children[0]
+    return node
+
+
+def _leaf_content(ws: Workspace, node: Node) -> str:
+    if node.type == "av":
+        return ws.avs.get(attribute_view_id(node.markdown), "")
+    return _leaf_text(node.markdown)
+
+
+def sql_parents(parent: Node) -> dict[str, str]:
+    """SiYuan's ``parent_id`` for each child of ``parent``: the nearest heading above it of a higher level, else ``parent``."""
+    out: dict[str, str] = {}
+    stack: list[tuple[int, str]] = []
+    for child in parent.children:
+        level = (
+            int(child.subtype[1])
+            if child.type == "h" and len(child.subtype) == 2
+            else (1 if child.type == "h" else 7)
+        )
+        while stack and stack[-1][0] >= level:
+            stack.pop()
+        out[child.id] = stack[-1][1] if stack else parent.id
+        if child.type == "h":
+            stack.append((level, child.id))
+    return out
+
+
+def block_row(
+    ws: Workspace, node: Node, hpaths: dict[str, str], parent_id: str | None = None
+) -> tuple[Any, ...]:
+    """The ``blocks`` row of one block (``hpaths``: a cache of document id -> hpath; ``parent_id``: its SQL parent if known)."""
+    root = node.root if node.root is not None else node
+    hpath = hpaths.get(root.id)
+    if hpath is None:
+        hpath = hpaths[root.id] = hpath_of(ws, root)
+    attrs = node.attrs
+    kind = node.type
+    if kind == "d":
+        title = attrs.get("title", "")
+        markdown = ""
+        content = fcontent = title
+        length = len(title)
+        parent_id = ""
+        tags = [t.strip() for t in attrs.get("tags", "").split(",") if t.strip()]
+    elif kind in CONTAINER_TYPES:
+        markdown = render_markdown([node])
+        leaves = [n for n in iter_blocks(node) if not n.children or n.type not in CONTAINER_TYPES]
+        content = " ".join(t for t in (_leaf_content(ws, n) for n in leaves if n is not node) if t)
+        fcontent = _leaf_content(ws, _first_leaf(node)) if node.children else ""
+        length = len(fcontent)
+        if parent_id is None:
+            sql_parent = section_parent(node)
+            parent_id = sql_parent.id if sql_parent is not None else ""
+        tags = [t for n in leaves for t in _tags(n.markdown, n.type)]
+    else:
+        markdown = node.markdown
+        content = _leaf_content(ws, node)
+        fcontent = ""
+        length = len(content)
+        if parent_id is None:
+            sql_parent = section_parent(node)
+            parent_id = sql_parent.id if sql_parent is not None else ""
+        tags = _tags(markdown, kind)
+    ordered = {name: attrs[name] for name in sorted(attrs)}
+    ial = format_ial(node.id, ordered)
+    # SiYuan sorts the IAL (id included) for the hash; format_ial puts a given id first, so sort it in by hand.
+    sorted_pairs = sorted([("id", node.id), *ordered.items()])
+    hash_ial = "{: " + " ".join(f'{k}="{v}"' for k, v in sorted_pairs) + "}"
+    digest = sha256(f"{root.box}{root.path}{hpath}{hash_ial}{markdown}{parent_id}".encode()).hexdigest()[:7]
+    return (
+        node.id,
+        parent_id,
+        root.id,
+        digest,
+        root.box,
+        root.path,
+        hpath,
+        attrs.get("name", ""),
+        attrs.get("alias", ""),
+        attrs.get("memo", ""),
+        " ".join(f"#{t}#" for t in tags),
+        content,
+        fcontent,
+        markdown,
+        length,
+        kind,
+        node.subtype,
+        ial,
+        sort_weight(kind),
+        node.id[:14],
+        attrs.get("updated", ""),
+    )
+
+
+def _attribute_rows(node: Node) -> Iterator[tuple[Any, ...]]:
+    root = node.root if node.root is not None else node
+    for name in sorted(node.attrs):
+        if is_indexed_attr(name):
+            yield (f"{node.id}/{name}", name, node.attrs[name], "b", node.id, root.id, root.box, root.path)
+
+
+def view_rows(ws: Workspace, nodes: Iterable[Node]) -> tuple[list[tuple[Any, ...]], list[tuple[Any, ...]]]:
+    """``blocks`` and ``attributes`` rows for these blocks."""
+    hpaths: dict[str, str] = {}
+    parents: dict[str, dict[str, str]] = {}
+    blocks: list[tuple[Any, ...]] = []
+    attributes: list[tuple[Any, ...]] = []
+    for node in nodes:
+        parent = node.parent
+        parent_id = ""
+        if parent is not None:
+            known = parents.get(parent.id)
+            if known is None:
+                known = parents[parent.id] = sql_parents(parent)
+            parent_id = known[node.id]
+        blocks.append(block_row(ws, node, hpaths, parent_id))
+        attributes.extend(_attribute_rows(node))
+    return blocks, attributes
+
+
+def _chunks(items: Sequence[str], size: int = 500) -> Iterator[Sequence[str]]:
+    for start in range(0, len(items), size):
+        yield items[start : start + size]
+
+
+class BlocksView:
+    """The SQLite ``blocks`` view of a workspace, rebuilt whole or updated per event."""
+
+    def __init__(self, path: str | os.PathLike[str]) -> None:
+        """Open (creating) the view file in WAL mode with ``synchronous=OFF``."""
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            self._db = self._connect()
+        except sqlite3.DatabaseError:
+            # Derived data: a damaged view is thrown away and rebuilt.
+            for suffix in ("", "-wal", "-shm"):
+                Path(str(self.path) + suffix).unlink(missing_ok=True)
+            self._db = self._connect()
+
+    def _connect(self) -> sqlite_utils.Database:
+        conn = sqlite3.connect(str(self.path), check_same_thread=False)
+        db = sqlite_utils.Database(conn, execute_plugins=False)
+        try:
+            db.enable_wal()
+            conn.execute("PRAGMA synchronous=OFF")
+            self._create_schema(db)
+        except BaseException:
+            conn.close()
+            raise
+        return db
+
+    @staticmethod
+    def _create_schema(db: sqlite_utils.Database) -> None:
+        tables = set(db.table_names())
+        if "blocks" not in tables:
+            columns: dict[str, Any] = {name: str for name in BLOCK_COLUMNS}
+            columns["length"] = int
+            columns["sort"] = int
+            db.table("blocks").create(columns, pk="id")
+            db.table("blocks").create_index(["root_id"], if_not_exists=True)
+            db.table("blocks").create_index(["parent_id"], if_not_exists=True)
+        if "attributes" not in tables:
+            db.table("attributes").create({name: str for name in ATTRIBUTE_COLUMNS}, pk="id")
+            db.table("attributes").create_index(["block_id"], if_not_exists=True)
+        if "conflicts" not in tables:
+            db.table("conflicts").create(
+                {
+                    "device_id": str,
+                    "device_seq": int,
+                    "op_index": int,
+                    "action": str,
+                    "block_id": str,
+                    "reason": str,
+                },
+                pk=("device_id", "device_seq", "op_index", "action", "block_id", "reason"),
+            )
+        if "meta" not in tables:
+            db.table("meta").create({"key": str, "value": str}, pk="key")
+
+    @property
+    def db(self) -> sqlite_utils.Database:
+        """The sqlite-utils handle (for reads in tests and tools)."""
+        return self._db
+
+    def close(self) -> None:
+        """Close the file."""
+        self._db.conn.close()
+
+    def __enter__(self) -> BlocksView:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # ---- meta
+
+    def meta(self) -> dict[str, str]:
+        """The ``meta`` table as a dict (``position``, ``state_hash``)."""
+        return {k: v for k, v in self._db.conn.execute("SELECT key, value FROM meta")}
+
+    def is_current(self, position: int, state_hash: str) -> bool:
+        """Whether the view reflects this position and state hash (else rebuild it)."""
+        meta = self.meta()
+        return meta.get("position") == str(position) and meta.get("state_hash") == state_hash
+
+    def _set_meta(self, position: int | None, state_hash: str | None) -> None:
+        conn = self._db.conn
+        if position is not None:
+            conn.execute("INSERT OR REPLACE INTO meta (key, value) VALUES ('position', ?)", (str(position),))
+        if state_hash is not None:
+            conn.execute("INSERT OR REPLACE INTO meta (key, value) VALUES ('state_hash', ?)", (state_hash,))
+
+    # ---- writing
+
+    def rebuild(
+        self,
+        ws: Workspace,
+        *,
+        conflicts: Iterable[ConflictRecord] = (),
+        position: int | None = None,
+        state_hash: str | None = None,
+    ) -> None:
+        """Replace the whole view with ``ws`` (and the conflict list) in one transaction."""
+        conn = self._db.conn
+        with self._db.atomic():
+            conn.execute("DELETE FROM blocks")
+            conn.execute("DELETE FROM attributes")
+            conn.execute("DELETE FROM conflicts")
+            conn.execute("DELETE FROM meta")
+            for doc_id in sorted(ws.docs):
+                rows, attr_rows = view_rows(ws, iter_blocks(ws.docs[doc_id]))
+                conn.executemany(_INSERT_BLOCK, rows)
+                conn.executemany(_INSERT_ATTR, attr_rows)
+            conn.executemany(_INSERT_CONFLICT, (tuple(c) for c in conflicts))
+            self._set_meta(position, state_hash)
+
+    def apply(
+        self,
+        ws: Workspace,
+        touched: Iterable[str],
+        removed: Iterable[str] = (),
+        *,
+        conflicts: Iterable[ConflictRecord] = (),
+        position: int | None = None,
+        state_hash: str | None = None,
+    ) -> None:
+        """Bring the view up to date after a change that touched/removed these ids (one transaction)."""
+        conn = self._db.conn
+        blocks = ws.blocks
+        changed = set(touched)
+        gone = set(removed)
+        ids = sorted(changed | gone)
+        refresh: set[str] = set()
+        docs_moved: list[Node] = []
+        old_parents: set[str] = set()
+        for chunk in _chunks(ids):
+            marks = ",".join("?" * len(chunk))
+            for block_id, parent_id, hpath in conn.execute(
+                f"SELECT id, parent_id, hpath FROM blocks WHERE id IN ({marks})", tuple(chunk)
+            ):
+                if parent_id:
+                    old_parents.add(parent_id)
+                doc = ws.docs.get(block_id)
+                if doc is not None and block_id in changed and hpath != hpath_of(ws, doc):
+                    docs_moved.append(doc)
+
+        def lift(node: Node | None) -> None:
+            # Every container above a changed block renders it, so its row changes too.
+            while node is not None and node.type != "d":
+                if node.id in refresh and node.id not in changed:
+                    return
+                refresh.add(node.id)
+                node = node.parent
+
+        for block_id in changed:
+            node = blocks.get(block_id)
+            if node is not None:
+                refresh.add(block_id)
+                lift(node.parent)
+        for parent_id in old_parents:
+            node = blocks.get(parent_id)
+            if node is not None:
+                lift(node if node.type in CONTAINER_TYPES else node.parent)
+        for doc in docs_moved:
+            for owner in (doc, *descendant_docs(ws, doc)):
+                refresh.update(n.id for n in iter_blocks(owner))
+
+        nodes = [blocks[i] for i in sorted(refresh)]
+        rows, attr_rows = view_rows(ws, nodes)
+        dropped = sorted(gone - set(blocks))
+        with self._db.atomic():
+            for chunk in _chunks(dropped):
+                marks = ",".join("?" * len(chunk))
+                conn.execute(f"DELETE FROM blocks WHERE id IN ({marks})", tuple(chunk))
+            for chunk in _chunks(dropped + [n.id for n in nodes]):
+                marks = ",".join("?" * len(chunk))
+                conn.execute(f"DELETE FROM attributes WHERE block_id IN ({marks})", tuple(chunk))
+            conn.executemany(_INSERT_BLOCK, rows)
+            conn.executemany(_INSERT_ATTR, attr_rows)
+            conn.executemany(_INSERT_CONFLICT, (tuple(c) for c in conflicts))
+            self._set_meta(position, state_hash)
+
+    def record_conflicts(self, conflicts: Iterable[ConflictRecord]) -> None:
+        """Add conflict rows (one transaction)."""
+        with self._db.atomic():
+            self._db.conn.executemany(_INSERT_CONFLICT, (tuple(c) for c in conflicts))
+
+    def set_position(self, position: int, state_hash: str) -> None:
+        """Record the position and state hash the view reflects."""
+        with self._db.atomic():
+            self._set_meta(position, state_hash)
