@@ -1,0 +1,611 @@
+"""The store: one data directory, opened by its single writer.
+
+It ties the parts together: the writer lock, the device id, every device's
+log, the block tree (rebuilt by replay at open), the hybrid logical clock, the
+journal, and the request path — validate and resolve (engine), append
+(group commit), publish to change-feed subscribers once on disk.
+
+Layout of a data directory::
+
+    DEVICE                 this device's id
+    LOCK                   the writer lock
+    journal.json           storage order of pulled events (see journal.py)
+    devices/<device_id>/   one log per device, the local one included
+    checkpoints.db         saved states with the position they cover (checkpoint.py)
+    blocks.db              SiYuan's blocks table, kept current (sqlview.py)
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import queue
+import threading
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from oplog.clock import Clock, IdSource, RandomIds, SystemClock
+from oplog.engine import Engine, apply_event
+from oplog.errors import BlockNotFound, NotADataDir, ReadOnlyStore, StorageError, SubscriberTooSlow
+from oplog.eventlog import EventLog
+from oplog.hlc import HybridClock
+from oplog.identity import DEVICE_FILE, load_or_create_device_id
+from oplog.journal import Journal
+from oplog.kramdown import plain_text, render_markdown
+from oplog.lockfile import DataDirLock
+from oplog.checkpoint import CHECKPOINTS_FILE, CheckpointStore, ConflictRecord, capture
+from oplog.merge import merge_events, order_key
+from oplog.replay import ReplayResult, rewind
+from oplog.sqlquery import QueryResult, run_query
+from oplog.sqlview import VIEW_FILE, BlocksView
+from oplog.statehash import StateHash
+from oplog.model import CONTAINER_TYPES
+from oplog.tree import Node, Workspace, iter_blocks
+from oplog.v1 import oplog_pb2 as pb
+
+__all__ = ["Store", "StoreOptions", "Subscription", "DEVICES_DIR", "open_device_logs"]
+
+DEVICES_DIR = "devices"
+JOURNAL_FILE = "journal.json"
+
+
+@dataclass(frozen=True, slots=True)
+class StoreOptions:
+    """How a store is opened."""
+
+    durability: str = "always"
+    interval_ms: int = 50
+    readonly: bool = False
+    lock_timeout_s: float = 0.0
+    segment_bytes: int = 64 << 20
+    #: Events between periodic checkpoints (one is also written on close).
+    checkpoint_every: int = 50_000
+
+
+def open_device_logs(
+    data_dir: Path, *, writable_id: str | None, options: StoreOptions
+) -> dict[str, EventLog]:
+    """Open every device log under ``devices/``; only ``writable_id``'s is opened for writing."""
+    logs: dict[str, EventLog] = {}
+    root = data_dir / DEVICES_DIR
+    names = sorted(p.name for p in root.iterdir() if p.is_dir()) if root.is_dir() else []
+    if writable_id is not None and writable_id not in names:
+        names.append(writable_id)
+    try:
+        for name in names:
+            writable = name == writable_id
+            logs[name] = EventLog.open(
+                root / name,
+                name,
+                writable=writable,
+                durability=options.durability if writable else "always",
+                interval_ms=options.interval_ms,
+                segment_bytes=options.segment_bytes,
+            )
+    except BaseException:
+        for log in logs.values():
+            log.close()
+        raise
+    return logs
+
+
+class Subscription:
+    """A change-feed reader: catch-up from the journal, then live events; no gap, no duplicate."""
+
+    def __init__(self, store: Store, from_position: int, buffer: int) -> None:
+        self._store = store
+        self._queue: queue.Queue[pb.CommittedEvent | None] = queue.Queue(maxsize=buffer)
+        self._overflowed = False
+        self._closed = False
+        self.position = from_position
+        # Registration and the catch-up bound are taken together, so nothing
+        # published after the bound is missed and nothing before it repeated.
+        with store._publish_lock:
+            store._subscribers.append(self)
+            self._catchup_end = store._published
+
+    def _offer(self, item: pb.CommittedEvent) -> None:
+        if self._overflowed or self._closed:
+            return
+        try:
+            self._queue.put_nowait(item)
+        except queue.Full:
+            self._overflowed = True
+            self._wake()
+
+    def _wake(self) -> None:
+        try:
+            self._queue.put_nowait(None)
+        except queue.Full:
+            pass
+
+    def close(self) -> None:
+        """Stop the subscription; a blocked iterator wakes and ends."""
+        self._closed = True
+        self._store._unsubscribe(self)
+        self._wake()
+
+    def __iter__(self) -> Iterator[pb.CommittedEvent]:
+        for item in self._store._read_journal(self.position, self._catchup_end):
+            if self._closed:
+                return
+            self.position = item.position
+            yield item
+        while not self._closed:
+            if self._overflowed and self._queue.empty():
+                raise SubscriberTooSlow(
+                    f"subscriber fell more than {self._queue.maxsize} events behind; resume from position {self.position}"
+                )
+            got = self._queue.get()
+            if got is None:
+                if self._overflowed and not self._closed:
+                    continue
+                return
+            if got.position <= self.position:
+                continue
+            self.position = got.position
+            yield got
+
+
+class Store:
+    """A data directory opened by its writer; see docs/store-api.md."""
+
+    def __init__(
+        self,
+        data_dir: Path,
+        *,
+        lock: DataDirLock,
+        device_id: str,
+        logs: dict[str, EventLog],
+        options: StoreOptions,
+        clock: Clock,
+        ids: IdSource,
+    ) -> None:
+        """Use ``Store.open``."""
+        self.data_dir = data_dir
+        self.device_id = device_id
+        self.options = options
+        self._lock = lock
+        self._logs = logs
+        self._local = logs[device_id]
+        self._clock = clock
+        self._ids = ids
+        self._write_lock = threading.Lock()
+        self._checkpoint_lock = threading.Lock()
+        self._publish_lock = threading.Lock()
+        self._subscribers: list[Subscription] = []
+        self._pending: list[pb.Event] = []
+        self._journal = Journal(data_dir / JOURNAL_FILE, device_id)
+        self._published = self._journal.length(self._local.last_seq)
+        self._failed: str | None = None
+        self._closed = False
+        self.ws = Workspace()
+        self.position = 0
+        self.heads: dict[str, int] = {}
+        self.state_hash = StateHash()
+        self._head_hlcs: dict[str, int] = {}
+        self._last_key: tuple[int, str, int] | None = None
+        self._conflicts: list[ConflictRecord] = []
+        self._max_hlc = 0
+        self._since_checkpoint = 0
+        self._checkpoints = CheckpointStore(data_dir / CHECKPOINTS_FILE, keep=3)
+        self._view = BlocksView(data_dir / VIEW_FILE)
+        self._rebuild()
+        self._hlc = HybridClock(clock, last=self._max_hlc)
+        self._engine = Engine(self.ws, clock, ids)
+
+    # ---- opening and closing ----
+
+    @classmethod
+    def open(
+        cls,
+        data_dir: str | os.PathLike[str],
+        *,
+        options: StoreOptions | None = None,
+        clock: Clock | None = None,
+        ids: IdSource | None = None,
+        create: bool = True,
+    ) -> Store:
+        """Open (creating it if asked) the data directory for writing; takes the writer lock."""
+        options = options or StoreOptions()
+        path = Path(data_dir)
+        if not create and not (path / DEVICE_FILE).is_file():
+            raise NotADataDir(f"{path} is not an oplog data directory (no {DEVICE_FILE} file)")
+        if path.exists() and not path.is_dir():
+            raise NotADataDir(f"{path} is not a directory")
+        clock = clock or SystemClock()
+        ids = ids or RandomIds(int.from_bytes(os.urandom(8), "big"))
+        lock = DataDirLock(path)
+        lock.acquire(options.lock_timeout_s)
+        try:
+            device_id = load_or_create_device_id(path, ids)
+            logs = open_device_logs(path, writable_id=device_id, options=options)
+            try:
+                return cls(
+                    path, lock=lock, device_id=device_id, logs=logs, options=options, clock=clock, ids=ids
+                )
+            except BaseException:
+                for log in logs.values():
+                    log.close()
+                raise
+        except BaseException:
+            lock.release()
+            raise
+
+    def close(self) -> None:
+        """Close every log and release the writer lock."""
+        if self._closed:
+            return
+        self._closed = True
+        with self._publish_lock:
+            subscribers = list(self._subscribers)
+        for sub in subscribers:
+            sub.close()
+        try:
+            if self._failed is None and self._since_checkpoint:
+                self.checkpoint()
+        finally:
+            self._view.close()
+            self._checkpoints.close()
+            for log in self._logs.values():
+                log.close()
+            self._lock.release()
+
+    def __enter__(self) -> Store:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # ---- state ----
+
+    def _rebuild(self) -> None:
+        """Rebuild the state from the newest usable checkpoint plus the events after it.
+
+        A damaged checkpoint falls back to an older one or to a full replay
+        (with a warning); the blocks view is rebuilt when it does not reflect
+        the result.
+        """
+        result = rewind(self._logs, self._checkpoints, warn_missing=False)
+        self._adopt(result)
+        self._since_checkpoint = result.applied
+        digest = self.state_hash.hexdigest()
+        if not self._view.is_current(self.position, digest):
+            self._view.rebuild(self.ws, conflicts=self._conflicts, position=self.position, state_hash=digest)
+
+    def _adopt(self, result: ReplayResult) -> None:
+        """Take a replay result as the live state."""
+        self.ws = result.ws
+        self.state_hash = result.state_hash
+        self.position = result.position
+        self.heads = dict(result.heads)
+        self._head_hlcs = dict(result.head_hlcs)
+        self._last_key = result.last_key
+        self._conflicts = list(result.conflicts)
+        self._max_hlc = result.max_hlc
+
+    def _folded(self, events: list[pb.Event], touched: set[str], removed: set[str]) -> None:
+        """Account for events just folded into ``ws`` at the tip: hash, heads, position, view."""
+        self.state_hash.update(self.ws, touched, removed)
+        for event in events:
+            self.heads[event.device_id] = event.device_seq
+            self._head_hlcs[event.device_id] = event.hlc
+            self._max_hlc = max(self._max_hlc, event.hlc)
+        self._last_key = order_key(events[-1])
+        self.position += len(events)
+        self._since_checkpoint += len(events)
+        self._view.apply(
+            self.ws, touched, removed, position=self.position, state_hash=self.state_hash.hexdigest()
+        )
+
+    # ---- the write path ----
+
+    def apply(self, request: pb.ApplyRequest) -> pb.ApplyResponse:
+        """Validate, resolve, append and apply one request; returns once it is on disk."""
+        if self.options.readonly:
+            raise ReadOnlyStore("this store is read-only")
+        self._check_usable()
+        with self._write_lock:
+            self._check_usable()
+            applied = self._engine.apply_request(request)
+            count = len(applied.transactions)
+            events: list[pb.Event] = []
+            seq = self._local.last_seq
+            for index, tx in enumerate(applied.transactions):
+                seq += 1
+                events.append(
+                    pb.Event(
+                        device_id=self.device_id,
+                        device_seq=seq,
+                        hlc=self._hlc.tick(),
+                        req_id=request.req_id,
+                        app=request.app,
+                        session=request.session,
+                        tx_index=index,
+                        tx_count=count,
+                        time_ms=applied.time_ms,
+                        transaction=tx,
+                    )
+                )
+            if events:
+                try:
+                    last = self._local.append(events)
+                except BaseException:
+                    applied.rollback()
+                    raise
+                self._folded(events, applied.touched, applied.removed)
+                with self._publish_lock:
+                    self._pending.extend(events)
+        if events:
+            try:
+                self._local.wait_durable(last)
+            except BaseException as exc:
+                # The state holds what the disk may not: nothing more can be trusted.
+                self._failed = f"the log could not be made durable: {exc}"
+                raise StorageError(self._failed) from exc
+            self._publish()
+            if self._since_checkpoint >= self.options.checkpoint_every:
+                self.checkpoint()
+        response = pb.ApplyResponse()
+        response.transactions.extend(applied.transactions)
+        for event in events:
+            response.positions.add(device_id=event.device_id, device_seq=event.device_seq, hlc=event.hlc)
+        return response
+
+    def _check_usable(self) -> None:
+        if self._closed:
+            raise StorageError("the store is closed")
+        if self._failed:
+            raise StorageError(self._failed)
+
+    def _publish(self) -> None:
+        """Hand durable events to subscribers, in journal order."""
+        durable = self._local.log.durable_seq
+        with self._publish_lock:
+            ready = [e for e in self._pending if e.device_seq <= durable]
+            if not ready:
+                return
+            self._pending = [e for e in self._pending if e.device_seq > durable]
+            for event in ready:
+                self._published += 1
+                item = pb.CommittedEvent(position=self._published, event=event)
+                for sub in self._subscribers:
+                    sub._offer(item)
+
+    # ---- the change feed ----
+
+    def journal_length(self) -> int:
+        """How many events the journal holds (the newest change-feed position)."""
+        with self._publish_lock:
+            return self._published
+
+    def subscribe(self, from_position: int = 0, *, buffer: int = 10_000) -> Subscription:
+        """A change-feed subscription starting after ``from_position``."""
+        self._check_usable()
+        if from_position < 0:
+            from oplog.errors import InvalidArgument
+
+            raise InvalidArgument("from_position must not be negative")
+        return Subscription(self, from_position, buffer)
+
+    def _unsubscribe(self, sub: Subscription) -> None:
+        with self._publish_lock:
+            if sub in self._subscribers:
+                self._subscribers.remove(sub)
+
+    def _read_journal(self, after: int, until: int) -> Iterator[pb.CommittedEvent]:
+        """Events at journal positions ``after+1 .. until``, read from the logs."""
+        if after >= until:
+            return
+        current: tuple[str, Iterator[pb.Event]] | None = None
+        for position, run, seq in self._journal.entries(after, self._local.last_seq):
+            if position > until:
+                return
+            if current is None or current[0] != run.device_id:
+                current = (run.device_id, self._logs[run.device_id].read(seq))
+            event = next(current[1])
+            yield pb.CommittedEvent(position=position, event=event)
+
+    # ---- checkpoints ----
+
+    def checkpoint(self) -> None:
+        """Save the state as a checkpoint (captured under the write lock, written outside it)."""
+        with self._write_lock:
+            if self._last_key is None:
+                return
+            snap = capture(
+                self.ws,
+                self.state_hash,
+                position=self.position,
+                heads=self.heads,
+                head_hlcs=self._head_hlcs,
+                last_key=self._last_key,
+                conflicts=self._conflicts,
+            )
+            self._since_checkpoint = 0
+        with self._checkpoint_lock:
+            self._checkpoints.save(snap)
+
+    # ---- reads ----
+
+    def state(self) -> pb.GetStateResponse:
+        """The state hash, block count, per-device heads and merged position."""
+        with self._write_lock:
+            return pb.GetStateResponse(
+                state_hash=self.state_hash.hexdigest(),
+                block_count=len(self.ws.blocks),
+                device_heads=dict(self.heads),
+                position=self.position,
+            )
+
+    def query(
+        self, sql: str, args: Sequence[object] = (), *, max_rows: int = 1000, time_budget_s: float = 5.0
+    ) -> QueryResult:
+        """Read-only SQL over the blocks view (see oplog.sqlquery for what is refused)."""
+        self._check_usable()
+        return run_query(self.data_dir / VIEW_FILE, sql, args, max_rows=max_rows, time_budget_s=time_budget_s)
+
+    def conflicts(self) -> list[ConflictRecord]:
+        """Operations replay skipped, with why, in merged order."""
+        return list(self._conflicts)
+
+    def get_block(self, block_id: str) -> pb.Block:
+        """One block as the wire shows it; ``BlockNotFound`` if absent."""
+        node = self.ws.get(block_id)
+        if node is None:
+            raise BlockNotFound(f"block {block_id} not found")
+        return block_message(node)
+
+    def get_document(self, doc_id: str) -> list[pb.Block]:
+        """A document and its blocks in document order."""
+        doc = self.ws.docs.get(doc_id)
+        if doc is None:
+            raise BlockNotFound(f"document {doc_id} not found")
+        return [block_message(node) for node in iter_blocks(doc)]
+
+    # ---- sync support ----
+    # Used by oplog.sync. The caller holds ``sync_lock()`` around every method
+    # here that changes files or state, so no request is applied meanwhile.
+
+    def sync_lock(self) -> threading.Lock:
+        """The lock the write path holds; sync holds it while it changes logs and state."""
+        return self._write_lock
+
+    def seal_local(self) -> bool:
+        """Seal this device's open segment (sync seals before pushing); True if one was sealed."""
+        self._check_usable()
+        return self._local.log.seal()
+
+    def new_token(self) -> str:
+        """A fresh random token from the store's injected id source (epochs, archive ids)."""
+        return self._ids.token(8)
+
+    def device_log(self, device_id: str) -> EventLog | None:
+        """The open log of ``device_id`` (the local one included), or None."""
+        return self._logs.get(device_id)
+
+    def device_ids(self) -> list[str]:
+        """Every device with a log in this data directory."""
+        return sorted(self._logs)
+
+    def device_dir(self, device_id: str) -> Path:
+        """The folder of ``device_id``'s log."""
+        return self.data_dir / DEVICES_DIR / device_id
+
+    def reopen_device_log(self, device_id: str) -> EventLog:
+        """Close and reopen one device's log after sync changed its files (holding ``sync_lock``)."""
+        old = self._logs.pop(device_id, None)
+        if old is not None:
+            old.close()
+        writable = device_id == self.device_id
+        log = EventLog.open(
+            self.device_dir(device_id),
+            device_id,
+            writable=writable,
+            durability=self.options.durability if writable else "always",
+            interval_ms=self.options.interval_ms,
+            segment_bytes=self.options.segment_bytes,
+        )
+        self._logs[device_id] = log
+        if writable:
+            self._local = log
+        return log
+
+    def forget_device_log(self, device_id: str) -> None:
+        """Close and drop a foreign device's log whose segments were all archived (holding ``sync_lock``)."""
+        if device_id == self.device_id:
+            raise StorageError("the local log cannot be forgotten")
+        log = self._logs.pop(device_id, None)
+        if log is not None:
+            log.close()
+
+    def append_rebased(self, originals: list[pb.Event]) -> list[pb.Event]:
+        """Re-apply events as new local events (new seq and hlc, same transaction); holding ``sync_lock``."""
+        events: list[pb.Event] = []
+        seq = self._local.last_seq
+        for original in originals:
+            seq += 1
+            event = pb.Event()
+            event.CopyFrom(original)
+            event.device_id = self.device_id
+            event.device_seq = seq
+            event.hlc = self._hlc.tick()
+            events.append(event)
+        if events:
+            last = self._local.append(events)
+            self._local.wait_durable(last)
+        return events
+
+    def after_pull(self, pulled: list[tuple[str, int, int]], events: list[pb.Event]) -> None:
+        """Record pulled runs in the journal and fold their events into the state (holding ``sync_lock``)."""
+        if not events:
+            return
+        from oplog.journal import Run
+
+        self._local.log.sync()
+        self._journal.record([Run(d, a, b) for d, a, b in pulled], self._local.last_seq)
+        newest = max(e.hlc for e in events)
+        if min(e.hlc for e in events) > self._hlc.last:
+            # Every pulled event sorts after everything applied: fold them on top.
+            for event in merge_events([[e] for e in events]):
+                apply_event(self.ws, event)
+                self.heads[event.device_id] = event.device_seq
+                self.position += 1
+            self._max_hlc = max(self._max_hlc, newest)
+        else:
+            self._sync_rebuild()
+        self._hlc.observe(newest)
+        with self._publish_lock:
+            self._published = self._journal.length(self._local.last_seq)
+
+    def _sync_rebuild(self) -> None:
+        """Full replay after sync changed the logs; the engine is pointed at the new workspace."""
+        self._rebuild()
+        self._engine = Engine(self.ws, self._clock, self._ids)
+
+    def after_drop(self) -> None:
+        """Clip the journal to what the logs still hold and rebuild (after archiving segments)."""
+        from oplog.fsutil import atomic_write
+        from oplog.journal import Run
+
+        self._local.log.sync()
+        heads = {d: log.last_seq for d, log in self._logs.items()}
+        runs: list[Run] = []
+        for run in self._journal.runs:
+            last = min(run.last_seq, heads.get(run.device_id, 0))
+            if last >= run.first_seq:
+                runs.append(Run(run.device_id, run.first_seq, last))
+        body = json.dumps({"runs": [[r.device_id, r.first_seq, r.last_seq] for r in runs]})
+        atomic_write(self.data_dir / JOURNAL_FILE, body.encode("utf-8"))
+        self._journal = Journal(self.data_dir / JOURNAL_FILE, self.device_id)
+        self._sync_rebuild()
+        self._hlc.observe(self._max_hlc)
+        with self._publish_lock:
+            self._published = self._journal.length(self._local.last_seq)
+            self._pending = []
+
+
+def block_message(node: Node) -> pb.Block:
+    """The wire form of one block."""
+    root = node.root or node
+    if node.type == "d":
+        markdown, content = "", node.attrs.get("title", "")
+    else:
+        markdown = render_markdown([node]) if node.type in CONTAINER_TYPES else node.markdown
+        content = plain_text(markdown)
+    block = pb.Block(
+        id=node.id,
+        parent_id=node.parent.id if node.parent is not None else "",
+        root_id=root.id,
+        box=root.box,
+        path=root.path,
+        type=node.type,
+        subtype=node.subtype,
+        markdown=markdown,
+        content=content,
+        child_ids=[child.id for child in node.children],
+    )
+    for name in sorted(node.attrs):
+        block.attrs.add(name=name, value=node.attrs[name])
+    return block
