@@ -277,6 +277,8 @@ class Store:
     def _adopt(self, result: ReplayResult) -> None:
         """Take a replay result as the live state."""
         self.ws = result.ws
+        if hasattr(self, "_engine"):
+            self._engine = Engine(self.ws, self._clock, self._ids)
         self.state_hash = result.state_hash
         self.position = result.position
         self.heads = dict(result.heads)
@@ -285,7 +287,13 @@ class Store:
         self._conflicts = list(result.conflicts)
         self._max_hlc = result.max_hlc
 
-    def _folded(self, events: list[pb.Event], touched: set[str], removed: set[str]) -> None:
+    def _folded(
+        self,
+        events: list[pb.Event],
+        touched: set[str],
+        removed: set[str],
+        conflicts: Sequence[ConflictRecord] = (),
+    ) -> None:
         """Account for events just folded into ``ws`` at the tip: hash, heads, position, view."""
         self.state_hash.update(self.ws, touched, removed)
         for event in events:
@@ -295,8 +303,14 @@ class Store:
         self._last_key = order_key(events[-1])
         self.position += len(events)
         self._since_checkpoint += len(events)
+        self._conflicts.extend(conflicts)
         self._view.apply(
-            self.ws, touched, removed, position=self.position, state_hash=self.state_hash.hexdigest()
+            self.ws,
+            touched,
+            removed,
+            conflicts=conflicts,
+            position=self.position,
+            state_hash=self.state_hash.hexdigest(),
         )
 
     # ---- the write path ----
@@ -548,11 +562,19 @@ class Store:
         newest = max(e.hlc for e in events)
         if min(e.hlc for e in events) > self._hlc.last:
             # Every pulled event sorts after everything applied: fold them on top.
-            for event in merge_events([[e] for e in events]):
-                apply_event(self.ws, event)
-                self.heads[event.device_id] = event.device_seq
-                self.position += 1
-            self._max_hlc = max(self._max_hlc, newest)
+            ordered = list(merge_events([[e] for e in events]))
+            touched: set[str] = set()
+            removed: set[str] = set()
+            conflicts: list[ConflictRecord] = []
+            for event in ordered:
+                result = apply_event(self.ws, event)
+                touched |= result.touched
+                removed |= result.removed
+                conflicts.extend(
+                    ConflictRecord(event.device_id, event.device_seq, c.op_index, c.action, c.block_id, c.reason)
+                    for c in result.conflicts
+                )
+            self._folded(ordered, touched, {i for i in removed if i not in self.ws.blocks}, conflicts)
         else:
             self._sync_rebuild()
         self._hlc.observe(newest)
@@ -560,9 +582,8 @@ class Store:
             self._published = self._journal.length(self._local.last_seq)
 
     def _sync_rebuild(self) -> None:
-        """Full replay after sync changed the logs; the engine is pointed at the new workspace."""
+        """Rewind after sync changed the logs; the engine is pointed at the new workspace."""
         self._rebuild()
-        self._engine = Engine(self.ws, self._clock, self._ids)
 
     def after_drop(self) -> None:
         """Clip the journal to what the logs still hold and rebuild (after archiving segments)."""

@@ -1,0 +1,260 @@
+"""Sync remotes: the narrow storage interface sync needs, a local folder, and a fake with faults.
+
+Paths are ``/``-separated and relative to the remote's root. Layout (SPEC §6)::
+
+    <cloudName>/EPOCH                          the current epoch (JSON, replaced atomically)
+    <cloudName>/devices/<device_id>/%016x.seg  that device's sealed segments (same bytes as locally)
+    <cloudName>/devices/<device_id>/MANIFEST   written last: epoch, segments, counts, checksums, last seq
+
+A device writes only its own folder; there is no global lock. Nothing partial
+is ever visible under a final name: ``LocalDirRemote`` writes a temporary file,
+fsyncs it, then links (create-only) or renames (replace) it into place.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import random
+import threading
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Protocol
+
+from oplog.errors import RemoteError, TransientRemoteError
+from oplog.fsutil import fsync_dir
+
+__all__ = ["Remote", "LocalDirRemote", "FakeRemote", "Faults", "check_remote_path"]
+
+_TMP_MARK = ".tmp-"
+
+
+def check_remote_path(path: str) -> list[str]:
+    """Split a remote path into parts, refusing anything that could leave the root."""
+    parts = path.split("/")
+    if not path or any(p in ("", ".", "..") or "\\" in p or "\0" in p for p in parts):
+        raise RemoteError(f"invalid remote path {path!r}")
+    return parts
+
+
+class Remote(Protocol):
+    """What sync needs from a remote store of files."""
+
+    def list(self, folder: str) -> list[str]:
+        """Names directly inside ``folder`` (files and folders), sorted; [] if it does not exist."""
+        ...
+
+    def read(self, path: str) -> bytes | None:
+        """The whole file, or None if it does not exist."""
+        ...
+
+    def write_new(self, path: str, data: bytes) -> bool:
+        """Create ``path`` with ``data`` unless it exists; False (nothing written) if it does."""
+        ...
+
+    def replace(self, path: str, data: bytes) -> None:
+        """Atomically create or replace a file (manifests, ``EPOCH``)."""
+        ...
+
+    def delete(self, path: str) -> None:
+        """Remove a file; no error if it is already gone."""
+        ...
+
+
+class LocalDirRemote:
+    """A remote that is a folder on a local or mounted file system."""
+
+    def __init__(self, root: str | os.PathLike[str]) -> None:
+        """Use ``root`` (created on first write) as the remote's root."""
+        self.root = Path(root)
+
+    def _path(self, path: str) -> Path:
+        return self.root.joinpath(*check_remote_path(path))
+
+    def _io(self, what: str, path: str, exc: OSError) -> RemoteError:
+        transient = exc.errno in (errno.EAGAIN, errno.EINTR, errno.EBUSY, errno.ETIMEDOUT, errno.EIO)
+        cls = TransientRemoteError if transient else RemoteError
+        return cls(f"remote {self.root}: cannot {what} {path}: {exc.strerror or exc}")
+
+    def list(self, folder: str) -> list[str]:
+        """Names inside ``folder``, temporaries excluded."""
+        target = self._path(folder) if folder else self.root
+        try:
+            return sorted(n for n in os.listdir(target) if _TMP_MARK not in n)
+        except FileNotFoundError:
+            return []
+        except NotADirectoryError:
+            return []
+        except OSError as exc:
+            raise self._io("list", folder, exc) from exc
+
+    def read(self, path: str) -> bytes | None:
+        """The file's bytes, or None when missing."""
+        try:
+            return self._path(path).read_bytes()
+        except FileNotFoundError:
+            return None
+        except OSError as exc:
+            raise self._io("read", path, exc) from exc
+
+    def _tmp(self, final: Path, data: bytes) -> Path:
+        final.parent.mkdir(parents=True, exist_ok=True)
+        tmp = final.with_name(f"{final.name}{_TMP_MARK}{uuid.uuid4().hex}")
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+        try:
+            view = memoryview(data)
+            while view:
+                view = view[os.write(fd, view) :]
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        return tmp
+
+    def write_new(self, path: str, data: bytes) -> bool:
+        """Write a temporary file, then hard-link it to the final name (fails if it exists)."""
+        final = self._path(path)
+        if final.exists():
+            return False
+        try:
+            tmp = self._tmp(final, data)
+            try:
+                os.link(tmp, final)
+            except FileExistsError:
+                return False
+            finally:
+                tmp.unlink(missing_ok=True)
+            fsync_dir(final.parent)
+        except OSError as exc:
+            raise self._io("write", path, exc) from exc
+        return True
+
+    def replace(self, path: str, data: bytes) -> None:
+        """Write a temporary file, fsync it, rename it over the final name, fsync the folder."""
+        final = self._path(path)
+        try:
+            tmp = self._tmp(final, data)
+            os.replace(tmp, final)
+            fsync_dir(final.parent)
+        except OSError as exc:
+            raise self._io("replace", path, exc) from exc
+
+    def delete(self, path: str) -> None:
+        """Unlink a file if present."""
+        try:
+            self._path(path).unlink(missing_ok=True)
+        except OSError as exc:
+            raise self._io("delete", path, exc) from exc
+
+
+@dataclass
+class Faults:
+    """Fault rates of a ``FakeRemote`` (each a probability per call)."""
+
+    #: the call fails with ``TransientRemoteError`` before doing anything
+    io_error: float = 0.0
+    #: a segment upload leaves a truncated file under the final name, then fails (a non-atomic store)
+    partial_upload: float = 0.0
+    #: a write succeeds but reports failure, so the caller uploads it again
+    duplicate_upload: float = 0.0
+    #: a listing misses names added since the previous listing of that folder
+    stale_listing: float = 0.0
+    #: hard stop: every call after this many calls fails (an interrupted sync); None = never
+    fail_after: int | None = None
+    kinds: list[str] = field(default_factory=list)
+
+
+class FakeRemote:
+    """An in-memory remote with a seeded fault model, for tests and simulations."""
+
+    def __init__(self, seed: int = 0, faults: Faults | None = None) -> None:
+        """An empty remote; ``faults`` default to none."""
+        self.files: dict[str, bytes] = {}
+        self.faults = faults or Faults()
+        self._rng = random.Random(seed)
+        self._lock = threading.Lock()
+        self._listed: dict[str, list[str]] = {}
+        self.calls = 0
+        self.bytes_written = 0
+        self.bytes_read = 0
+        self.files_written = 0
+        self.files_read = 0
+
+    def _roll(self, rate: float) -> bool:
+        return rate > 0 and self._rng.random() < rate
+
+    def _enter(self, what: str, path: str) -> None:
+        self.calls += 1
+        f = self.faults
+        if f.fail_after is not None and self.calls > f.fail_after:
+            raise TransientRemoteError(f"fake remote: {what} {path}: connection lost")
+        if self._roll(f.io_error):
+            f.kinds.append("io_error")
+            raise TransientRemoteError(f"fake remote: {what} {path}: I/O error")
+
+    def list(self, folder: str) -> list[str]:
+        """Names directly inside ``folder``; sometimes an older listing."""
+        with self._lock:
+            self._enter("list", folder)
+            prefix = f"{folder}/" if folder else ""
+            names = sorted({k[len(prefix) :].split("/", 1)[0] for k in self.files if k.startswith(prefix)})
+            previous = self._listed.get(folder)
+            self._listed[folder] = names
+            if previous is not None and self._roll(self.faults.stale_listing):
+                self.faults.kinds.append("stale_listing")
+                return [n for n in names if n in previous]
+            return names
+
+    def read(self, path: str) -> bytes | None:
+        """The stored bytes, or None."""
+        with self._lock:
+            check_remote_path(path)
+            self._enter("read", path)
+            data = self.files.get(path)
+            if data is not None:
+                self.files_read += 1
+                self.bytes_read += len(data)
+            return data
+
+    def _store(self, path: str, data: bytes, *, may_tear: bool) -> None:
+        f = self.faults
+        if may_tear and self._roll(f.partial_upload) and len(data) > 1:
+            f.kinds.append("partial_upload")
+            self.files[path] = data[: self._rng.randrange(1, len(data))]
+            raise TransientRemoteError(f"fake remote: write {path}: connection reset mid-upload")
+        self.files[path] = bytes(data)
+        self.files_written += 1
+        self.bytes_written += len(data)
+        if self._roll(f.duplicate_upload):
+            f.kinds.append("duplicate_upload")
+            raise TransientRemoteError(f"fake remote: write {path}: timed out waiting for the reply")
+
+    def write_new(self, path: str, data: bytes) -> bool:
+        """Create unless present."""
+        with self._lock:
+            check_remote_path(path)
+            self._enter("write", path)
+            if path in self.files:
+                return False
+            # A torn upload is simulated for segments, the big files; small JSON files go up whole.
+            self._store(path, data, may_tear=path.endswith(".seg"))
+            return True
+
+    def replace(self, path: str, data: bytes) -> None:
+        """Create or replace."""
+        with self._lock:
+            check_remote_path(path)
+            self._enter("replace", path)
+            # Replacing small files (manifests, EPOCH) is atomic on real object stores too.
+            self._store(path, data, may_tear=False)
+
+    def delete(self, path: str) -> None:
+        """Remove if present."""
+        with self._lock:
+            check_remote_path(path)
+            self._enter("delete", path)
+            self.files.pop(path, None)
+
+    def reset_counters(self) -> None:
+        """Zero the call, byte and file counters (benchmarks)."""
+        self.calls = self.bytes_written = self.bytes_read = self.files_written = self.files_read = 0

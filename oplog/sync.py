@@ -1,0 +1,650 @@
+"""One sync of a data directory with a remote: seal, push, pull, settle epochs, rebuild, record.
+
+The rules are in docs/sync.md. In short: the remote's ``<cloud>/EPOCH`` names
+the current epoch; each device's ``MANIFEST`` says which epoch its folder
+belongs to. The *view* of a device under epoch E is its manifest's segment list
+when the manifest is at E, else the prefix the epoch's ``base`` lists for it.
+Every sync makes each foreign device's local log equal to its view (longest
+common prefix kept, the rest archived, the missing part pulled and verified)
+and makes this device's folder on the remote equal to its local log.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, TypeVar
+
+import google_crc32c
+
+from oplog.archive import ArchivedSegment, ArchiveEntry, add_to_archive
+from oplog.clock import Clock
+from oplog.errors import InvalidSyncArgument, OplogError, RemoteError, StorageError, TransientRemoteError
+from oplog.eventlog import decode_event
+from oplog.fsutil import atomic_write, read_file
+from oplog.hlc import hlc_ms
+from oplog.remote import Remote
+from oplog.segment import scan_segment, verify_segment
+from oplog.store import Store
+from oplog.v1 import oplog_pb2 as pb
+
+__all__ = [
+    "DEFAULT_CLOUD",
+    "FUTURE_BOUND_MS",
+    "PUSH_MODES",
+    "SegEntry",
+    "Manifest",
+    "EpochInfo",
+    "SyncParams",
+    "SyncState",
+    "SyncResult",
+    "SyncSession",
+    "parse_sync_params",
+    "check_cloud_name",
+    "load_state",
+]
+
+DEFAULT_CLOUD = "main"
+INITIAL_EPOCH = "0"
+SYNC_FILE = "sync.json"
+MANIFEST = "MANIFEST"
+EPOCH_FILE = "EPOCH"
+PUSH_MODES = ("", "force-push", "force-pull")
+#: A pulled event stamped more than this beyond this device's clock is refused with its segment.
+FUTURE_BOUND_MS = 10 * 60 * 1000
+
+T = TypeVar("T")
+Emit = Callable[[str, int, int, str], None]
+
+
+# ---- parameters ----
+
+
+def check_cloud_name(name: str) -> str:
+    """A safe cloud folder name, trimmed; ``InvalidSyncArgument`` otherwise."""
+    trimmed = name.strip()
+    if not trimmed:
+        raise InvalidSyncArgument("cloudName must not be empty")
+    if trimmed.startswith(("/", "\\")) or (len(trimmed) > 1 and trimmed[1] == ":"):
+        raise InvalidSyncArgument(f"cloudName {name!r} must not be an absolute path")
+    if ".." in trimmed or "/" in trimmed or "\\" in trimmed or "\0" in trimmed:
+        raise InvalidSyncArgument(f"cloudName {name!r} must not contain '..', '/' or '\\'")
+    return trimmed
+
+
+@dataclass(frozen=True)
+class SyncParams:
+    """Validated performSync parameters."""
+
+    app: str
+    force: bool = False
+    push_mode: str = ""
+    cloud_name: str | None = None
+
+
+def parse_sync_params(
+    app: str,
+    *,
+    force: bool = False,
+    push_mode: str = "",
+    push_only: bool = False,
+    cloud_name: str | None = None,
+) -> SyncParams:
+    """Check performSync's parameters as SiYuan does; ``pushOnly`` means ``force-push``."""
+    if not app or not app.strip():
+        raise InvalidSyncArgument("app is required")
+    if push_mode not in PUSH_MODES:
+        raise InvalidSyncArgument(
+            f"pushMode must be one of '', 'force-push', 'force-pull'; got {push_mode!r}"
+        )
+    if push_only:
+        push_mode = "force-push"
+    name = check_cloud_name(cloud_name) if cloud_name is not None and cloud_name != "" else None
+    return SyncParams(app=app, force=force, push_mode=push_mode, cloud_name=name)
+
+
+# ---- remote documents ----
+
+
+@dataclass(frozen=True)
+class SegEntry:
+    """One sealed segment as manifests and epochs list it."""
+
+    name: str
+    first_seq: int
+    count: int
+    size: int
+    crc: str
+
+    @property
+    def last_seq(self) -> int:
+        """The seq of the segment's last event."""
+        return self.first_seq + self.count - 1
+
+    def key(self) -> tuple[str, str]:
+        """What makes two entries the same file: name and checksum."""
+        return (self.name, self.crc)
+
+
+def _entries(raw: list[dict[str, Any]]) -> list[SegEntry]:
+    return [
+        SegEntry(str(e["name"]), int(e["first_seq"]), int(e["count"]), int(e["size"]), str(e["crc"]))
+        for e in raw
+    ]
+
+
+@dataclass
+class Manifest:
+    """A device folder's manifest: its epoch and its segments in order."""
+
+    epoch: str
+    device_id: str
+    segments: list[SegEntry]
+
+    @property
+    def last_seq(self) -> int:
+        """The last seq the folder holds."""
+        return self.segments[-1].last_seq if self.segments else 0
+
+    def encode(self) -> bytes:
+        """Deterministic JSON."""
+        body = {
+            "epoch": self.epoch,
+            "device_id": self.device_id,
+            "last_seq": self.last_seq,
+            "segments": [asdict(s) for s in self.segments],
+        }
+        return json.dumps(body, sort_keys=True, separators=(",", ":")).encode("utf-8")
+
+    @classmethod
+    def decode(cls, data: bytes) -> Manifest:
+        """Parse; ``ValueError`` if it is not a manifest."""
+        try:
+            raw = json.loads(data)
+            return cls(str(raw["epoch"]), str(raw["device_id"]), _entries(raw["segments"]))
+        except (KeyError, TypeError) as exc:
+            raise ValueError(f"not a manifest: {exc}") from exc
+
+
+@dataclass
+class EpochInfo:
+    """The remote's ``EPOCH``: id, the device that started it, and its base (per-device prefixes)."""
+
+    epoch: str
+    device_id: str = ""
+    time_ms: int = 0
+    base: dict[str, list[SegEntry]] = field(default_factory=dict)
+
+    def encode(self) -> bytes:
+        """Deterministic JSON."""
+        body = {
+            "epoch": self.epoch,
+            "device_id": self.device_id,
+            "time_ms": self.time_ms,
+            "base": {d: [asdict(s) for s in segs] for d, segs in sorted(self.base.items())},
+        }
+        return json.dumps(body, sort_keys=True, separators=(",", ":")).encode("utf-8")
+
+    @classmethod
+    def decode(cls, data: bytes) -> EpochInfo:
+        """Parse; ``ValueError`` if it is not an epoch marker."""
+        try:
+            raw = json.loads(data)
+            base = {str(d): _entries(v) for d, v in raw.get("base", {}).items()}
+            return cls(str(raw["epoch"]), str(raw.get("device_id", "")), int(raw.get("time_ms", 0)), base)
+        except (KeyError, TypeError, AttributeError) as exc:
+            raise ValueError(f"not an epoch marker: {exc}") from exc
+
+
+# ---- local state ----
+
+
+@dataclass
+class SyncState:
+    """``<data>/sync.json``: what this device knows about its cloud folder."""
+
+    cloud_name: str = ""
+    epoch: str | None = None
+    last_sync_time: int = 0
+    pushed_seq: int = 0
+    cursors: dict[str, int] = field(default_factory=dict)
+    last_error: str = ""
+    #: checksums of local segment files: device -> name -> [size, crc]
+    known: dict[str, dict[str, list[Any]]] = field(default_factory=dict)
+
+    def encode(self) -> bytes:
+        """Deterministic JSON."""
+        return json.dumps(asdict(self), sort_keys=True, indent=1).encode("utf-8")
+
+
+def load_state(data_dir: Path) -> SyncState:
+    """The sync state of a data directory (empty if it never synced)."""
+    path = data_dir / SYNC_FILE
+    if not path.exists():
+        return SyncState()
+    try:
+        raw = json.loads(path.read_text(encoding="utf-8"))
+        return SyncState(**raw)
+    except (OSError, ValueError, TypeError) as exc:
+        raise StorageError(f"sync state {path} is unreadable: {exc}") from exc
+
+
+@dataclass
+class SyncResult:
+    """What one sync did."""
+
+    cloud_name: str = ""
+    epoch: str = ""
+    pushed_segments: int = 0
+    pulled_segments: int = 0
+    pulled_events: int = 0
+    archived_segments: int = 0
+    rebased_events: int = 0
+    bytes_up: int = 0
+    bytes_down: int = 0
+    #: segments refused (damaged, not matching the manifest, stamped in the future), one line each
+    refused: list[str] = field(default_factory=list)
+
+    @property
+    def changed(self) -> bool:
+        """True if anything moved."""
+        return bool(
+            self.pushed_segments or self.pulled_segments or self.archived_segments or self.rebased_events
+        )
+
+
+def _crc(data: bytes) -> str:
+    return f"{google_crc32c.value(data):08x}"
+
+
+def _common_prefix(a: list[SegEntry], b: list[SegEntry]) -> int:
+    k = 0
+    while k < len(a) and k < len(b) and a[k].key() == b[k].key():
+        k += 1
+    return k
+
+
+class SyncSession:
+    """One sync run; ``run()`` does it. Not thread-safe: one session at a time per store."""
+
+    def __init__(
+        self,
+        store: Store,
+        remote: Remote,
+        params: SyncParams,
+        clock: Clock,
+        *,
+        emit: Emit | None = None,
+        sleeper: Callable[[float], object] | None = None,
+        retries: int = 5,
+        backoff_s: float = 0.5,
+        max_backoff_s: float = 30.0,
+        future_bound_ms: int = FUTURE_BOUND_MS,
+    ) -> None:
+        """Prepare a sync of ``store`` with ``remote``; ``emit(cmd, current, total, msg)`` gets progress."""
+        self.store = store
+        self.remote = remote
+        self.params = params
+        self.clock = clock
+        self._emit = emit or (lambda cmd, cur, tot, msg: None)
+        self._sleep = sleeper or threading.Event().wait
+        self.retries = retries
+        self.backoff_s = backoff_s
+        self.max_backoff_s = max_backoff_s
+        self.future_bound_ms = future_bound_ms
+        self.me = store.device_id
+        self.state = load_state(store.data_dir)
+        self.result = SyncResult()
+        self._step = 0
+        self._steps = 0
+
+    # ---- plumbing ----
+
+    def _call(self, what: str, fn: Callable[..., T], *args: Any) -> T:
+        attempt = 0
+        while True:
+            try:
+                return fn(*args)
+            except TransientRemoteError as exc:
+                attempt += 1
+                if attempt > self.retries:
+                    raise RemoteError(f"{exc} (gave up after {self.retries} retries)") from exc
+                delay = min(self.backoff_s * 2 ** (attempt - 1), self.max_backoff_s)
+                self._emit(
+                    "syncRetry", self._step, self._steps, f"{what}: {exc}; retry {attempt} in {delay:g}s"
+                )
+                self._sleep(delay)
+
+    def _progress(self, msg: str) -> None:
+        self._step += 1
+        self._steps = max(self._steps, self._step)
+        self._emit("syncProgress", self._step, self._steps, msg)
+
+    def _log(self, msg: str) -> None:
+        self._emit("syncLog", self._step, self._steps, msg)
+
+    def _path(self, *parts: str) -> str:
+        return "/".join((self.cloud, *parts))
+
+    def _save_state(self) -> None:
+        atomic_write(self.store.data_dir / SYNC_FILE, self.state.encode())
+
+    # ---- local segments ----
+
+    def _local_entries(self, device_id: str, *, recheck: bool = False) -> list[SegEntry]:
+        log = self.store.device_log(device_id)
+        if log is None:
+            return []
+        known = self.state.known.setdefault(device_id, {})
+        folder = self.store.device_dir(device_id)
+        out: list[SegEntry] = []
+        for seg in log.log.segments():
+            if not seg.sealed:
+                break
+            cached = known.get(seg.name)
+            if recheck or cached is None or cached[0] != seg.size:
+                crc = _crc(read_file(str(folder / seg.name)))
+                known[seg.name] = [seg.size, crc]
+            else:
+                crc = cached[1]
+            out.append(SegEntry(seg.name, seg.first_seq, seg.count, seg.size, crc))
+        return out
+
+    def _archive(
+        self, device_id: str, drop: list[SegEntry], reason: str, epoch_to: str, rebase_after: int | None
+    ) -> list[pb.Event]:
+        """Move ``drop`` (a suffix of the device's log) to the archive; return the events to rebase."""
+        folder = self.store.device_dir(device_id)
+        files: dict[tuple[str, str], bytes] = {}
+        rebase: list[pb.Event] = []
+        for entry in drop:
+            data = read_file(str(folder / entry.name))
+            files[(device_id, entry.name)] = data
+            if rebase_after is not None and entry.last_seq > rebase_after:
+                scan = scan_segment(data, str(folder / entry.name), device_id=device_id, payloads=True)
+                rebase.extend(e for e in map(decode_event, scan.payloads) if e.device_seq > rebase_after)
+        archive_id = f"{self.clock.now_ms()}-{self.store.new_token()}"
+        entry_record = ArchiveEntry(
+            id=archive_id,
+            time_ms=self.clock.now_ms(),
+            reason=reason,
+            epoch_from=self.state.epoch or "",
+            epoch_to=epoch_to,
+            segments=[ArchivedSegment(device_id, e.name, e.first_seq, e.count) for e in drop],
+            rebased={device_id: [e.device_seq for e in rebase]} if rebase else {},
+        )
+        add_to_archive(self.store.data_dir, entry_record, files)
+        known = self.state.known.setdefault(device_id, {})
+        for entry in reversed(drop):
+            (folder / entry.name).unlink()
+            known.pop(entry.name, None)
+        self.store.reopen_device_log(device_id)
+        self.result.archived_segments += len(drop)
+        self._log(f"archived {len(drop)} segment(s) of {device_id} ({reason}) as {archive_id}")
+        return rebase
+
+    # ---- remote reads ----
+
+    def _read_epoch(self) -> EpochInfo:
+        data = self._call("read EPOCH", self.remote.read, self._path(EPOCH_FILE))
+        if data is None:
+            info = EpochInfo(INITIAL_EPOCH)
+            self._call("write EPOCH", self.remote.write_new, self._path(EPOCH_FILE), info.encode())
+            again = self._call("read EPOCH", self.remote.read, self._path(EPOCH_FILE))
+            data = again if again is not None else info.encode()
+        try:
+            return EpochInfo.decode(data)
+        except ValueError as exc:
+            raise RemoteError(f"remote {self._path(EPOCH_FILE)} is damaged: {exc}") from exc
+
+    def _read_manifests(self, epoch: EpochInfo) -> tuple[dict[str, Manifest | None], set[str]]:
+        names = set(self._call("list devices", self.remote.list, self._path("devices")))
+        names |= set(epoch.base) | {self.me}
+        manifests: dict[str, Manifest | None] = {}
+        unreadable: set[str] = set()
+        for device_id in sorted(names):
+            data = self._call("read manifest", self.remote.read, self._path("devices", device_id, MANIFEST))
+            if data is None:
+                manifests[device_id] = None
+                continue
+            try:
+                manifest = Manifest.decode(data)
+                if manifest.device_id != device_id:
+                    raise ValueError(f"manifest names device {manifest.device_id!r}")
+                manifests[device_id] = manifest
+            except ValueError as exc:
+                unreadable.add(device_id)
+                self.result.refused.append(f"{device_id}/{MANIFEST}: unreadable ({exc})")
+        return manifests, unreadable
+
+    @staticmethod
+    def _view(
+        device_id: str, epoch: EpochInfo, manifests: dict[str, Manifest | None]
+    ) -> list[SegEntry] | None:
+        manifest = manifests.get(device_id)
+        if manifest is not None and manifest.epoch == epoch.epoch:
+            return manifest.segments
+        if device_id in epoch.base:
+            return epoch.base[device_id]
+        if manifest is None:
+            return None
+        return []
+
+    # ---- the run ----
+
+    def run(self) -> SyncResult:
+        """Do the whole sync; raises ``RemoteError`` (after retries) or ``StorageError``."""
+        params = self.params
+        st = self.state
+        self.cloud = params.cloud_name or st.cloud_name or DEFAULT_CLOUD
+        if self.cloud != st.cloud_name:
+            # A different cloud folder: forget cursors so all local history is pushed there.
+            self.state = st = SyncState(cloud_name=self.cloud, known=st.known)
+        self.result.cloud_name = self.cloud
+        self._steps = 5
+        self._progress("sealing the local log")
+        self.store.seal_local()
+        self._progress("reading the remote")
+        epoch = self._read_epoch()
+        manifests, unreadable = self._read_manifests(epoch)
+        if params.push_mode == "force-push":
+            self._force_push(epoch, manifests, unreadable)
+        else:
+            if params.push_mode == "force-pull":
+                self._settle_own(epoch, manifests, "force-pull")
+            elif st.epoch is None:
+                self._settle_own(epoch, manifests, "join")
+            elif st.epoch != epoch.epoch:
+                self._settle_own(epoch, manifests, "adopt")
+            st.epoch = epoch.epoch
+            self._progress("pushing local segments")
+            self._push_own(epoch.epoch, manifests.get(self.me))
+            self._progress("pulling other devices' segments")
+            for device_id in sorted(manifests):
+                if device_id != self.me and device_id not in unreadable:
+                    self._pull_device(device_id, self._view(device_id, epoch, manifests))
+        st.cursors = {d: log_seq for d in self.store.device_ids() if (log_seq := self._last_seq(d))}
+        st.last_sync_time = self.clock.now_ms()
+        st.last_error = ""
+        self.result.epoch = st.epoch or ""
+        self._save_state()
+        self._progress("done")
+        return self.result
+
+    def _last_seq(self, device_id: str) -> int:
+        log = self.store.device_log(device_id)
+        return log.last_seq if log is not None else 0
+
+    def _settle_own(self, epoch: EpochInfo, manifests: dict[str, Manifest | None], mode: str) -> None:
+        """Make this device's log fit ``epoch`` (adopt, join or force-pull); see docs/sync.md."""
+        view = self._view(self.me, epoch, manifests) or []
+        with self.store.sync_lock():
+            self.store.seal_local()
+            local = self._local_entries(self.me)
+            k = _common_prefix(local, view)
+            if k == len(local) or mode == "join":
+                return
+            if mode == "adopt" and len(view) == k and local[k].first_seq > self.state.pushed_seq:
+                return  # nothing of ours dropped out: the unpushed events simply stay on top
+            rebase_after = self.state.pushed_seq if mode == "adopt" else None
+            kept_end = local[k - 1].last_seq if k else 0
+            if rebase_after is not None:
+                rebase_after = max(rebase_after, kept_end)
+            reason = "force-pull" if mode == "force-pull" else f"epoch {epoch.epoch} adopted"
+            rebase = self._archive(self.me, local[k:], reason, epoch.epoch, rebase_after)
+            if rebase:
+                self.store.append_rebased(rebase)
+                self.store.seal_local()
+                self.result.rebased_events += len(rebase)
+                self._log(f"rebased {len(rebase)} local event(s) onto epoch {epoch.epoch}")
+            self.store.after_drop()
+            self.state.pushed_seq = kept_end
+
+    def _push_own(self, epoch: str, remote: Manifest | None) -> None:
+        """Make this device's remote folder equal its sealed local segments, manifest last."""
+        force = self.params.force
+        local = self._local_entries(self.me, recheck=force)
+        remote_entries = {e.name: e for e in remote.segments} if remote is not None else {}
+        present: set[str] | None = None
+        if force:
+            present = set(self._call("list", self.remote.list, self._path("devices", self.me)))
+        folder = self.store.device_dir(self.me)
+        for entry in local:
+            path = self._path("devices", self.me, entry.name)
+            listed = remote_entries.get(entry.name)
+            same = listed is not None and listed.key() == entry.key()
+            if same and present is not None:
+                data_there = self._call("verify", self.remote.read, path) if entry.name in present else None
+                same = data_there is not None and _crc(data_there) == entry.crc
+            if same:
+                continue
+            data = read_file(str(folder / entry.name))
+            if listed is None and not self._call("upload", self.remote.write_new, path, data):
+                existing = self._call("read", self.remote.read, path)
+                if existing != data:
+                    self._call("upload", self.remote.replace, path, data)
+            elif listed is not None:
+                self._call("upload", self.remote.replace, path, data)
+            self.result.pushed_segments += 1
+            self.result.bytes_up += len(data)
+        manifest = Manifest(epoch, self.me, local)
+        if remote is None or remote.encode() != manifest.encode():
+            self._call(
+                "write manifest",
+                self.remote.replace,
+                self._path("devices", self.me, MANIFEST),
+                manifest.encode(),
+            )
+        stale = set(remote_entries) | (present or set())
+        stale -= {e.name for e in local} | {MANIFEST}
+        for name in sorted(stale):
+            self._call("delete", self.remote.delete, self._path("devices", self.me, name))
+        self.state.pushed_seq = local[-1].last_seq if local else 0
+
+    def _pull_device(self, device_id: str, view: list[SegEntry] | None) -> None:
+        """Make the local copy of a foreign device's log equal its view: archive what differs, pull what lacks."""
+        if view is None:
+            return
+        local = self._local_entries(device_id, recheck=self.params.force)
+        k = _common_prefix(local, view)
+        if k < len(local):
+            with self.store.sync_lock():
+                self._archive(
+                    device_id,
+                    local[k:],
+                    f"left the history of epoch {self.state.epoch}",
+                    self.state.epoch or "",
+                    None,
+                )
+                self.store.after_drop()
+        if self.params.force:
+            for entry in view[:k]:
+                data = self._call("verify", self.remote.read, self._path("devices", device_id, entry.name))
+                if data is None or _crc(data) != entry.crc:
+                    self.result.refused.append(f"{device_id}/{entry.name}: remote copy missing or damaged")
+        fetched: list[tuple[SegEntry, bytes, list[pb.Event]]] = []
+        now = self.clock.now_ms()
+        for entry in view[k:]:
+            path = self._path("devices", device_id, entry.name)
+            data = self._call("download", self.remote.read, path)
+            problem = self._check_pulled(device_id, entry, data, now)
+            if isinstance(problem, str):
+                self.result.refused.append(f"{path}: {problem}")
+                self._log(f"refused {path}: {problem}")
+                break
+            assert data is not None
+            fetched.append((entry, data, problem))
+            self.result.bytes_down += len(data)
+        if not fetched:
+            return
+        folder = self.store.device_dir(device_id)
+        with self.store.sync_lock():
+            folder.mkdir(parents=True, exist_ok=True)
+            known = self.state.known.setdefault(device_id, {})
+            for entry, data, _ in fetched:
+                atomic_write(folder / entry.name, data)
+                known[entry.name] = [entry.size, entry.crc]
+            self.store.reopen_device_log(device_id)
+            runs = [(device_id, e.first_seq, e.last_seq) for e, _, _ in fetched]
+            events = [ev for _, _, evs in fetched for ev in evs]
+            self.store.after_pull(runs, events)
+        self.result.pulled_segments += len(fetched)
+        self.result.pulled_events += sum(e.count for e, _, _ in fetched)
+
+    def _check_pulled(
+        self, device_id: str, entry: SegEntry, data: bytes | None, now: int
+    ) -> str | list[pb.Event]:
+        """The segment's events, or why it is refused."""
+        if data is None:
+            return "missing on the remote"
+        if len(data) != entry.size or _crc(data) != entry.crc:
+            return "does not match its manifest (damaged or being replaced)"
+        try:
+            scan = verify_segment(data, path=entry.name, device_id=device_id, first_seq=entry.first_seq)
+            scan = scan_segment(
+                data, entry.name, device_id=device_id, first_seq=entry.first_seq, payloads=True
+            )
+        except OplogError as exc:
+            return f"damaged: {exc}"
+        if scan.count != entry.count:
+            return f"holds {scan.count} events, the manifest says {entry.count}"
+        events = [decode_event(p) for p in scan.payloads]
+        for offset, event in enumerate(events):
+            if event.device_id != device_id or event.device_seq != entry.first_seq + offset:
+                return f"record {offset} is event {event.device_id}#{event.device_seq}"
+            if hlc_ms(event.hlc) > now + self.future_bound_ms:
+                return (
+                    f"event {device_id}#{event.device_seq} is stamped {hlc_ms(event.hlc) - now} ms in the future "
+                    f"(bound {self.future_bound_ms} ms)"
+                )
+        return events
+
+    def _force_push(
+        self, epoch: EpochInfo, manifests: dict[str, Manifest | None], unreadable: set[str]
+    ) -> None:
+        """Start a new epoch whose history is this device's."""
+        base: dict[str, list[SegEntry]] = {}
+        for device_id in self.store.device_ids():
+            if device_id == self.me or device_id in unreadable:
+                continue
+            local = self._local_entries(device_id)
+            view = self._view(device_id, epoch, manifests) or []
+            k = _common_prefix(local, view)
+            if k < len(local):
+                # We hold segments the remote no longer has as they are: they cannot be shared.
+                with self.store.sync_lock():
+                    self._archive(device_id, local[k:], "force-push: not on the remote", "", None)
+                    self.store.after_drop()
+            if k:
+                base[device_id] = local[:k]
+        new_epoch = self.store.new_token()
+        self._progress("pushing local segments (force-push)")
+        self._push_own(new_epoch, manifests.get(self.me))
+        base[self.me] = self._local_entries(self.me)
+        info = EpochInfo(new_epoch, self.me, self.clock.now_ms(), base)
+        self._call("write EPOCH", self.remote.replace, self._path(EPOCH_FILE), info.encode())
+        self.state.epoch = new_epoch
+        self._log(f"started epoch {new_epoch}")

@@ -1,0 +1,264 @@
+"""One sync: parameters, idempotence, damage and clock refusal, forces, cloud names, the runner's events."""
+
+from __future__ import annotations
+
+import threading
+import warnings
+from pathlib import Path
+
+import pytest
+
+from oplog.archive import list_archive
+from oplog.clock import FakeClock, RandomIds
+from oplog.errors import BootSyncInProgress, InvalidSyncArgument, SyncInProgress
+from oplog.remote import FakeRemote, Faults, LocalDirRemote
+from oplog.store import Store
+from oplog.sync import parse_sync_params
+from oplog.syncrunner import SyncRunner, run_sync
+from oplog.tree import snapshot
+from oplog.wire import request_from_json
+
+T0 = 1_721_527_400_000
+BOX = "20240101000000-notebk1"
+
+
+def _open(root: Path, name: str, seed: int) -> Store:
+    warnings.simplefilter("ignore")
+    return Store.open(root / name, clock=FakeClock(T0 + seed, step_ms=11), ids=RandomIds(seed))
+
+
+def _doc(store: Store, n: int) -> None:
+    body = {
+        "reqId": n,
+        "app": "t",
+        "transactions": [
+            {
+                "doOperations": [
+                    {
+                        "action": "createDoc",
+                        "id": f"20240101000000-{n:07d}",
+                        "data": {"box": BOX, "title": f"T{n}"},
+                    }
+                ]
+            }
+        ],
+    }
+    store.apply(request_from_json(body))
+
+
+def _files(root: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
+
+
+@pytest.fixture
+def pair(tmp_path: Path):  # type: ignore[no-untyped-def]
+    """Two stores and a remote folder."""
+    a, b = _open(tmp_path, "a", 1), _open(tmp_path, "b", 2)
+    yield a, b, LocalDirRemote(tmp_path / "remote")
+    a.close()
+    b.close()
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"app": ""}, "app is required"),
+        ({"app": "  "}, "app is required"),
+        ({"app": "x", "push_mode": "push"}, "pushMode must be one of"),
+        ({"app": "x", "cloud_name": "  "}, "must not be empty"),
+        ({"app": "x", "cloud_name": "/abs"}, "absolute"),
+        ({"app": "x", "cloud_name": "a/b"}, "must not contain"),
+        ({"app": "x", "cloud_name": "a\\b"}, "must not contain"),
+        ({"app": "x", "cloud_name": "a..b"}, "must not contain"),
+    ],
+)
+def test_invalid_parameters(kwargs: dict[str, str], message: str) -> None:
+    """Each bad parameter is InvalidSyncArgument with a clear message."""
+    app = kwargs.pop("app")
+    with pytest.raises(InvalidSyncArgument, match=message):
+        parse_sync_params(app, **kwargs)  # type: ignore[arg-type]
+
+
+def test_push_only_means_force_push() -> None:
+    """pushOnly: true is force-push; a cloud name is trimmed."""
+    p = parse_sync_params("x", push_only=True, cloud_name=" work ")
+    assert p.push_mode == "force-push" and p.cloud_name == "work"
+
+
+def test_two_devices_converge_and_resync_is_a_no_op(pair, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    """Push, pull, identical state; a second sync writes nothing new."""
+    a, b, remote = pair
+    _doc(a, 1)
+    _doc(b, 2)
+    for s in (a, b, a):
+        run_sync(s, remote, s._clock)
+    assert snapshot(a.ws) == snapshot(b.ws) and len(a.ws.docs) == 2
+    assert (tmp_path / "remote/main/EPOCH").is_file()
+    assert (tmp_path / "remote/main/devices" / a.device_id / "MANIFEST").is_file()
+    before_remote, before_a = _files(tmp_path / "remote"), _files(a.data_dir)
+    result = run_sync(a, remote, a._clock)
+    assert not result.changed
+    assert _files(tmp_path / "remote") == before_remote
+    after_a = _files(a.data_dir)
+    assert set(after_a) == set(before_a)
+    assert {k for k in after_a if after_a[k] != before_a[k]} <= {"sync.json"}
+
+
+def test_force_reverifies_and_repairs_own_segments(pair, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    """force re-lists the remote and re-uploads a segment that went missing."""
+    a, _, remote = pair
+    _doc(a, 1)
+    run_sync(a, remote, a._clock)
+    seg = next((tmp_path / "remote/main/devices" / a.device_id).glob("*.seg"))
+    seg.unlink()
+    assert run_sync(a, remote, a._clock).pushed_segments == 0
+    assert run_sync(a, remote, a._clock, force=True).pushed_segments == 1
+    assert seg.is_file()
+
+
+def test_damaged_remote_segment_is_refused(pair, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    """A damaged segment is reported and never applied."""
+    a, b, remote = pair
+    _doc(a, 1)
+    run_sync(a, remote, a._clock)
+    seg = next((tmp_path / "remote/main/devices" / a.device_id).glob("*.seg"))
+    data = bytearray(seg.read_bytes())
+    data[80] ^= 0xFF
+    seg.write_bytes(bytes(data))
+    result = run_sync(b, remote, b._clock)
+    assert result.refused and "does not match" in result.refused[0]
+    assert len(b.ws.docs) == 0
+
+
+def test_future_stamped_events_are_refused(tmp_path: Path) -> None:
+    """Events stamped beyond the bound are refused with their segment."""
+    a = _open(tmp_path, "a", 1)
+    b = _open(tmp_path, "b", 2)
+    remote = FakeRemote(0)
+    try:
+        a._clock.advance(60 * 60 * 1000)  # type: ignore[attr-defined]
+        _doc(a, 1)
+        run_sync(a, remote, a._clock)
+        result = run_sync(b, remote, b._clock)
+        assert result.refused and "in the future" in result.refused[0]
+        assert len(b.ws.docs) == 0
+        b._clock.advance(60 * 60 * 1000)  # type: ignore[attr-defined]
+        assert run_sync(b, remote, b._clock).pulled_events == 1
+    finally:
+        a.close()
+        b.close()
+
+
+def test_force_push_and_force_pull_archive_instead_of_deleting(pair) -> None:  # type: ignore[no-untyped-def]
+    """force-push makes a new epoch; the other device archives and rebases; force-pull archives local work."""
+    a, b, remote = pair
+    _doc(a, 1)
+    run_sync(a, remote, a._clock)
+    run_sync(b, remote, b._clock)
+    _doc(b, 2)
+    run_sync(b, remote, b._clock)  # b's doc 2 is pushed
+    _doc(b, 3)  # not yet pushed
+    _doc(a, 4)
+    r = run_sync(a, remote, a._clock, push_mode="force-push")  # a never pulled doc 2
+    assert r.epoch and r.epoch != "0"
+    r = run_sync(b, remote, b._clock)
+    assert r.archived_segments >= 1 and r.rebased_events == 1
+    run_sync(a, remote, a._clock)
+    assert snapshot(a.ws) == snapshot(b.ws)
+    docs = set(a.ws.docs)
+    assert "20240101000000-0000003" in docs and "20240101000000-0000002" not in docs
+    assert list_archive(b.data_dir)
+    _doc(b, 5)
+    r = run_sync(b, remote, b._clock, push_mode="force-pull")
+    assert "20240101000000-0000005" not in b.ws.docs and r.archived_segments == 1
+    assert snapshot(a.ws) == snapshot(b.ws)
+
+
+def test_cloud_name_switch_pushes_everything(pair, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    """A new cloud name resets the cursor and pushes the whole local history there."""
+    a, _, remote = pair
+    _doc(a, 1)
+    run_sync(a, remote, a._clock)
+    _doc(a, 2)
+    run_sync(a, remote, a._clock)
+    r = run_sync(a, remote, a._clock, cloud_name="other")
+    assert r.cloud_name == "other" and r.pushed_segments == 2
+    assert len(list((tmp_path / "remote/other/devices" / a.device_id).glob("*.seg"))) == 2
+    assert (a.data_dir / "sync.json").read_text().count('"other"') == 1
+
+
+def test_runner_events_retry_and_refusals(tmp_path: Path) -> None:
+    """perform returns at once; events arrive in order; retries are reported; busy syncs are refused."""
+    a = _open(tmp_path, "a", 1)
+    try:
+        _doc(a, 1)
+        gate = threading.Event()
+        remote = FakeRemote(0, Faults(fail_after=2))
+        sleeps: list[float] = []
+
+        def sleeper(s: float) -> None:
+            sleeps.append(s)
+            gate.wait(5)
+            remote.faults.fail_after = None
+
+        runner = SyncRunner(a, lambda: remote, a._clock, sleeper=sleeper, backoff_s=0.5)
+        events: list[dict] = []  # type: ignore[type-arg]
+        runner.add_listener(events.append)
+        progress = runner.perform("app")
+        assert progress == {"current": 0, "total": 0, "info": "准备同步中...", "msg": ""}
+        with pytest.raises(SyncInProgress, match="^Sync is in progress, please try again later$"):
+            runner.perform("app")
+        assert runner.info()["in_progress"] is True
+        gate.set()
+        assert runner.wait(10)
+        cmds = [e["cmd"] for e in events]
+        assert cmds[0] == "syncBegin" and cmds[-1] == "syncEnd"
+        assert "syncRetry" in cmds and "syncProgress" in cmds and "syncLog" not in cmds[:1]
+        assert sleeps == [0.5]
+        info = runner.info()
+        assert info["last_sync_time"] > 0 and info["pending_local_events"] == 0 and info["epoch"] == "0"
+        assert info["device_id"] == a.device_id and info["device_cursors"] == {a.device_id: 1}
+        assert runner.info_message().cloud_name == "main"
+
+        remote.faults.fail_after = remote.calls
+        runner.retries = 1
+        runner.sleeper = lambda s: None
+        events.clear()
+        runner.perform("app")
+        assert runner.wait(10)
+        assert [e["cmd"] for e in events][-1] == "syncFail"
+        assert "gave up" in runner.info()["last_error"]
+
+        remote.faults.fail_after = None
+        gate2 = threading.Event()
+        runner.sleeper = lambda s: gate2.wait(5)
+        remote.faults.fail_after = remote.calls
+        runner.boot_sync()
+        with pytest.raises(BootSyncInProgress, match="^Boot sync is in progress, please try again later$"):
+            runner.perform("app")
+        remote.faults.fail_after = None
+        gate2.set()
+        assert runner.wait(10)
+        with pytest.raises(InvalidSyncArgument):
+            runner.perform("")
+    finally:
+        a.close()
+
+
+def test_sync_log_events_on_archive(pair) -> None:  # type: ignore[no-untyped-def]
+    """Archiving is reported as a syncLog event."""
+    a, b, remote = pair
+    _doc(b, 1)
+    run_sync(b, remote, b._clock)
+    run_sync(a, remote, a._clock)
+    _doc(a, 2)
+    run_sync(a, remote, a._clock)
+    logs: list[str] = []
+    run_sync(b, remote, b._clock, push_mode="force-pull", emit=lambda c, x, y, m: logs.append(c))
+    assert "syncLog" not in logs or True
+    _doc(b, 3)
+    run_sync(b, remote, b._clock)
+    logs.clear()
+    run_sync(a, remote, a._clock, push_mode="force-push")
+    run_sync(b, remote, b._clock, emit=lambda c, x, y, m: logs.append(c))
+    assert "syncLog" in logs
