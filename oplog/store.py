@@ -25,6 +25,7 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from oplog.checkpoint import CHECKPOINTS_FILE, CheckpointStore, ConflictRecord, capture
 from oplog.clock import Clock, IdSource, RandomIds, SystemClock
 from oplog.engine import Engine, apply_event
 from oplog.errors import BlockNotFound, NotADataDir, ReadOnlyStore, StorageError, SubscriberTooSlow
@@ -34,13 +35,12 @@ from oplog.identity import DEVICE_FILE, load_or_create_device_id
 from oplog.journal import Journal
 from oplog.kramdown import plain_text, render_markdown
 from oplog.lockfile import DataDirLock
-from oplog.checkpoint import CHECKPOINTS_FILE, CheckpointStore, ConflictRecord, capture
 from oplog.merge import merge_events, order_key
+from oplog.model import CONTAINER_TYPES
 from oplog.replay import ReplayResult, rewind
 from oplog.sqlquery import QueryResult, run_query
 from oplog.sqlview import VIEW_FILE, BlocksView
 from oplog.statehash import StateHash
-from oplog.model import CONTAINER_TYPES
 from oplog.tree import Node, Workspace, iter_blocks
 from oplog.v1 import oplog_pb2 as pb
 
@@ -358,7 +358,7 @@ class Store:
                 # The state holds what the disk may not: nothing more can be trusted.
                 self._failed = f"the log could not be made durable: {exc}"
                 raise StorageError(self._failed) from exc
-            self._publish()
+            self._publish(last)
             if self._since_checkpoint >= self.options.checkpoint_every:
                 self.checkpoint()
         response = pb.ApplyResponse()
@@ -373,9 +373,13 @@ class Store:
         if self._failed:
             raise StorageError(self._failed)
 
-    def _publish(self) -> None:
-        """Hand durable events to subscribers, in journal order."""
-        durable = self._local.log.durable_seq
+    def _publish(self, acknowledged: int) -> None:
+        """Hand acknowledged events to subscribers, in journal order.
+
+        With ``always`` durability everything up to ``acknowledged`` is on
+        disk; with ``interval`` it is what the caller is told is committed.
+        """
+        durable = max(self._local.log.durable_seq, acknowledged)
         with self._publish_lock:
             ready = [e for e in self._pending if e.device_seq <= durable]
             if not ready:
@@ -571,7 +575,9 @@ class Store:
                 touched |= result.touched
                 removed |= result.removed
                 conflicts.extend(
-                    ConflictRecord(event.device_id, event.device_seq, c.op_index, c.action, c.block_id, c.reason)
+                    ConflictRecord(
+                        event.device_id, event.device_seq, c.op_index, c.action, c.block_id, c.reason
+                    )
                     for c in result.conflicts
                 )
             self._folded(ordered, touched, {i for i in removed if i not in self.ws.blocks}, conflicts)

@@ -7,10 +7,10 @@ import sqlite3
 from pathlib import Path
 
 import pytest
-from oplog.tools.cli import main
 
 from oplog.checkpoint import CheckpointStore, capture
 from oplog.replay import replay
+from oplog.tools.cli import main
 from tests.workload import open_logs, simulate, write_logs
 
 

@@ -10,9 +10,9 @@ import warnings
 from pathlib import Path
 
 import pytest
-from oplog.tools.cli import main
 
 from oplog.store import Store
+from oplog.tools.cli import main
 from oplog.tree import snapshot
 from oplog.wire import request_from_json
 

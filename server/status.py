@@ -1,0 +1,119 @@
+"""Core errors ⇄ gRPC status codes: the one place the mapping lives.
+
+Server side, :func:`status_for` turns an :class:`~oplog.errors.OplogError`
+(or anything else a handler raised) into a status code and a one-line
+message. Client side, :func:`error_from_rpc` turns a failed call back into
+the matching core error, so command-line tools print one line and exit
+non-zero the same way for local and remote work.
+
+=========================================  ======================  =======================================
+core error                                 status                  why
+=========================================  ======================  =======================================
+InvalidArgument, InvalidTransaction,       INVALID_ARGUMENT        malformed input; the message names
+UnsupportedAction, InvalidSyncArgument,                            ``transactions[i].doOperations[j]``
+QueryRefused
+BlockNotFound                              NOT_FOUND
+StructureError                             FAILED_PRECONDITION     the tree forbids it in its current state
+SyncInProgress, BootSyncInProgress         ABORTED                 message verbatim (SiYuan's text)
+QueryTimeout                               DEADLINE_EXCEEDED
+SubscriberTooSlow                          RESOURCE_EXHAUSTED      resume from the last position seen
+ReadOnlyStore                              PERMISSION_DENIED
+CorruptSegment                             DATA_LOSS               damage in the log; run ``oplog verify``
+DataDirLocked, other StorageError,         UNAVAILABLE             the disk or the remote may recover;
+RemoteError, TransientRemoteError                                  retrying later is reasonable
+any other OplogError                       INTERNAL
+anything else (a bug)                      INTERNAL                generic message; details in the log
+=========================================  ======================  =======================================
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import NoReturn
+
+import grpc
+
+from oplog import errors
+
+__all__ = ["status_for", "abort", "abort_with", "error_from_rpc", "STATUS_TABLE"]
+
+log = logging.getLogger("oplog.server")
+
+#: Most specific first: the first class the error is an instance of wins.
+STATUS_TABLE: tuple[tuple[type[errors.OplogError], grpc.StatusCode], ...] = (
+    (errors.InvalidArgument, grpc.StatusCode.INVALID_ARGUMENT),
+    (errors.QueryRefused, grpc.StatusCode.INVALID_ARGUMENT),
+    (errors.BlockNotFound, grpc.StatusCode.NOT_FOUND),
+    (errors.StructureError, grpc.StatusCode.FAILED_PRECONDITION),
+    (errors.SyncInProgress, grpc.StatusCode.ABORTED),
+    (errors.QueryTimeout, grpc.StatusCode.DEADLINE_EXCEEDED),
+    (errors.SubscriberTooSlow, grpc.StatusCode.RESOURCE_EXHAUSTED),
+    (errors.ReadOnlyStore, grpc.StatusCode.PERMISSION_DENIED),
+    (errors.CorruptSegment, grpc.StatusCode.DATA_LOSS),
+    (errors.StorageError, grpc.StatusCode.UNAVAILABLE),
+    (errors.RemoteError, grpc.StatusCode.UNAVAILABLE),
+)
+
+#: Client side: the core error a status code stands for (others become ``RemoteCallError``:
+#: RESOURCE_EXHAUSTED and PERMISSION_DENIED have more than one cause).
+_ERROR_FOR_CODE: dict[grpc.StatusCode, type[errors.OplogError]] = {
+    grpc.StatusCode.INVALID_ARGUMENT: errors.InvalidArgument,
+    grpc.StatusCode.NOT_FOUND: errors.BlockNotFound,
+    grpc.StatusCode.FAILED_PRECONDITION: errors.StructureError,
+    grpc.StatusCode.DEADLINE_EXCEEDED: errors.QueryTimeout,
+    grpc.StatusCode.DATA_LOSS: errors.StorageError,
+    grpc.StatusCode.UNAVAILABLE: errors.StorageError,
+}
+
+
+def status_for(exc: BaseException) -> tuple[grpc.StatusCode, str]:
+    """The status code and one-line message a handler's exception becomes."""
+    if isinstance(exc, errors.OplogError):
+        for cls, code in STATUS_TABLE:
+            if isinstance(exc, cls):
+                return code, str(exc)
+        return grpc.StatusCode.INTERNAL, str(exc)
+    return grpc.StatusCode.INTERNAL, f"internal error: {type(exc).__name__} (details in the server log)"
+
+
+def abort(context: grpc.ServicerContext, code: grpc.StatusCode, message: str) -> NoReturn:
+    """End the call with ``code`` and ``message`` (``context.abort``, typed as never returning)."""
+    context.abort(code, message)
+    raise AssertionError("unreachable: context.abort raises")  # pragma: no cover
+
+
+def abort_with(context: grpc.ServicerContext, exc: BaseException, *, hint: str = "") -> NoReturn:
+    """End the call with the status ``exc`` maps to, ``hint`` appended (unexpected errors are logged)."""
+    code, message = status_for(exc)
+    if hint:
+        message = f"{message}; {hint}"
+    if not isinstance(exc, errors.OplogError):
+        log.error("unexpected error in a handler", exc_info=exc)
+    abort(context, code, message)
+
+
+class RemoteCallError(errors.OplogError):
+    """A remote call failed with a status that has no core error of its own."""
+
+    def __init__(self, code: grpc.StatusCode, message: str) -> None:
+        self.code = code
+        super().__init__(message)
+
+
+def error_from_rpc(exc: grpc.RpcError, *, server: str = "") -> errors.OplogError:
+    """The core error a failed call stands for, its message prefixed with the status (and server)."""
+    code: grpc.StatusCode = exc.code() if hasattr(exc, "code") else grpc.StatusCode.UNKNOWN
+    details: str = (exc.details() if hasattr(exc, "details") else "") or ""
+    where = f"server {server}: " if server else ""
+    message = f"{where}{code.name}: {details}" if details else f"{where}{code.name}"
+    if code == grpc.StatusCode.ABORTED:
+        if details.startswith("Boot sync"):
+            return errors.BootSyncInProgress(details)
+        return errors.SyncInProgress(details or errors.SyncInProgress().reason)
+    cls = _ERROR_FOR_CODE.get(code)
+    if cls is None:
+        error: errors.OplogError = RemoteCallError(code, message)
+    else:
+        error = cls(message)
+    error.code = code  # type: ignore[attr-defined]
+    return error

@@ -1,0 +1,252 @@
+"""``oplog serve`` as a real process: start, SIGTERM (clean stop), SIGKILL under load (no acknowledged loss)."""
+
+from __future__ import annotations
+
+import os
+import queue
+import re
+import signal
+import subprocess
+import sys
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+import grpc
+import pytest
+
+from oplog.server.client import Client
+from oplog.v1 import oplog_pb2 as pb
+
+from .test_server import append_request, block_id, open_store, setup_request
+
+LISTENING = re.compile(r"listening on (\S+)")
+
+
+class ServeProcess:
+    """A running ``oplog serve`` child and the address it printed."""
+
+    def __init__(self, data: Path, *extra: str) -> None:
+        self.proc = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "oplog.tools.cli",
+                "serve",
+                "--data",
+                str(data),
+                "--listen",
+                "127.0.0.1:0",
+                *extra,
+            ],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        lines: queue.Queue[str] = queue.Queue()
+        threading.Thread(target=lambda: lines.put(self.proc.stdout.readline()), daemon=True).start()  # type: ignore[union-attr]
+        try:
+            first = lines.get(timeout=60)
+        except queue.Empty:
+            self.proc.kill()
+            pytest.fail("oplog serve printed no address within 60 s")
+        if first.startswith("{"):
+            import json
+
+            first = f"listening on {json.loads(first)['listening']}"
+        match = LISTENING.search(first)
+        if not match:
+            self.proc.kill()
+            _, err = self.proc.communicate(timeout=30)
+            pytest.fail(f"oplog serve did not start: {first!r} {err}")
+        self.address = match.group(1)
+
+    def stop(self, sig: int = signal.SIGTERM) -> tuple[int, str]:
+        """Send ``sig`` and wait; the exit code and stderr."""
+        if self.proc.poll() is None:
+            self.proc.send_signal(sig)
+        _, err = self.proc.communicate(timeout=60)
+        return self.proc.returncode, err
+
+
+@pytest.fixture
+def serve_factory(tmp_path: Path) -> Iterator[list[ServeProcess]]:
+    """Started children, killed at the end if a test left them running."""
+    started: list[ServeProcess] = []
+    yield started
+    for child in started:
+        if child.proc.poll() is None:
+            child.proc.kill()
+            child.proc.communicate(timeout=30)
+
+
+def _start(started: list[ServeProcess], data: Path, *extra: str) -> ServeProcess:
+    child = ServeProcess(data, *extra)
+    started.append(child)
+    return child
+
+
+def test_sigterm_stops_cleanly_with_exit_zero(tmp_path: Path, serve_factory: list[ServeProcess]) -> None:
+    data = tmp_path / "data"
+    child = _start(serve_factory, data)
+    with Client(child.address) as c:
+        assert c.serving("oplog.v1.OpLog")
+        c.stub.Apply(setup_request(), timeout=30)
+        stream = c.stub.Subscribe(pb.SubscribeRequest(), timeout=60)
+        assert next(stream).position == 1
+        state = c.stub.GetState(pb.GetStateRequest(), timeout=10)
+        code, err = child.stop(signal.SIGTERM)
+        # The open subscription was ended, telling the reader where to resume.
+        with pytest.raises(grpc.RpcError) as info:
+            next(stream)
+    assert info.value.code() in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.CANCELLED)
+    assert code == 0, err
+    assert "stopped on SIGTERM" in err
+    assert "Traceback" not in err
+    # The lock is released and the state is whole.
+    store = open_store(data)
+    try:
+        assert store.state().state_hash == state.state_hash
+    finally:
+        store.close()
+
+
+def test_sigint_also_stops_cleanly(tmp_path: Path, serve_factory: list[ServeProcess]) -> None:
+    child = _start(serve_factory, tmp_path / "data", "--token", "tk", "--json")
+    with Client(child.address, "tk") as c:
+        assert c.stub.GetState(pb.GetStateRequest(), timeout=10).position == 0
+    code, err = child.stop(signal.SIGINT)
+    assert code == 0, err
+
+
+def test_sigkill_under_load_loses_no_acknowledged_transaction(
+    tmp_path: Path, serve_factory: list[ServeProcess]
+) -> None:
+    data = tmp_path / "data"
+    child = _start(serve_factory, data)
+    with Client(child.address) as c:
+        c.stub.Apply(setup_request(), timeout=30)
+    acked: list[str] = []
+    lock = threading.Lock()
+    enough = threading.Event()
+    stop = threading.Event()
+
+    def writer(t: int) -> None:
+        with Client(child.address) as c:
+            for i in range(100_000):
+                if stop.is_set():
+                    return
+                bid = block_id(t * 1_000_000 + i)
+                try:
+                    c.stub.Apply(append_request(bid, f"k{t}.{i}"), timeout=30)
+                except grpc.RpcError:
+                    return  # the server died mid-call: not acknowledged
+                with lock:
+                    acked.append(bid)
+                    if len(acked) >= 300:
+                        enough.set()
+
+    threads = [threading.Thread(target=writer, args=(t,)) for t in range(4)]
+    for th in threads:
+        th.start()
+    reached = enough.wait(timeout=300)
+    child.proc.kill()  # SIGKILL while the writers are mid-flight
+    child.proc.communicate(timeout=30)
+    stop.set()
+    for th in threads:
+        th.join(timeout=60)
+    assert reached, "the load never reached 300 acknowledged transactions"
+
+    restarted = _start(serve_factory, data)
+    with Client(restarted.address) as c:
+        state = c.stub.GetState(pb.GetStateRequest(), timeout=30)
+        assert state.position >= 1 + len(acked)
+        found = c.stub.Query(pb.QueryRequest(sql="SELECT id FROM blocks WHERE type = 'p'"), timeout=30)
+        present = {row.values[0].string_value for row in found.rows}
+        missing = [bid for bid in acked if bid not in present]
+        assert not missing, f"{len(missing)} acknowledged transactions lost, e.g. {missing[:3]}"
+        # The restarted server takes writes again.
+        c.stub.Apply(append_request(block_id(99_999_999), "after restart"), timeout=30)
+        final = c.stub.GetState(pb.GetStateRequest(), timeout=30)
+    code, err = restarted.stop()
+    assert code == 0, err
+    from oplog.tools.replay import replay_data_dir
+
+    replayed = replay_data_dir(data, full=True)
+    assert (replayed.position, replayed.state_hash.hexdigest()) == (final.position, final.state_hash)
+
+
+def test_public_address_without_token_is_refused_in_one_line(tmp_path: Path) -> None:
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "oplog.tools.cli",
+            "serve",
+            "--data",
+            str(tmp_path / "d"),
+            "--listen",
+            "0.0.0.0:0",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={k: v for k, v in os.environ.items() if k != "OPLOG_TOKEN"},
+    )
+    assert done.returncode != 0
+    assert "Traceback" not in done.stderr
+    assert len(done.stderr.strip().splitlines()) == 1
+    assert "without authentication" in done.stderr
+    assert not (tmp_path / "d").exists(), "the data directory was touched before the address was checked"
+
+
+def test_bad_auth_file_is_one_line(tmp_path: Path) -> None:
+    bad = tmp_path / "auth.toml"
+    bad.write_text('[[token]]\ntoken = "x"\nrole = "owner"\n', encoding="utf-8")
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "oplog.tools.cli",
+            "serve",
+            "--data",
+            str(tmp_path / "d"),
+            "--auth-file",
+            str(bad),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode != 0
+    assert done.stderr.strip().count("\n") == 0 and "role must be one of" in done.stderr
+
+
+def test_help_says_boot_sync_is_not_built_yet() -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "oplog.tools.cli", "serve", "--help"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 0
+    assert "--boot-sync" in done.stdout and "nothing yet" in done.stdout
+
+
+def test_oplog_apply_through_the_server(tmp_path: Path, serve_factory: list[ServeProcess]) -> None:
+    from oplog.tools.cli import _COMMAND_MODULES
+
+    if "apply" not in _COMMAND_MODULES:
+        pytest.skip("the apply subcommand is not registered yet")
+    from .conftest import shared_dir
+
+    child = _start(serve_factory, tmp_path / "data", "--token", "cli-token")
+    body = shared_dir() / "examples" / "00-setup.json"
+    base = [sys.executable, "-m", "oplog.tools.cli", "apply", str(body), "--server", child.address]
+    ok = subprocess.run([*base, "--token", "cli-token", "--json"], capture_output=True, text=True, timeout=60)
+    assert ok.returncode == 0, ok.stderr
+    assert '"deviceSeq": 1' in ok.stdout
+    denied = subprocess.run([*base, "--token", "nope"], capture_output=True, text=True, timeout=60)
+    assert denied.returncode != 0
+    assert "UNAUTHENTICATED" in denied.stderr and "Traceback" not in denied.stderr
+    assert len(denied.stderr.strip().splitlines()) == 1

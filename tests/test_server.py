@@ -1,0 +1,674 @@
+"""The gRPC service against a real store: every rpc's success path, every status code, limits, load."""
+
+from __future__ import annotations
+
+import json
+import os
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import grpc
+import pytest
+
+from oplog import errors, wire
+from oplog.server.app import RunningServer, start_server
+from oplog.server.auth import AuthConfig
+from oplog.server.client import Client
+from oplog.server.service import Limits
+from oplog.server.status import STATUS_TABLE, error_from_rpc, status_for
+from oplog.v1 import oplog_pb2 as pb
+
+from .conftest import shared_dir
+
+DOC = "20240720090000-rootdoc"
+BOX = "20240720085959-notebk1"
+QUOTE = "20240721101000-l1i2t3m"
+HELLO = "20240721100000-a1b2c3d"
+
+
+# ---- fixtures and helpers (imported by the other server test modules) ----
+
+
+def open_store(path: Path, *, durability: str = "always", readonly: bool = False, seed: int = 7) -> Any:
+    """A real store in ``path`` with a seeded id source."""
+    from oplog.clock import RandomIds, SystemClock
+
+    try:
+        from oplog.store import Store, StoreOptions
+    except ImportError:
+        fake = os.environ.get("OPLOG_DEV_FAKE_STORE")
+        if not fake:
+            pytest.skip("oplog.store is not built yet")
+        import sys
+
+        sys.path.insert(0, fake)
+        from fake_store import Store, StoreOptions  # type: ignore[import-not-found,no-redef]
+    options = StoreOptions(durability=durability, readonly=readonly, lock_timeout_s=0.0)
+    return Store.open(path, options=options, clock=SystemClock(), ids=RandomIds(seed))
+
+
+def setup_request() -> pb.ApplyRequest:
+    """shared/examples/00-setup.json as an ApplyRequest (a document with four blocks)."""
+    path = shared_dir() / "examples" / "00-setup.json"
+    if not path.is_file():
+        pytest.skip(f"shared examples not found at {path}")
+    return wire.request_from_json(json.loads(path.read_text(encoding="utf-8")))
+
+
+def append_request(block_id: str, text: str, *, req_id: int = 0, parent: str = DOC) -> pb.ApplyRequest:
+    """One transaction appending a paragraph with a client-chosen id."""
+    return wire.request_from_json(
+        {
+            "reqId": req_id,
+            "app": "test",
+            "session": "s",
+            "transactions": [
+                {
+                    "doOperations": [
+                        {
+                            "action": "appendBlock",
+                            "parentID": parent,
+                            "id": block_id,
+                            "dataType": "markdown",
+                            "data": text,
+                        }
+                    ]
+                }
+            ],
+        }
+    )
+
+
+def block_id(n: int, prefix: str = "20240722100000") -> str:
+    """A valid, unique SiYuan block id for counter ``n``."""
+    digits = "0123456789abcdefghijklmnopqrstuvwxyz"
+    suffix = ""
+    for _ in range(7):
+        n, r = divmod(n, 36)
+        suffix = digits[r] + suffix
+    return f"{prefix}-{suffix}"
+
+
+def code_of(fn: Any, *args: Any, **kwargs: Any) -> grpc.StatusCode:
+    """The status code a call ends with (OK when it succeeds)."""
+    try:
+        result = fn(*args, **kwargs)
+        if hasattr(result, "__next__"):
+            next(result, None)
+            result.cancel()
+    except grpc.RpcError as exc:
+        return exc.code()
+    return grpc.StatusCode.OK
+
+
+def rpc_error(fn: Any, *args: Any, **kwargs: Any) -> grpc.RpcError:
+    """The error a call fails with (fails the test if it succeeds)."""
+    with pytest.raises(grpc.RpcError) as info:
+        fn(*args, **kwargs)
+    return info.value
+
+
+@pytest.fixture
+def tmp_store(tmp_path: Path) -> Iterator[Any]:
+    """An open store in a temporary data directory."""
+    store = open_store(tmp_path / "data")
+    yield store
+    store.close()
+
+
+@pytest.fixture
+def grpc_server(tmp_store: Any) -> Iterator[RunningServer]:
+    """A server on 127.0.0.1, a free port, no auth, over ``tmp_store``."""
+    running = start_server(tmp_store, listen="127.0.0.1:0", limits=Limits(max_request_bytes=256 * 1024))
+    yield running
+    running.stop(grace=2)
+
+
+@pytest.fixture
+def client(grpc_server: RunningServer) -> Iterator[Client]:
+    """A client of ``grpc_server``."""
+    with Client(grpc_server.address) as c:
+        yield c
+
+
+@pytest.fixture
+def seeded(client: Client) -> pb.ApplyResponse:
+    """``client``'s server after 00-setup.json."""
+    return client.stub.Apply(setup_request(), timeout=30)
+
+
+class StoreWrapper:
+    """Forwards to a real store; ``fail_with`` makes every call raise that error first."""
+
+    def __init__(self, store: Any, fail_with: BaseException | None = None) -> None:
+        self._store = store
+        self.fail_with = fail_with
+
+    def __getattr__(self, name: str) -> Any:
+        target = getattr(self._store, name)
+        if not callable(target) or self.fail_with is None:
+            return target
+
+        def failing(*args: Any, **kwargs: Any) -> Any:
+            raise self.fail_with  # type: ignore[misc]
+
+        return failing
+
+
+# ---- success paths ----
+
+
+def test_apply_replies_with_transactions_positions_and_server_timing(client: Client) -> None:
+    response, call = client.stub.Apply.with_call(setup_request(), timeout=30)
+    assert len(response.transactions) == 1
+    assert response.transactions[0].timestamp == 1721527400000  # overwritten with reqId
+    assert len(response.positions) == 1
+    assert response.positions[0].device_seq == 1
+    assert response.positions[0].device_id
+    timing = dict(call.trailing_metadata())["server-timing"]
+    assert timing.startswith("total;dur=")
+    assert float(timing.removeprefix("total;dur=")) >= 0
+
+
+def test_get_block_and_document(client: Client, seeded: pb.ApplyResponse) -> None:
+    block = client.stub.GetBlock(pb.GetBlockRequest(id=HELLO), timeout=10)
+    assert block.id == HELLO and block.type == "p" and block.root_id == DOC
+    assert "Hello worl" in block.markdown
+    blocks = client.stub.GetDocument(pb.GetDocumentRequest(id=DOC), timeout=10).blocks
+    assert blocks[0].id == DOC and blocks[0].type == "d"
+    ids = [b.id for b in blocks]
+    assert ids.index(HELLO) < ids.index("20240721101100-h2h2h2h") < ids.index(QUOTE)
+    assert list(blocks[0].child_ids)[0] == HELLO
+
+
+def test_query_with_bound_arguments(client: Client, seeded: pb.ApplyResponse) -> None:
+    request = pb.QueryRequest(
+        sql="SELECT id, type FROM blocks WHERE root_id = ? AND type = ? ORDER BY id",
+        args=[wire.to_value(DOC), wire.to_value("h")],
+    )
+    reply = client.stub.Query(request, timeout=10)
+    assert list(reply.columns) == ["id", "type"]
+    assert [wire.from_value(v) for v in reply.rows[0].values] == ["20240721101100-h2h2h2h", "h"]
+    assert not reply.truncated
+
+
+def test_query_row_cap_sets_truncated(tmp_store: Any) -> None:
+    running = start_server(tmp_store, listen="127.0.0.1:0", limits=Limits(query_max_rows=3))
+    try:
+        with Client(running.address) as c:
+            c.stub.Apply(setup_request(), timeout=30)
+            reply = c.stub.Query(pb.QueryRequest(sql="SELECT id FROM blocks"), timeout=10)
+            assert len(reply.rows) == 3 and reply.truncated
+    finally:
+        running.stop(grace=1)
+
+
+def test_get_state(client: Client, seeded: pb.ApplyResponse) -> None:
+    state = client.stub.GetState(pb.GetStateRequest(), timeout=10)
+    assert len(state.state_hash) >= 16
+    assert state.block_count >= 5
+    assert state.position == 1
+    assert dict(state.device_heads) == {seeded.positions[0].device_id: 1}
+
+
+def test_subscribe_catches_up_then_streams_live_events(client: Client, seeded: pb.ApplyResponse) -> None:
+    stream = client.stub.Subscribe(pb.SubscribeRequest(from_position=0), timeout=30)
+    first = next(stream)
+    assert first.position == 1 and first.event.device_seq == 1
+    client.stub.Apply(append_request(block_id(1), "live"), timeout=30)
+    second = next(stream)
+    assert second.position == 2
+    assert second.event.transaction.do_operations[0].id == block_id(1)
+    stream.cancel()
+
+
+def test_subscribe_from_a_position_skips_earlier_events(client: Client, seeded: pb.ApplyResponse) -> None:
+    for n in range(3):
+        client.stub.Apply(append_request(block_id(n), f"p{n}"), timeout=30)
+    stream = client.stub.Subscribe(pb.SubscribeRequest(from_position=2), timeout=30)
+    assert [next(stream).position for _ in range(2)] == [3, 4]
+    stream.cancel()
+
+
+def test_client_cancellation_closes_the_subscription(grpc_server: RunningServer, client: Client) -> None:
+    client.stub.Apply(setup_request(), timeout=30)
+    stream = client.stub.Subscribe(pb.SubscribeRequest(from_position=0), timeout=30)
+    next(stream)
+    assert grpc_server.service.subscriber_count == 1
+    stream.cancel()
+    assert _eventually(lambda: grpc_server.service.subscriber_count == 0)
+
+
+def _eventually(predicate: Any, attempts: int = 200) -> bool:
+    event = threading.Event()
+    for _ in range(attempts):
+        if predicate():
+            return True
+        event.wait(0.025)
+    return bool(predicate())
+
+
+def test_health_serving_then_not_serving_on_stop(tmp_store: Any) -> None:
+    from grpc_health.v1 import health_pb2
+
+    running = start_server(tmp_store, listen="127.0.0.1:0")
+    with Client(running.address) as c:
+        assert c.serving() and c.serving("oplog.v1.OpLog")
+        watch = c.health.Watch(health_pb2.HealthCheckRequest(service="oplog.v1.OpLog"), timeout=30)
+        assert next(watch).status == health_pb2.HealthCheckResponse.SERVING
+        stopper = threading.Thread(target=running.stop, kwargs={"grace": 1})
+        stopper.start()
+        statuses = []
+        try:
+            for reply in watch:
+                statuses.append(reply.status)
+        except grpc.RpcError:
+            pass
+        stopper.join()
+        assert health_pb2.HealthCheckResponse.NOT_SERVING in statuses
+
+
+# ---- status codes (SPEC §4 and the rest of the mapping) ----
+
+
+def test_invalid_transaction_is_invalid_argument_naming_the_operation(
+    client: Client, seeded: pb.ApplyResponse
+) -> None:
+    request = append_request(block_id(1), "ok")
+    request.transactions[0].do_operations.add(action="noSuchAction", id=block_id(2))
+    error = rpc_error(client.stub.Apply, request, timeout=10)
+    assert error.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert "transactions[0].doOperations[1]" in error.details()
+    # Atomic: the good first operation was not applied either.
+    assert (
+        code_of(client.stub.GetBlock, pb.GetBlockRequest(id=block_id(1)), timeout=10)
+        == grpc.StatusCode.NOT_FOUND
+    )
+    assert client.stub.GetState(pb.GetStateRequest(), timeout=10).position == 1
+
+
+def test_missing_block_is_not_found(client: Client, seeded: pb.ApplyResponse) -> None:
+    error = rpc_error(client.stub.GetBlock, pb.GetBlockRequest(id="20200101000000-nothere"), timeout=10)
+    assert error.code() == grpc.StatusCode.NOT_FOUND
+    assert "20200101000000-nothere" in error.details()
+    missing_doc = pb.GetDocumentRequest(id="20200101000000-nothere")
+    assert code_of(client.stub.GetDocument, missing_doc, timeout=10) == grpc.StatusCode.NOT_FOUND
+    apply_under_missing = append_request(block_id(3), "x", parent="20200101000000-nothere")
+    assert code_of(client.stub.Apply, apply_under_missing, timeout=10) == grpc.StatusCode.NOT_FOUND
+
+
+def test_empty_id_is_invalid_argument(client: Client) -> None:
+    assert code_of(client.stub.GetBlock, pb.GetBlockRequest(), timeout=10) == grpc.StatusCode.INVALID_ARGUMENT
+
+
+def test_moving_a_block_under_itself_is_failed_precondition(client: Client, seeded: pb.ApplyResponse) -> None:
+    quote = client.stub.GetBlock(pb.GetBlockRequest(id=QUOTE), timeout=10)
+    (child,) = quote.child_ids
+    request = wire.request_from_json(
+        {"transactions": [{"doOperations": [{"action": "moveBlock", "id": QUOTE, "parentID": child}]}]}
+    )
+    error = rpc_error(client.stub.Apply, request, timeout=10)
+    assert error.code() == grpc.StatusCode.FAILED_PRECONDITION, error.details()
+
+
+@pytest.mark.parametrize("error", [errors.SyncInProgress(), errors.BootSyncInProgress()])
+def test_sync_in_progress_is_aborted_with_siyuan_message(tmp_store: Any, error: errors.OplogError) -> None:
+    running = start_server(StoreWrapper(tmp_store, fail_with=error), listen="127.0.0.1:0")
+    try:
+        with Client(running.address) as c:
+            failure = rpc_error(c.stub.Apply, setup_request(), timeout=10)
+    finally:
+        running.stop(grace=1)
+    assert failure.code() == grpc.StatusCode.ABORTED
+    assert failure.details() == str(error)
+    assert failure.details().endswith("is in progress, please try again later")
+
+
+def test_query_that_writes_is_invalid_argument(client: Client, seeded: pb.ApplyResponse) -> None:
+    for sql in (
+        "DELETE FROM blocks",
+        "UPDATE blocks SET content = 'x'",
+        "DROP TABLE blocks",
+        "SELECT 1; DELETE FROM blocks",
+    ):
+        assert (
+            code_of(client.stub.Query, pb.QueryRequest(sql=sql), timeout=10)
+            == grpc.StatusCode.INVALID_ARGUMENT
+        ), sql
+    assert client.stub.GetState(pb.GetStateRequest(), timeout=10).block_count >= 5
+    nested = pb.QueryRequest(sql="SELECT ?", args=[wire.to_value([1, 2])])
+    assert code_of(client.stub.Query, nested, timeout=10) == grpc.StatusCode.INVALID_ARGUMENT
+    assert (
+        code_of(client.stub.Query, pb.QueryRequest(sql="  "), timeout=10) == grpc.StatusCode.INVALID_ARGUMENT
+    )
+
+
+def test_long_query_is_deadline_exceeded(tmp_store: Any) -> None:
+    running = start_server(tmp_store, listen="127.0.0.1:0", limits=Limits(query_time_budget_s=0.2))
+    endless = "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n) SELECT count(*) FROM n"
+    try:
+        with Client(running.address) as c:
+            error = rpc_error(c.stub.Query, pb.QueryRequest(sql=endless), timeout=60)
+    finally:
+        running.stop(grace=1)
+    assert error.code() == grpc.StatusCode.DEADLINE_EXCEEDED
+
+
+def test_oversized_request_is_resource_exhausted(client: Client, seeded: pb.ApplyResponse) -> None:
+    huge = append_request(block_id(9), "x" * (300 * 1024))
+    error = rpc_error(client.stub.Apply, huge, timeout=10)
+    assert error.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+    assert "larger than max" in error.details()
+    assert client.stub.GetState(pb.GetStateRequest(), timeout=10).position == 1
+
+
+def test_read_only_store_is_permission_denied(tmp_path: Path) -> None:
+    writer = open_store(tmp_path / "data")
+    writer.apply(setup_request())
+    writer.close()
+    reader = open_store(tmp_path / "data", readonly=True)
+    running = start_server(reader, listen="127.0.0.1:0")
+    try:
+        with Client(running.address) as c:
+            assert c.stub.GetBlock(pb.GetBlockRequest(id=HELLO), timeout=10).id == HELLO
+            error = rpc_error(c.stub.Apply, append_request(block_id(1), "no"), timeout=10)
+    finally:
+        running.stop(grace=1)
+        reader.close()
+    assert error.code() == grpc.StatusCode.PERMISSION_DENIED
+
+
+@pytest.mark.parametrize("rpc", ["PerformSync", "GetSyncInfo", "WatchSync"])
+def test_sync_rpcs_are_unimplemented_for_now(client: Client, rpc: str) -> None:
+    requests = {
+        "PerformSync": pb.PerformSyncRequest(app="t"),
+        "GetSyncInfo": pb.GetSyncInfoRequest(),
+        "WatchSync": pb.WatchSyncRequest(),
+    }
+    assert code_of(getattr(client.stub, rpc), requests[rpc], timeout=10) == grpc.StatusCode.UNIMPLEMENTED
+
+
+@pytest.mark.parametrize(
+    ("error", "code"),
+    [
+        (errors.InvalidArgument("x"), grpc.StatusCode.INVALID_ARGUMENT),
+        (errors.InvalidTransaction("x"), grpc.StatusCode.INVALID_ARGUMENT),
+        (errors.UnsupportedAction("x"), grpc.StatusCode.INVALID_ARGUMENT),
+        (errors.InvalidSyncArgument("x"), grpc.StatusCode.INVALID_ARGUMENT),
+        (errors.QueryRefused("x"), grpc.StatusCode.INVALID_ARGUMENT),
+        (errors.BlockNotFound("x"), grpc.StatusCode.NOT_FOUND),
+        (errors.StructureError("x"), grpc.StatusCode.FAILED_PRECONDITION),
+        (errors.SyncInProgress(), grpc.StatusCode.ABORTED),
+        (errors.BootSyncInProgress(), grpc.StatusCode.ABORTED),
+        (errors.QueryTimeout("x"), grpc.StatusCode.DEADLINE_EXCEEDED),
+        (errors.SubscriberTooSlow("x"), grpc.StatusCode.RESOURCE_EXHAUSTED),
+        (errors.ReadOnlyStore("x"), grpc.StatusCode.PERMISSION_DENIED),
+        (errors.CorruptSegment("bad checksum", path="seg", offset=7), grpc.StatusCode.DATA_LOSS),
+        (errors.DataDirLocked("x"), grpc.StatusCode.UNAVAILABLE),
+        (errors.StorageError("x"), grpc.StatusCode.UNAVAILABLE),
+        (errors.TransientRemoteError("x"), grpc.StatusCode.UNAVAILABLE),
+        (errors.OplogError("x"), grpc.StatusCode.INTERNAL),
+        (ValueError("secret detail"), grpc.StatusCode.INTERNAL),
+    ],
+)
+def test_status_mapping(error: BaseException, code: grpc.StatusCode) -> None:
+    got, message = status_for(error)
+    assert got == code
+    if isinstance(error, errors.OplogError):
+        assert message == str(error)
+    else:
+        assert "secret detail" not in message
+
+
+def test_every_core_error_class_has_a_deliberate_status() -> None:
+    mapped = {cls for cls, _ in STATUS_TABLE}
+    for name in errors.__all__:
+        cls = getattr(errors, name)
+        if cls is errors.OplogError:
+            continue
+        assert any(issubclass(cls, m) for m in mapped), f"{name} has no status code"
+
+
+def test_unexpected_store_error_is_internal_without_details(tmp_store: Any) -> None:
+    running = start_server(
+        StoreWrapper(tmp_store, fail_with=RuntimeError("disk says no /secret")), listen="127.0.0.1:0"
+    )
+    try:
+        with Client(running.address) as c:
+            error = rpc_error(c.stub.GetState, pb.GetStateRequest(), timeout=10)
+    finally:
+        running.stop(grace=1)
+    assert error.code() == grpc.StatusCode.INTERNAL
+    assert "/secret" not in error.details()
+
+
+def test_error_from_rpc_maps_back(client: Client) -> None:
+    failure = rpc_error(client.stub.GetBlock, pb.GetBlockRequest(id="20200101000000-nothere"), timeout=10)
+    error = error_from_rpc(failure, server="here:1")
+    assert isinstance(error, errors.BlockNotFound)
+    assert str(error).startswith("server here:1: NOT_FOUND: ")
+
+
+# ---- subscribers never slow writers ----
+
+
+def _batch(first: int, count: int, size: int = 200) -> pb.ApplyRequest:
+    body = {
+        "transactions": [
+            {
+                "doOperations": [
+                    {
+                        "action": "appendBlock",
+                        "parentID": DOC,
+                        "id": block_id(first + k),
+                        "dataType": "markdown",
+                        "data": f"p{first + k} " + "x" * size,
+                    }
+                ]
+            }
+            for k in range(count)
+        ]
+    }
+    return wire.request_from_json(body)
+
+
+def test_slow_subscriber_is_ended_with_resource_exhausted_and_can_resume(tmp_path: Path) -> None:
+    store = open_store(tmp_path / "data")
+    running = start_server(store, listen="127.0.0.1:0", limits=Limits(subscriber_buffer=8))
+    try:
+        with Client(running.address) as c:
+            c.stub.Apply(setup_request(), timeout=30)
+            stream = c.stub.Subscribe(pb.SubscribeRequest(from_position=0), timeout=120)
+            assert next(stream).position == 1
+            # The subscriber stops reading; writers go on, each batch many events, none blocked by it.
+            total = 1
+            for first in range(0, 3000, 100):
+                c.stub.Apply(_batch(first, 100, size=2000), timeout=60)
+                total += 100
+            seen = [1]
+            with pytest.raises(grpc.RpcError) as info:
+                for event in stream:
+                    seen.append(event.position)
+            assert info.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+            assert "resume" in info.value.details() and str(seen[-1]) in info.value.details()
+            assert seen == list(range(1, len(seen) + 1))
+            assert len(seen) < total
+            # Resuming from the last position seen delivers the rest, none missed or repeated.
+            resumed = c.stub.Subscribe(pb.SubscribeRequest(from_position=seen[-1]), timeout=120)
+            for event in resumed:
+                seen.append(event.position)
+                if event.position == total:
+                    break
+            resumed.cancel()
+            assert seen == list(range(1, total + 1))
+    finally:
+        running.stop(grace=1)
+        store.close()
+
+
+def test_too_many_subscribers_is_resource_exhausted(tmp_store: Any) -> None:
+    running = start_server(tmp_store, listen="127.0.0.1:0", limits=Limits(max_subscribers=2))
+    try:
+        with Client(running.address) as c:
+            c.stub.Apply(setup_request(), timeout=30)
+            streams = [c.stub.Subscribe(pb.SubscribeRequest(), timeout=30) for _ in range(2)]
+            for s in streams:
+                next(s)
+            error = rpc_error(lambda: next(c.stub.Subscribe(pb.SubscribeRequest(), timeout=30)))
+            assert error.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+            for s in streams:
+                s.cancel()
+            assert _eventually(lambda: running.service.subscriber_count == 0)
+            again = c.stub.Subscribe(pb.SubscribeRequest(), timeout=30)
+            assert next(again).position == 1
+            again.cancel()
+    finally:
+        running.stop(grace=1)
+
+
+def test_stop_ends_subscriptions_with_unavailable_and_a_resume_position(tmp_store: Any) -> None:
+    running = start_server(tmp_store, listen="127.0.0.1:0")
+    with Client(running.address) as c:
+        c.stub.Apply(setup_request(), timeout=30)
+        stream = c.stub.Subscribe(pb.SubscribeRequest(), timeout=30)
+        next(stream)
+        running.stop(grace=5)
+        error = rpc_error(next, stream)
+    assert error.code() == grpc.StatusCode.UNAVAILABLE
+    assert "from_position=1" in error.details()
+
+
+# ---- load: concurrent Apply, then every acknowledged transaction is in the log ----
+
+
+def _load(address: str, threads: int, per_thread: int) -> list[pb.LogPosition]:
+    acked: list[pb.LogPosition] = []
+    lock = threading.Lock()
+    failures: list[BaseException] = []
+
+    def worker(t: int) -> None:
+        try:
+            with Client(address) as c:
+                for i in range(per_thread):
+                    n = t * 1_000_000 + i
+                    reply = c.stub.Apply(append_request(block_id(n), f"t{t} i{i}", req_id=n), timeout=60)
+                    with lock:
+                        acked.extend(reply.positions)
+        except BaseException as exc:  # noqa: BLE001 - reported below
+            failures.append(exc)
+
+    pool = [threading.Thread(target=worker, args=(t,)) for t in range(threads)]
+    for th in pool:
+        th.start()
+    for th in pool:
+        th.join()
+    assert not failures, failures[0]
+    return acked
+
+
+def _check_after_load(data: Path, acked: list[pb.LogPosition], live_hash: str, expected_events: int) -> None:
+    from oplog.tools.replay import replay_data_dir
+
+    # A full replay of the logs, ignoring checkpoints, gives the state the server reported.
+    replayed = replay_data_dir(data, full=True)
+    assert replayed.position == expected_events
+    assert replayed.state_hash.hexdigest() == live_hash
+    store = open_store(data)
+    try:
+        state = store.state()
+        assert state.position == expected_events
+        assert state.state_hash == live_hash
+        logged = {(e.event.device_id, e.event.device_seq) for e in _drain(store, expected_events)}
+        assert {(p.device_id, p.device_seq) for p in acked} <= logged
+        assert len(logged) == expected_events
+    finally:
+        store.close()
+
+
+def _drain(store: Any, count: int) -> list[pb.CommittedEvent]:
+    subscription = store.subscribe(0)
+    out = []
+    try:
+        for event in subscription:
+            out.append(event)
+            if len(out) == count:
+                break
+    finally:
+        subscription.close()
+    return out
+
+
+def _load_test(tmp_path: Path, threads: int, per_thread: int) -> None:
+    data = tmp_path / "data"
+    store = open_store(data)
+    running = start_server(store, listen="127.0.0.1:0", workers=16)
+    try:
+        with Client(running.address) as c:
+            c.stub.Apply(setup_request(), timeout=30)
+        acked = _load(running.address, threads, per_thread)
+        with Client(running.address) as c:
+            live = c.stub.GetState(pb.GetStateRequest(), timeout=30)
+    finally:
+        running.stop(grace=5)
+        store.close()
+    assert len(acked) == threads * per_thread
+    assert len({(p.device_id, p.device_seq) for p in acked}) == len(acked)
+    assert live.position == 1 + threads * per_thread
+    _check_after_load(data, acked, live.state_hash, 1 + threads * per_thread)
+
+
+def test_concurrent_apply_load(tmp_path: Path) -> None:
+    _load_test(tmp_path, threads=8, per_thread=200)
+
+
+@pytest.mark.soak
+@pytest.mark.skipif(not os.environ.get("OPLOG_SOAK"), reason="soak test: set OPLOG_SOAK=1")
+def test_concurrent_apply_load_soak(tmp_path: Path) -> None:
+    _load_test(tmp_path, threads=8, per_thread=2000)
+
+
+def test_start_server_refuses_a_public_address_without_a_token(tmp_store: Any) -> None:
+    with pytest.raises(errors.InvalidArgument, match="without authentication"):
+        start_server(tmp_store, listen="0.0.0.0:0")
+    running = start_server(tmp_store, listen="0.0.0.0:0", auth=AuthConfig.single_token("t0k3n"))
+    running.stop(grace=0)
+
+
+def test_listening_twice_on_one_port_fails_clearly(grpc_server: RunningServer, tmp_path: Path) -> None:
+    other = open_store(tmp_path / "other")
+    try:
+        with pytest.raises(errors.InvalidArgument, match="cannot listen"):
+            start_server(other, listen=grpc_server.address)
+    finally:
+        other.close()
+
+
+# ---- the remote half of ``oplog apply --server`` ----
+
+
+def test_remote_apply_sends_the_json_body_and_maps_errors(tmp_path: Path) -> None:
+    from oplog.tools.remote_apply import apply_json_remote
+
+    store = open_store(tmp_path / "data")
+    running = start_server(store, listen="127.0.0.1:0", auth=AuthConfig.single_token("rt"))
+    body = json.loads((shared_dir() / "examples" / "00-setup.json").read_text(encoding="utf-8"))
+    try:
+        reply = apply_json_remote(body, server=running.address, token="rt")
+        assert reply["positions"] == [
+            {"deviceId": store.device_id, "deviceSeq": 1, "hlc": reply["positions"][0]["hlc"]}
+        ]
+        assert reply["transactions"][0]["doOperations"][0]["action"] == "createDoc"
+        assert reply["serverMs"] is not None and reply["serverMs"] >= 0
+        with pytest.raises(errors.InvalidArgument, match=r"^server .*: INVALID_ARGUMENT: transactions\[0\]"):
+            apply_json_remote(
+                {"transactions": [{"doOperations": [{"action": "nope", "id": block_id(5)}]}]},
+                server=running.address,
+                token="rt",
+            )
+        with pytest.raises(errors.OplogError, match="UNAUTHENTICATED"):
+            apply_json_remote(body, server=running.address, token="wrong")
+    finally:
+        running.stop(grace=1)
+        store.close()

@@ -1,0 +1,229 @@
+"""``oplog serve``: open the data directory and serve ``oplog.v1.OpLog`` over gRPC until SIGTERM/SIGINT."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import signal
+import sys
+import threading
+from typing import Any
+
+from oplog.errors import InvalidArgument
+
+__all__ = ["register", "serve", "auth_from_args", "limits_from_args"]
+
+DEFAULT_REMOTE = "./oplog-remote"
+DEFAULT_CLOUD_NAME = "main"
+DEFAULT_GRACE_S = 10.0
+
+
+def register(subparsers: Any, parent: argparse.ArgumentParser) -> None:
+    """Add the ``serve`` subcommand."""
+    from oplog.server.app import DEFAULT_LISTEN, DEFAULT_WORKERS
+    from oplog.server.service import Limits
+
+    defaults = Limits()
+    p = subparsers.add_parser(
+        "serve",
+        parents=[parent],
+        help="run the gRPC server",
+        description=(
+            "Serve oplog.v1.OpLog (plus gRPC health and reflection) from the data directory. "
+            "Prints one line with the address it listens on. SIGTERM or SIGINT stops it cleanly: "
+            "health turns NOT_SERVING, new calls are refused, in-flight calls get --grace seconds, "
+            "then the store is checkpointed and closed and the exit code is 0."
+        ),
+    )
+    p.add_argument(
+        "--listen",
+        default=os.environ.get("OPLOG_LISTEN", DEFAULT_LISTEN),
+        help=f"host:port to listen on; port 0 picks a free one (default {DEFAULT_LISTEN}, env OPLOG_LISTEN). "
+        "Without a token only loopback addresses are allowed",
+    )
+    auth = p.add_mutually_exclusive_group()
+    auth.add_argument(
+        "--token",
+        default=os.environ.get("OPLOG_TOKEN") or None,
+        help="one admin token; callers send metadata 'authorization: Token <token>' (env OPLOG_TOKEN)",
+    )
+    auth.add_argument(
+        "--auth-file",
+        help="TOML (or .json) file of tokens and roles (admin, editor, reader); see docs/server.md",
+    )
+    p.add_argument(
+        "--readonly", action="store_true", help="refuse Apply and PerformSync; open the store read-only"
+    )
+    p.add_argument(
+        "--durability",
+        choices=("always", "interval"),
+        default="always",
+        help="always: fsync before every reply, concurrent requests sharing an fsync (default); "
+        "interval: fsync on a timer, faster, the last moments may be lost on power failure",
+    )
+    p.add_argument("--remote", default=DEFAULT_REMOTE, help=f"sync remote folder (default {DEFAULT_REMOTE})")
+    p.add_argument(
+        "--cloud-name",
+        default=DEFAULT_CLOUD_NAME,
+        help=f"folder under the remote (default {DEFAULT_CLOUD_NAME})",
+    )
+    boot = p.add_mutually_exclusive_group()
+    boot.add_argument(
+        "--boot-sync",
+        dest="boot_sync",
+        action="store_true",
+        default=True,
+        help="sync once at start (the default). Accepted but does nothing yet: sync is not built",
+    )
+    boot.add_argument(
+        "--no-boot-sync",
+        dest="boot_sync",
+        action="store_false",
+        help="do not sync at start (currently a no-op too)",
+    )
+    p.add_argument(
+        "--workers", type=int, default=DEFAULT_WORKERS, help=f"worker threads (default {DEFAULT_WORKERS})"
+    )
+    p.add_argument(
+        "--max-request-mb",
+        type=float,
+        default=defaults.max_request_bytes / (1024 * 1024),
+        help=f"largest request accepted, MiB (default {defaults.max_request_bytes // (1024 * 1024)})",
+    )
+    p.add_argument(
+        "--query-max-rows",
+        type=int,
+        default=defaults.query_max_rows,
+        help=f"rows a Query returns at most (default {defaults.query_max_rows})",
+    )
+    p.add_argument(
+        "--query-timeout",
+        type=float,
+        default=defaults.query_time_budget_s,
+        help=f"seconds a Query may run (default {defaults.query_time_budget_s})",
+    )
+    p.add_argument(
+        "--max-subscribers",
+        type=int,
+        default=defaults.max_subscribers,
+        help=f"Subscribe streams served at once (default {defaults.max_subscribers})",
+    )
+    p.add_argument(
+        "--grace",
+        type=float,
+        default=DEFAULT_GRACE_S,
+        help=f"seconds in-flight calls get to finish on shutdown (default {DEFAULT_GRACE_S:g})",
+    )
+    p.add_argument("--log-level", default="warning", choices=("debug", "info", "warning", "error"))
+    p.set_defaults(func=serve)
+
+
+def auth_from_args(args: argparse.Namespace) -> Any:
+    """The ``AuthConfig`` that ``--token`` / ``--auth-file`` describe."""
+    from oplog.server.auth import AuthConfig, load_auth_file
+
+    if args.auth_file:
+        return load_auth_file(args.auth_file)
+    if args.token:
+        return AuthConfig.single_token(args.token)
+    return AuthConfig.none()
+
+
+def limits_from_args(args: argparse.Namespace) -> Any:
+    """The service ``Limits`` the flags describe."""
+    from oplog.server.service import Limits
+
+    if (
+        args.max_request_mb <= 0
+        or args.query_max_rows <= 0
+        or args.query_timeout <= 0
+        or args.max_subscribers <= 0
+    ):
+        raise InvalidArgument(
+            "--max-request-mb, --query-max-rows, --query-timeout and --max-subscribers must be positive"
+        )
+    return Limits(
+        max_request_bytes=int(args.max_request_mb * 1024 * 1024),
+        query_max_rows=args.query_max_rows,
+        query_time_budget_s=args.query_timeout,
+        max_subscribers=args.max_subscribers,
+    )
+
+
+def serve(args: argparse.Namespace) -> int:
+    """Run the server until SIGTERM or SIGINT; 0 after a clean stop."""
+    from oplog.clock import RandomIds, SystemClock
+    from oplog.server.app import start_server, tune_gc
+    from oplog.server.auth import check_listen_address
+    from oplog.store import Store, StoreOptions
+
+    logging.basicConfig(
+        level=args.log_level.upper(), format="oplog serve: %(levelname)s %(name)s: %(message)s"
+    )
+    auth = auth_from_args(args)
+    limits = limits_from_args(args)
+    # Refuse a bad --listen before touching the data directory.
+    check_listen_address(args.listen, auth)
+
+    stop = threading.Event()
+    received: list[int] = []
+
+    def on_signal(signum: int, _frame: object) -> None:
+        received.append(signum)
+        stop.set()
+
+    in_main_thread = threading.current_thread() is threading.main_thread()
+    previous = {}
+    if in_main_thread:
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            previous[sig] = signal.signal(sig, on_signal)
+    try:
+        store = Store.open(
+            args.data,
+            options=StoreOptions(durability=args.durability, readonly=args.readonly, lock_timeout_s=0.0),
+            clock=SystemClock(),
+            ids=RandomIds(),
+        )
+        try:
+            running = start_server(
+                store,
+                listen=args.listen,
+                auth=auth,
+                readonly=args.readonly,
+                limits=limits,
+                workers=args.workers,
+            )
+        except BaseException:
+            store.close()
+            raise
+        tune_gc()
+        info = {
+            "listening": running.address,
+            "data": str(args.data),
+            "device_id": getattr(store, "device_id", ""),
+            "auth": "tokens" if auth.enabled else "off (loopback only)",
+            "readonly": bool(args.readonly),
+            "durability": args.durability,
+        }
+        if args.json:
+            print(json.dumps(info), flush=True)
+        else:
+            print(
+                f"oplog serve: listening on {running.address} (data {args.data}, auth {info['auth']}, "
+                f"{'read-only' if args.readonly else 'read-write'}, durability {args.durability})",
+                flush=True,
+            )
+        try:
+            while not stop.wait(0.5):
+                pass
+        finally:
+            running.stop(grace=args.grace)
+            store.close()
+        name = signal.Signals(received[0]).name if received else "stop"
+        print(f"oplog serve: stopped on {name}", file=sys.stderr, flush=True)
+        return 0
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
