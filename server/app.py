@@ -23,6 +23,7 @@ from grpc_reflection.v1alpha import reflection
 from oplog.errors import InvalidArgument
 from oplog.server.auth import AuthConfig, AuthInterceptor, check_listen_address
 from oplog.server.service import Limits, OpLogService, StoreLike
+from oplog.syncrunner import SyncRunner
 from oplog.v1 import oplog_pb2 as pb
 from oplog.v1 import oplog_pb2_grpc as pb_grpc
 
@@ -103,6 +104,7 @@ def start_server(
     workers: int = DEFAULT_WORKERS,
     max_concurrent_rpcs: int = DEFAULT_MAX_CONCURRENT_RPCS,
     extra_handlers: Sequence[grpc.GenericRpcHandler] = (),
+    sync: SyncRunner | None = None,
 ) -> RunningServer:
     """Serve ``store`` on ``listen`` (port 0 picks a free port) and report SERVING; raises ``InvalidArgument``."""
     auth = auth or AuthConfig.none()
@@ -113,7 +115,7 @@ def start_server(
     if limits.max_subscribers >= workers:
         # Subscriptions hold their worker; leave some for unary calls.
         limits = dataclasses.replace(limits, max_subscribers=max(1, workers // 2))
-    service = OpLogService(store, limits)
+    service = OpLogService(store, limits, sync)
     server = grpc.server(
         ThreadPoolExecutor(max_workers=workers, thread_name_prefix="oplog-grpc"),
         interceptors=[AuthInterceptor(auth, readonly=readonly)],

@@ -21,6 +21,7 @@ from google.protobuf import struct_pb2
 from oplog import wire
 from oplog.errors import InvalidArgument, SubscriberTooSlow
 from oplog.server.status import abort, abort_with
+from oplog.syncrunner import SyncRunner, event_message
 from oplog.v1 import oplog_pb2 as pb
 from oplog.v1 import oplog_pb2_grpc as pb_grpc
 
@@ -115,11 +116,15 @@ def _query_arg(value: struct_pb2.Value, index: int) -> Any:
 class OpLogService(pb_grpc.OpLogServicer):
     """Serves ``oplog.v1.OpLog`` from one open store."""
 
-    def __init__(self, store: StoreLike, limits: Limits | None = None) -> None:
+    def __init__(
+        self, store: StoreLike, limits: Limits | None = None, sync: SyncRunner | None = None
+    ) -> None:
         self.store = store
+        self.sync = sync
         self.limits = limits or Limits()
         self._subscriber_slots = threading.BoundedSemaphore(self.limits.max_subscribers)
         self._subscriptions: set[SubscriptionLike] = set()
+        self._watch_stops: set[threading.Event] = set()
         self._lock = threading.Lock()
         self._closing = False
 
@@ -142,8 +147,11 @@ class OpLogService(pb_grpc.OpLogServicer):
         with self._lock:
             self._closing = True
             open_now = list(self._subscriptions)
+            watches = list(self._watch_stops)
         for subscription in open_now:
             subscription.close()
+        for stop in watches:
+            stop.set()
 
     @property
     def subscriber_count(self) -> int:
@@ -164,22 +172,49 @@ class OpLogService(pb_grpc.OpLogServicer):
         context.set_trailing_metadata(server_timing(started))
         return response
 
-    # ---- sync: built later ----
+    # ---- sync ----
+
+    def _runner(self, context: grpc.ServicerContext) -> SyncRunner:
+        if self.sync is None:
+            abort(
+                context,
+                grpc.StatusCode.FAILED_PRECONDITION,
+                "sync is not configured: start the server with --remote",
+            )
+        return self.sync
 
     def PerformSync(self, request: pb.PerformSyncRequest, context: grpc.ServicerContext) -> pb.SyncProgress:
-        """Not built yet."""
-        abort(context, grpc.StatusCode.UNIMPLEMENTED, "PerformSync is not available yet: sync is not built")
+        """Start one sync in the background; reply at once with the initial progress."""
+        runner = self._runner(context)
+        try:
+            return runner.perform_request(request)
+        except Exception as exc:
+            abort_with(context, exc)
 
     def GetSyncInfo(self, request: pb.GetSyncInfoRequest, context: grpc.ServicerContext) -> pb.SyncInfo:
-        """Not built yet."""
-        abort(context, grpc.StatusCode.UNIMPLEMENTED, "GetSyncInfo is not available yet: sync is not built")
+        """Last sync time, status, cursors and last error."""
+        return self._runner(context).info_message()
 
     def WatchSync(
         self, request: pb.WatchSyncRequest, context: grpc.ServicerContext
     ) -> Iterator[pb.SyncEvent]:
-        """Not built yet."""
-        abort(context, grpc.StatusCode.UNIMPLEMENTED, "WatchSync is not available yet: sync is not built")
-        yield pb.SyncEvent()  # pragma: no cover - makes this a generator
+        """Stream sync events until the client goes away or the server stops."""
+        runner = self._runner(context)
+        stop = threading.Event()
+        context.add_callback(stop.set)
+        with self._lock:
+            if self._closing:
+                abort(context, grpc.StatusCode.UNAVAILABLE, "the server is shutting down")
+            self._watch_stops.add(stop)
+        try:
+            # A first syncLog tells a new watcher where things stand, even when no sync runs.
+            status = runner.info_message().status
+            yield pb.SyncEvent(cmd="syncLog", message=f"status: {status}")
+            for event in runner.watch(stop):
+                yield event_message(event)
+        finally:
+            with self._lock:
+                self._watch_stops.discard(stop)
 
     # ---- change feed ----
 

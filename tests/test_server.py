@@ -381,13 +381,14 @@ def test_read_only_store_is_permission_denied(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize("rpc", ["PerformSync", "GetSyncInfo", "WatchSync"])
-def test_sync_rpcs_are_unimplemented_for_now(client: Client, rpc: str) -> None:
+def test_sync_rpcs_without_a_remote_are_a_failed_precondition(client: Client, rpc: str) -> None:
     requests = {
         "PerformSync": pb.PerformSyncRequest(app="t"),
         "GetSyncInfo": pb.GetSyncInfoRequest(),
         "WatchSync": pb.WatchSyncRequest(),
     }
-    assert code_of(getattr(client.stub, rpc), requests[rpc], timeout=10) == grpc.StatusCode.UNIMPLEMENTED
+    code = code_of(getattr(client.stub, rpc), requests[rpc], timeout=10)
+    assert code == grpc.StatusCode.FAILED_PRECONDITION
 
 
 @pytest.mark.parametrize(

@@ -75,13 +75,13 @@ def register(subparsers: Any, parent: argparse.ArgumentParser) -> None:
         dest="boot_sync",
         action="store_true",
         default=True,
-        help="sync once at start (the default). Accepted but does nothing yet: sync is not built",
+        help="sync once with the remote at start (the default); PerformSync is refused until it ends",
     )
     boot.add_argument(
         "--no-boot-sync",
         dest="boot_sync",
         action="store_false",
-        help="do not sync at start (currently a no-op too)",
+        help="do not sync at start",
     )
     p.add_argument(
         "--workers", type=int, default=DEFAULT_WORKERS, help=f"worker threads (default {DEFAULT_WORKERS})"
@@ -186,6 +186,12 @@ def serve(args: argparse.Namespace) -> int:
             clock=SystemClock(),
             ids=RandomIds(),
         )
+        from oplog.remote import LocalDirRemote
+        from oplog.syncrunner import SyncRunner
+
+        clock = SystemClock()
+        remote_path = args.remote
+        runner = SyncRunner(store, lambda: LocalDirRemote(remote_path), clock, cloud_name=args.cloud_name)
         try:
             running = start_server(
                 store,
@@ -194,10 +200,14 @@ def serve(args: argparse.Namespace) -> int:
                 readonly=args.readonly,
                 limits=limits,
                 workers=args.workers,
+                sync=runner,
             )
         except BaseException:
+            runner.close()
             store.close()
             raise
+        if args.boot_sync and not args.readonly:
+            runner.boot_sync()
         tune_gc()
         info = {
             "listening": running.address,
@@ -220,6 +230,7 @@ def serve(args: argparse.Namespace) -> int:
                 pass
         finally:
             running.stop(grace=args.grace)
+            runner.close()
             store.close()
         name = signal.Signals(received[0]).name if received else "stop"
         print(f"oplog serve: stopped on {name}", file=sys.stderr, flush=True)
