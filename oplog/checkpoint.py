@@ -42,6 +42,7 @@ from oplog.tree import Node, Workspace
 
 __all__ = [
     "CHECKPOINTS_FILE",
+    "capture_base",
     "CheckpointStore",
     "Checkpoint",
     "CheckpointInfo",
@@ -256,6 +257,19 @@ def capture(
         state_hash=state_hash.hexdigest(),
         block_count=len(ws.blocks),
         conflicts=tuple(ConflictRecord(*c) for c in conflicts),
+    )
+
+
+def capture_base(base: Any) -> Snapshot:
+    """Capture a replay result (anything with the fields of ``replay.Base``) for a checkpoint."""
+    return capture(
+        base.ws,
+        base.state_hash,
+        position=base.position,
+        heads=base.heads,
+        head_hlcs=base.head_hlcs,
+        last_key=base.last_key,
+        conflicts=base.conflicts,
     )
 
 

@@ -8,24 +8,21 @@ from pathlib import Path
 
 import pytest
 
-from oplog.checkpoint import CheckpointStore, DamagedCheckpoint, capture, decode_state, encode_state
+from oplog.checkpoint import (
+    CheckpointStore,
+    DamagedCheckpoint,
+    capture,
+    capture_base,
+    decode_state,
+    encode_state,
+)
 from oplog.replay import ReplayResult, replay, rewind
 from oplog.tree import check_invariants, snapshot
 from tests.workload import open_logs, simulate, write_logs
 
 
 def _save(store: CheckpointStore, r: ReplayResult) -> int:
-    return store.save(
-        capture(
-            r.ws,
-            r.state_hash,
-            position=r.position,
-            heads=r.heads,
-            head_hlcs=r.head_hlcs,
-            last_key=r.last_key,
-            conflicts=r.conflicts,
-        )
-    )
+    return store.save(capture_base(r))
 
 
 @pytest.fixture

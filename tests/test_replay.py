@@ -10,7 +10,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from oplog.checkpoint import CheckpointStore, capture
+from oplog.checkpoint import CheckpointStore, capture_base
 from oplog.engine import apply_event
 from oplog.hlc import hlc_ms
 from oplog.merge import merge_events
@@ -21,17 +21,7 @@ from tests.workload import open_logs, simulate, write_logs
 
 
 def _save(store: CheckpointStore, r: ReplayResult) -> None:
-    store.save(
-        capture(
-            r.ws,
-            r.state_hash,
-            position=r.position,
-            heads=r.heads,
-            head_hlcs=r.head_hlcs,
-            last_key=r.last_key,
-            conflicts=r.conflicts,
-        )
-    )
+    store.save(capture_base(r))
 
 
 def _live(streams: dict) -> tuple[Workspace, StateHash]:
