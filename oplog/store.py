@@ -63,6 +63,18 @@ class StoreOptions:
     checkpoint_every: int = 50_000
 
 
+def open_device_log(folder: Path, device_id: str, *, writable: bool, options: StoreOptions) -> EventLog:
+    """Open one device's log; only the local (writable) one uses the store's durability mode."""
+    return EventLog.open(
+        folder,
+        device_id,
+        writable=writable,
+        durability=options.durability if writable else "always",
+        interval_ms=options.interval_ms,
+        segment_bytes=options.segment_bytes,
+    )
+
+
 def open_device_logs(
     data_dir: Path, *, writable_id: str | None, options: StoreOptions
 ) -> dict[str, EventLog]:
@@ -74,15 +86,7 @@ def open_device_logs(
         names.append(writable_id)
     try:
         for name in names:
-            writable = name == writable_id
-            logs[name] = EventLog.open(
-                root / name,
-                name,
-                writable=writable,
-                durability=options.durability if writable else "always",
-                interval_ms=options.interval_ms,
-                segment_bytes=options.segment_bytes,
-            )
+            logs[name] = open_device_log(root / name, name, writable=name == writable_id, options=options)
     except BaseException:
         for log in logs.values():
             log.close()
@@ -517,14 +521,7 @@ class Store:
         if old is not None:
             old.close()
         writable = device_id == self.device_id
-        log = EventLog.open(
-            self.device_dir(device_id),
-            device_id,
-            writable=writable,
-            durability=self.options.durability if writable else "always",
-            interval_ms=self.options.interval_ms,
-            segment_bytes=self.options.segment_bytes,
-        )
+        log = open_device_log(self.device_dir(device_id), device_id, writable=writable, options=self.options)
         self._logs[device_id] = log
         if writable:
             self._local = log
