@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import queue
 import re
@@ -237,10 +238,6 @@ def test_help_explains_boot_sync() -> None:
 
 
 def test_oplog_apply_through_the_server(tmp_path: Path, serve_factory: list[ServeProcess]) -> None:
-    from oplog.tools.cli import _COMMAND_MODULES
-
-    if "apply" not in _COMMAND_MODULES:
-        pytest.skip("the apply subcommand is not registered yet")
     from .conftest import shared_dir
 
     child = _start(serve_factory, tmp_path / "data", "--token", "cli-token")
@@ -253,6 +250,35 @@ def test_oplog_apply_through_the_server(tmp_path: Path, serve_factory: list[Serv
     assert denied.returncode != 0
     assert "UNAUTHENTICATED" in denied.stderr and "Traceback" not in denied.stderr
     assert len(denied.stderr.strip().splitlines()) == 1
+
+
+def test_apply_finds_the_running_server_through_the_server_file(
+    tmp_path: Path, serve_factory: list[ServeProcess]
+) -> None:
+    """``oplog apply --data DIR`` while a server holds DIR goes through that server, not the lock."""
+    from .conftest import shared_dir
+
+    data = tmp_path / "data"
+    child = _start(serve_factory, data)
+    assert json.loads((data / "SERVER").read_text())["address"] == child.address
+    body = shared_dir() / "examples" / "00-setup.json"
+    cmd = [
+        sys.executable,
+        "-m",
+        "oplog.tools.cli",
+        "apply",
+        str(body),
+        "--data",
+        str(data),
+        "--lock-wait",
+        "0",
+    ]
+    ok = subprocess.run([*cmd, "--json"], capture_output=True, text=True, timeout=60)
+    assert ok.returncode == 0, ok.stderr
+    assert '"deviceSeq": 1' in ok.stdout
+    code, err = child.stop()
+    assert code == 0, err
+    assert not (data / "SERVER").exists()
 
 
 def test_two_servers_sharing_a_remote_converge(tmp_path: Path, serve_factory: list[ServeProcess]) -> None:

@@ -25,7 +25,11 @@ def register(subparsers: Any, parent: argparse.ArgumentParser) -> None:
         description="Validate, log durably and apply a SiYuan performTransactions body; prints the reply as JSON.",
     )
     cmd.add_argument("file", help="the JSON body, or - for standard input")
-    cmd.add_argument("--server", metavar="ADDR", help="send it to a running oplog server instead (host:port)")
+    cmd.add_argument(
+        "--server",
+        metavar="ADDR",
+        help="send it to this oplog server (host:port); by default a server running on --data is used when there is one",
+    )
     cmd.add_argument("--token", help="API token for --server (default $OPLOG_TOKEN)")
     cmd.add_argument(
         "--lock-wait",
@@ -51,11 +55,16 @@ def apply_local(request: pb.ApplyRequest, data: str, *, lock_wait_s: float) -> d
 
 def run(args: argparse.Namespace) -> int:
     """Apply the body; print the reply."""
+    from oplog.tools.discover import find_server
     from oplog.tools.remote_apply import apply_json_remote, read_body
 
     body = read_body(args.file)
-    if args.server:
-        reply = apply_json_remote(body, server=args.server, token=args.token)
+    server = args.server
+    if not server:
+        running = find_server(args.data)
+        server = running.address if running is not None else None
+    if server:
+        reply = apply_json_remote(body, server=server, token=args.token)
     else:
         reply = apply_local(wire.request_from_json(body), args.data, lock_wait_s=args.lock_wait)
     print(json.dumps(reply, ensure_ascii=False, indent=None if args.json else 2))

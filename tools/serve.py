@@ -209,6 +209,9 @@ def serve(args: argparse.Namespace) -> int:
         if args.boot_sync and not args.readonly:
             runner.boot_sync()
         tune_gc()
+        from oplog.tools.discover import remove_server_file, write_server_file
+
+        write_server_file(args.data, running.address)
         info = {
             "listening": running.address,
             "data": str(args.data),
@@ -229,6 +232,7 @@ def serve(args: argparse.Namespace) -> int:
             while not stop.wait(0.5):
                 pass
         finally:
+            remove_server_file(args.data)
             running.stop(grace=args.grace)
             runner.close()
             store.close()
