@@ -15,7 +15,14 @@ __all__ = ["main", "build_parser"]
 #: Each entry: (module under oplog.tools, subcommand names it registers).
 #: A module exposes ``register(subparsers, parent)`` that adds its subcommands
 #: with ``set_defaults(func=...)``; ``func(args) -> int``.
-_COMMAND_MODULES: tuple[str, ...] = ("apply", "serve", "replay", "query", "stats", "sync")
+_COMMAND_MODULES: tuple[str, ...] = (
+    "apply",
+    "serve",
+    "replay",
+    "query",
+    "stats",
+    "sync",
+)
 
 
 def _common_parent() -> argparse.ArgumentParser:
