@@ -238,8 +238,12 @@ def _place(ws: Workspace, op: pb.Operation, strict: bool, journal: UndoJournal) 
     if previous_id:
         anchor = blocks.get(previous_id)
         if anchor is not None:
-            if anchor.parent is not None:
-                return _after(anchor)
+            parent = anchor.parent
+            if parent is not None:
+                if anchor.type == "h":
+                    return _after(anchor)
+                # _after of a block that is not a heading, inlined (the common insert).
+                return parent, parent.children.index(anchor) + 1
             _refuse(strict, journal, op, StructureError, "cannot place a block after a document")
             return None
     if parent_id:
@@ -262,8 +266,9 @@ def _place_specs(
     blocks = op.blocks
     if len(blocks) == 1 and parent.type != "l":
         spec = blocks[0]
-        if spec.type not in CONTAINER_TYPES:
-            # Fast path: one leaf into a non-list container.
+        spec_type = spec.type
+        if spec_type not in CONTAINER_TYPES:
+            # Fast path: one leaf into a non-list container (each protobuf field is read once).
             block_id = spec.id
             if not block_id or block_id in ws.blocks:
                 _refuse(
@@ -275,12 +280,18 @@ def _place_specs(
                 )
                 return None
             if parent.type not in CONTAINER_TYPES:
-                _refuse(strict, journal, op, StructureError, fits(parent, spec.type))
+                _refuse(strict, journal, op, StructureError, fits(parent, spec_type))
                 return None
-            node = Node(block_id, spec.type, spec.subtype, spec.markdown, _spec_attrs(spec))
-            if index and in_folded_section(parent, index, node.type, node.subtype):
-                node.attrs["fold"] = "1"
-                node.attrs["heading-fold"] = "1"
+            subtype = spec.subtype
+            node = Node(block_id, spec_type, subtype, spec.markdown, _spec_attrs(spec))
+            if index:
+                # in_folded_section can only say yes when the block before carries a fold attribute.
+                before = parent.children[index - 1].attrs
+                if ("heading-fold" in before or "fold" in before) and in_folded_section(
+                    parent, index, spec_type, subtype
+                ):
+                    node.attrs["fold"] = "1"
+                    node.attrs["heading-fold"] = "1"
             attach(ws, node, parent, index, journal)
             return [block_id]
     specs: list[pb.BlockSpec] = []
@@ -375,7 +386,12 @@ def _update(ws: Workspace, op: pb.Operation, stamp: str, strict: bool, journal: 
         if spec.type == kind and kind not in CONTAINER_TYPES:
             markdown = spec.markdown
             subtype = spec.subtype
-            attrs = _spec_attrs(spec)
+            spec_attrs = spec.attrs
+            if len(spec_attrs) == 1:  # _spec_attrs, inlined: usually just `updated`
+                attr = spec_attrs[0]
+                attrs = {attr.name: attr.value}
+            else:
+                attrs = {attr.name: attr.value for attr in spec_attrs}
             if kind == "h" or journal.record:
                 if markdown != node.markdown or subtype != node.subtype:
                     set_content(node, kind, subtype, markdown, journal)

@@ -49,6 +49,8 @@ _MAX_LEAD_ROUNDS = 4
 # Buffered batches are written out once this many bytes wait (bounds memory and, in
 # ``interval`` mode, what a process crash can lose before the next flush).
 _FLUSH_BYTES = 64 << 10
+# Reads stream a segment in chunks of this size, so memory stays flat whatever the log's size.
+_READ_CHUNK = 1 << 20
 
 
 @dataclass(frozen=True)
@@ -205,13 +207,16 @@ class DeviceLog:
                 raise StorageError(
                     f"{path}: log is not dense: expected a segment starting at seq {expected}, found {first}"
                 )
-            buf = read_file(path, self._ops)
             last = index == len(listing) - 1
             scan: segment.SegmentScan | None = None
+            if not last and check_sealed:
+                # Checked in bounded chunks, never read whole: opening stays at a few MB of memory.
+                scan = self._quick_check_sealed(path, first)
+            buf = b""
+            if scan is None:
+                buf = read_file(path, self._ops)
             if not last and not check_sealed:
                 scan = self._trailer_only(buf, path, first)
-            elif not last:
-                scan = segment.quick_check_sealed(buf, path, device_id=self.device_id, first_seq=first)
             if scan is None:
                 scan = segment.scan_segment(
                     buf, path, device_id=self.device_id, first_seq=first, must_be_sealed=not last
@@ -236,6 +241,41 @@ class DeviceLog:
             # What we found may be only in the page cache (a process crash): make it durable now.
             self._ops.fdatasync(fd)
         self._durable_seq = self._last_seq
+
+    def _quick_check_sealed(self, path: str, first: int) -> segment.SegmentScan | None:
+        """``segment.quick_check_sealed`` reading the file in chunks; None when it fails (the caller rescans)."""
+        ops = self._ops
+        fd = ops.open(path, os.O_RDONLY)
+        try:
+            size = ops.fsize(fd)
+            header = segment.parse_header(ops.pread(fd, segment.SEGMENT_HEADER_SIZE, 0), path)
+            segment.check_identity(header, path, self.device_id, first)
+            trailer = size - segment.SEAL_FRAME_SIZE
+            if trailer < segment.SEGMENT_HEADER_SIZE:
+                return None
+            tail = ops.pread(fd, segment.SEAL_FRAME_SIZE, trailer)
+            if framing.frame_ok(tail, 0, len(tail)) != len(tail) or tail[1] != framing.FLAG_SEAL:
+                return None
+            seal = segment.parse_seal(tail[framing.HEADER_SIZE :])
+            if (
+                seal is None
+                or seal.first_seq != first
+                or seal.data_len != trailer - segment.SEGMENT_HEADER_SIZE
+            ):
+                return None
+            crc = 0
+            offset = segment.SEGMENT_HEADER_SIZE
+            while offset < trailer:
+                chunk = ops.pread(fd, min(4 * _READ_CHUNK, trailer - offset), offset)
+                if not chunk:
+                    return None
+                crc = _extend(crc, chunk)
+                offset += len(chunk)
+            if crc != seal.data_crc:
+                return None
+            return segment.SegmentScan(header, seal.count, True, size, size, False, crc, [])
+        finally:
+            ops.close(fd)
 
     def _trailer_only(self, buf: bytes, path: str, first: int) -> segment.SegmentScan:
         header = segment.parse_header(buf, path)
@@ -538,28 +578,135 @@ class DeviceLog:
                 break
             if count == 0:
                 continue
-            payloads = self._read_segment(path, first, count, sealed, size)
             start = max(from_seq - first, 0)
             stop = min(to_seq - first + 1, count)
-            for i in range(start, stop):
-                yield first + i, payloads[i]
+            seq = first + start
+            for payload in self._stream_segment(path, first, count, sealed, size, start, stop):
+                yield seq, payload
+                seq += 1
 
-    def _read_segment(self, path: str, first: int, count: int, sealed: bool, size: int) -> list[bytes]:
+    def _stream_segment(
+        self, path: str, first: int, count: int, sealed: bool, size: int, start: int, stop: int
+    ) -> Iterator[bytes]:
+        """Yield the payloads of records ``start``..``stop - 1`` of a segment, reading it in bounded chunks.
+
+        Memory stays at one chunk (plus one record, if a record is bigger) whatever
+        the segment's size. Every frame's CRC is checked before its record is
+        yielded; reading to the end also checks the record count and, for a sealed
+        segment, the seal trailer against the records (whole-data CRC). Only the
+        first ``size`` bytes are read: a writer may be mid-append past them.
+        """
+        ops = self._ops
         try:
-            buf = read_file(path, self._ops)
+            fd = ops.open(path, os.O_RDONLY)
         except OSError as exc:
             raise StorageError(f"cannot read {path}: {exc.strerror or exc}") from exc
-        if len(buf) < size:
-            raise CorruptSegment("segment is shorter than when it was opened", path=path, offset=len(buf))
-        # Only the bytes known when the snapshot was taken: a writer may be mid-append past them.
-        scan = segment.scan_segment(
-            buf[:size], path, device_id=self.device_id, first_seq=first, payloads=True, must_be_sealed=sealed
-        )
-        if scan.count < count:
+        try:
+            header = segment.parse_header(ops.pread(fd, segment.SEGMENT_HEADER_SIZE, 0), path)
+            segment.check_identity(header, path, self.device_id, first)
+            yield from self._stream_frames(fd, path, first, count, sealed, size, start, stop)
+        except OSError as exc:
+            raise StorageError(f"cannot read {path}: {exc.strerror or exc}") from exc
+        finally:
+            ops.close(fd)
+
+    def _stream_frames(
+        self, fd: int, path: str, first: int, count: int, sealed: bool, size: int, start: int, stop: int
+    ) -> Iterator[bytes]:
+        # One function, not a framing helper plus a loop: this runs once per record of every replay.
+        unpack = framing.unpack_header
+        value = google_crc32c.value
+        header_size = framing.HEADER_SIZE
+        buf = b""
+        pos = 0  # next frame in buf
+        base = segment.SEGMENT_HEADER_SIZE  # file offset of buf[0]
+        offset = base  # file offset of the next read
+        index = 0  # records yielded or skipped so far (complete batches only)
+        pending: list[bytes] = []  # records of a batch whose last record is still to come
+        data_crc = 0
+        seal: bytes | None = None
+        seal_at = -1
+        while seal is None:
+            want = min(_READ_CHUNK, size - offset)
+            if want <= 0:
+                break
+            chunk = self._ops.pread(fd, want, offset)
+            if len(chunk) < want:
+                raise CorruptSegment(
+                    "segment is shorter than when it was opened", path=path, offset=offset + len(chunk)
+                )
+            offset += want
+            # Keep the undecoded rest (a frame cut by the chunk boundary) in front of the new bytes.
+            buf = buf[pos:] + chunk if pos < len(buf) else chunk
+            base += pos
+            pos = 0
+            end = len(buf)
+            while end - pos >= header_size:
+                magic, flags, length, crc = unpack(buf, pos)
+                if (
+                    magic != framing.FRAME_MAGIC
+                    or flags & ~framing.KNOWN_FLAGS
+                    or length > framing.MAX_PAYLOAD
+                ):
+                    raise CorruptSegment("bad record checksum or frame", path=path, offset=base + pos)
+                frame_end = pos + header_size + length
+                if frame_end > end:
+                    break  # the rest of this frame is in the next chunk
+                if index + len(pending) < start and not flags & framing.FLAG_SEAL:
+                    # Before the range asked for: walked by its header only (start-up reads a tail from
+                    # mid-segment). The open segment's frames were checked on open, a sealed
+                    # segment's by the whole-data CRC below.
+                    payload = b""
+                else:
+                    payload = buf[pos + header_size : frame_end]
+                    if _extend(value(buf[pos : pos + 6]), payload) != crc:
+                        raise CorruptSegment("bad record checksum or frame", path=path, offset=base + pos)
+                if flags & framing.FLAG_SEAL:
+                    if pending or flags & framing.FLAG_MORE or frame_end != end or offset != size:
+                        raise CorruptSegment(
+                            "bad seal trailer or bytes after it", path=path, offset=base + pos
+                        )
+                    seal = payload
+                    seal_at = base + pos
+                    data_crc = _extend(data_crc, buf[:pos])
+                    pos = end
+                    break
+                pos = frame_end
+                if flags & framing.FLAG_MORE:
+                    pending.append(payload)
+                    continue
+                if pending:
+                    for record in pending:
+                        if start <= index < stop:
+                            yield record
+                        index += 1
+                    pending.clear()
+                if start <= index < stop:
+                    yield payload
+                index += 1
+                if index >= stop:
+                    return  # a prefix was asked for: the rest is not read
+            if seal is None:
+                data_crc = _extend(data_crc, buf[:pos])
+        if pending or pos < len(buf):
+            raise CorruptSegment("segment ends inside a record or batch", path=path, offset=base + pos)
+        if index < count:
             raise CorruptSegment(
-                f"segment holds {scan.count} records, expected {count}", path=path, offset=scan.good_end
+                f"segment holds {index} records, expected {count}", path=path, offset=base + pos
             )
-        return scan.payloads
+        if sealed:
+            info = segment.parse_seal(seal) if seal is not None else None
+            if info is None:
+                raise CorruptSegment(
+                    "segment should be sealed but has no valid seal trailer", path=path, offset=size
+                )
+            if (
+                info.first_seq != first
+                or info.count != index
+                or info.data_len != seal_at - segment.SEGMENT_HEADER_SIZE
+                or info.data_crc != data_crc
+            ):
+                raise CorruptSegment("seal trailer does not match the records", path=path, offset=seal_at)
 
     def verify(self) -> int:
         """Walk and check every frame of every segment; return the number of records."""

@@ -46,7 +46,8 @@ __all__ = [
 FRAME_MAGIC = 0xB1
 FLAG_MORE = 0x01
 FLAG_SEAL = 0x02
-_KNOWN_FLAGS = FLAG_MORE | FLAG_SEAL
+KNOWN_FLAGS = FLAG_MORE | FLAG_SEAL
+_KNOWN_FLAGS = KNOWN_FLAGS
 # A bound on a single record, so a damaged length field cannot claim gigabytes.
 MAX_PAYLOAD = 64 << 20
 
@@ -61,6 +62,8 @@ _extend = google_crc32c.extend
 _pack_prefix = _PREFIX.pack
 _pack_crc = _CRC.pack
 _unpack_header = _HEADER.unpack_from
+#: ``(magic, flags, length, crc)`` of the frame header at ``buf[offset:]``.
+unpack_header = _unpack_header
 
 
 def encode_record(payload: bytes, flags: int = 0) -> bytes:

@@ -20,17 +20,16 @@ import heapq
 import warnings
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
-from itertools import chain
+from itertools import chain, islice
 from typing import Any, Protocol
 
 from oplog.checkpoint import Checkpoint, CheckpointInfo, CheckpointStore, ConflictRecord, DamagedCheckpoint
-from oplog.engine import apply_event
+from oplog.engine import replay_operations
 from oplog.errors import InvalidArgument, StorageError
 from oplog.eventlog import EventLog
 from oplog.hlc import COUNTER_BITS
-from oplog.merge import order_key
 from oplog.statehash import StateHash
-from oplog.tree import Workspace
+from oplog.tree import UndoJournal, Workspace
 from oplog.v1 import oplog_pb2 as pb
 
 __all__ = ["ReplayResult", "Base", "StaleBase", "replay", "rewind", "base_fits", "Sources"]
@@ -85,7 +84,11 @@ class ReplayResult:
         return self.last_key[0] if self.last_key else 0
 
 
-def _read_log(log: EventLog, from_seq: int) -> Iterator[pb.Event]:
+#: What the merge orders: the event's ``order_key`` fields, then the event (never compared: keys are unique).
+Keyed = tuple[int, str, int, pb.Event]
+
+
+def _read_log(log: EventLog, from_seq: int) -> Iterator[Keyed]:
     """Decode a device's events from ``from_seq`` on, with a cheap check that each sits where it should."""
     device_id = log.log.device_id
     parse = pb.Event.FromString
@@ -100,59 +103,56 @@ def _read_log(log: EventLog, from_seq: int) -> Iterator[pb.Event]:
             raise StorageError(
                 f"log {log.log.folder}: record {seq} holds event {event.device_id!r}#{event.device_seq}"
             )
-        yield event
+        yield event.hlc, device_id, seq, event
 
 
-def _skip_through(events: Iterable[pb.Event], head: int) -> Iterator[pb.Event]:
+def _keyed(events: Iterable[pb.Event]) -> Iterator[Keyed]:
     for event in events:
-        if event.device_seq > head:
-            yield event
+        yield event.hlc, event.device_id, event.device_seq, event
 
 
-def _streams(sources: Sources, base: Base | None) -> list[Iterator[pb.Event]]:
+def _streams(sources: Sources, base: Base | None) -> list[Iterator[Keyed]]:
     """One iterator per device, starting at the base's head event (kept for the check) or at seq 1."""
     heads = base.heads if base is not None else {}
     items: Iterable[Any] = sources.values() if isinstance(sources, Mapping) else sources
-    streams: list[Iterator[pb.Event]] = []
+    streams: list[Iterator[Keyed]] = []
     for item in items:
         if isinstance(item, EventLog):
             head = heads.get(item.log.device_id, 0)
             streams.append(_read_log(item, max(head, 1)))
         else:
-            streams.append(iter(item))
+            streams.append(_keyed(item))
     return streams
 
 
-def _prime(streams: list[Iterator[pb.Event]], base: Base | None) -> list[Iterator[pb.Event]]:
+def _prime(streams: list[Iterator[Keyed]], base: Base | None) -> list[Iterator[Keyed]]:
     """Check the base against each stream's first events; return streams positioned just after the heads."""
     heads = base.heads if base is not None else {}
     hlcs = base.head_hlcs if base is not None else {}
     last_key = base.last_key if base is not None else None
     seen: set[str] = set()
-    out: list[Iterator[pb.Event]] = []
+    out: list[Iterator[Keyed]] = []
     for stream in streams:
         first = next(stream, None)
         if first is None:
             continue
-        device = first.device_id
+        device = first[1]
         seen.add(device)
         head = heads.get(device, 0)
         if head:
-            if first.device_seq > head:
+            if first[2] > head:
                 raise StaleBase(f"device {device}'s log no longer holds event {head} the checkpoint covers")
-            while first is not None and first.device_seq < head:
+            while first is not None and first[2] < head:
                 first = next(stream, None)
-            if first is None or first.device_seq != head:
+            if first is None or first[2] != head:
                 raise StaleBase(f"device {device}'s log ends before event {head} the checkpoint covers")
-            if device in hlcs and first.hlc != hlcs[device]:
+            if device in hlcs and first[0] != hlcs[device]:
                 raise StaleBase(f"device {device}'s event {head} is not the one the checkpoint covers")
             first = next(stream, None)
             if first is None:
                 continue
-        if last_key is not None and order_key(first) <= last_key:
-            raise StaleBase(
-                f"device {device}'s event {first.device_seq} sorts before the checkpoint's last event"
-            )
+        if last_key is not None and first[:3] <= last_key:
+            raise StaleBase(f"device {device}'s event {first[2]} sorts before the checkpoint's last event")
         out.append(chain((first,), stream))
     missing = [d for d, h in heads.items() if h and d not in seen]
     if missing:
@@ -192,41 +192,47 @@ def replay(
     conflicts = list(base.conflicts) if base is not None else []
     last_key: Key | None = base.last_key if base is not None else None
     track = base is not None
-    touched: set[str] = set()
-    removed: set[str] = set()
     limit = None if until_position is None else until_position - start
     time_limit = None if until_time_ms is None else ((until_time_ms + 1) << COUNTER_BITS)
 
-    merged: Iterator[pb.Event] = streams[0] if len(streams) == 1 else heapq.merge(*streams, key=order_key)
+    # Keyed tuples merge without a key function (plain tuple comparison), and give the fold the
+    # device, seq and hlc without reading them from the event again.
+    merged: Iterator[Keyed] = streams[0] if len(streams) == 1 else heapq.merge(*streams)
+    if limit is not None:
+        merged = islice(merged, limit)
+    # One journal for the whole fold: touched/removed ids accumulate (the same union as per-event
+    # results, without allocating one per event); conflicts are drained after each event.
+    journal = UndoJournal(False)
+    pending = journal.conflicts
     count = 0
-    last: pb.Event | None = None
-    for event in merged:
-        if limit is not None and count >= limit:
+    last: Keyed | None = None
+    for item in merged:
+        hlc, device, seq, event = item
+        if time_limit is not None and hlc >= time_limit:
             break
-        if time_limit is not None and event.hlc >= time_limit:
-            break
-        result = apply_event(ws, event)
-        if result.conflicts:
-            for c in result.conflicts:
-                conflicts.append(
-                    ConflictRecord(
-                        event.device_id, event.device_seq, c.op_index, c.action, c.block_id, c.reason
-                    )
-                )
-        if track:
-            touched |= result.touched
-            removed |= result.removed
-        device = event.device_id
-        heads[device] = event.device_seq
-        hlcs[device] = event.hlc
-        last = event
+        replay_operations(ws, event.transaction.do_operations, journal)
+        if pending:
+            for c in pending:
+                conflicts.append(ConflictRecord(device, seq, c.op_index, c.action, c.block_id, c.reason))
+            pending.clear()
+        heads[device] = seq
+        hlcs[device] = hlc
+        last = item
         count += 1
-        if progress is not None and count % PROGRESS_EVERY == 0:
-            progress(count)
+        if count % PROGRESS_EVERY == 0:
+            if progress is not None:
+                progress(count)
+            if not track:
+                # Nobody reads them after a full replay: keep memory flat.
+                journal.touched.clear()
+                journal.removed.clear()
+            journal.docs.clear()
     if last is not None:
-        last_key = order_key(last)
+        last_key = last[:3]  # type: ignore[assignment]
     if progress is not None and count % PROGRESS_EVERY:
         progress(count)
+    touched = journal.touched if track else set()
+    removed = journal.removed if track else set()
 
     if base is None:
         state_hash = StateHash.of(ws)

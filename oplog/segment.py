@@ -44,6 +44,7 @@ __all__ = [
     "quick_check_sealed",
     "verify_segment",
     "check_device_id",
+    "check_identity",
 ]
 
 SEGMENT_MAGIC = b"OPLOGSEG"
@@ -161,7 +162,8 @@ def parse_seal(payload: bytes) -> SealInfo | None:
     return SealInfo(*_SEAL.unpack(payload))
 
 
-def _check_identity(header: SegmentHeader, path: str, device_id: str | None, first_seq: int | None) -> None:
+def check_identity(header: SegmentHeader, path: str, device_id: str | None, first_seq: int | None) -> None:
+    """Raise unless the header names this device and first seq (None: not checked)."""
     if device_id is not None and header.device_id != device_id:
         raise StorageError(f"{path}: segment belongs to device {header.device_id!r}, not {device_id!r}")
     if first_seq is not None and header.first_seq != first_seq:
@@ -183,7 +185,7 @@ def scan_segment(
 ) -> SegmentScan:
     """Walk every frame of a segment; raise ``CorruptSegment`` for damage, report a torn tail."""
     header = parse_header(buf, path)
-    _check_identity(header, path, device_id, first_seq)
+    check_identity(header, path, device_id, first_seq)
     size = len(buf)
     dec = framing.decode(buf, SEGMENT_HEADER_SIZE, size, payloads=payloads)
     if dec.problem == "damage":
@@ -231,7 +233,7 @@ def quick_check_sealed(
     On None the caller falls back to ``scan_segment``, which names the exact offset.
     """
     header = parse_header(buf, path)
-    _check_identity(header, path, device_id, first_seq)
+    check_identity(header, path, device_id, first_seq)
     size = len(buf)
     trailer = size - SEAL_FRAME_SIZE
     if trailer < SEGMENT_HEADER_SIZE or framing.frame_ok(buf, trailer, size) != size:

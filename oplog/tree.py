@@ -135,7 +135,7 @@ class UndoJournal:
 
     __slots__ = ("undo", "touched", "removed", "docs", "conflicts", "record", "op_index")
 
-    def __init__(self, *, record: bool = True) -> None:
+    def __init__(self, record: bool = True) -> None:
         self.undo: list[tuple[Callable[..., Any], tuple[Any, ...]]] = []
         self.touched: set[str] = set()
         self.removed: set[str] = set()
@@ -458,11 +458,20 @@ def attach(ws: Workspace, node: Node, parent: Node, index: int, journal: UndoJou
     node.parent = parent
     root = parent.root
     assert root is not None
-    _register(ws, node, root, journal)
     touched = journal.touched
+    node_type = node.type
+    if not node.children and node_type != "av":
+        # _register of a single leaf, inlined (every insert of a paragraph takes this path).
+        node_id = node.id
+        ws.blocks[node_id] = node
+        node.root = root
+        touched.add(node_id)
+        journal.removed.discard(node_id)
+    else:
+        _register(ws, node, root, journal)
     if index + 1 < len(siblings):
         touched.add(siblings[index + 1].id)
-    if node.type == "h":
+    if node_type == "h":
         _touch_heading_span(siblings, index + 1, heading_level(node), touched)
     journal.docs.add(root.id)
     if journal.record:
