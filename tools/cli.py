@@ -22,6 +22,12 @@ _COMMAND_MODULES: tuple[str, ...] = (
     "query",
     "stats",
     "sync",
+    "archive",
+    "verify",
+    "diff",
+    "dump",
+    "history",
+    "conflicts",
 )
 
 
