@@ -12,6 +12,7 @@ from oplog.kramdown import (
     parse_document_markdown,
     parse_ial,
     parse_markdown,
+    parsed_plain_text,
     plain_text,
     render_block,
     render_markdown,
@@ -463,3 +464,38 @@ def _leaf_markdown(blocks: list[BlockSpec]) -> list[str]:
         elif block.type not in ("l", "i", "b", "s") and block.markdown:
             out.append(block.markdown)
     return out
+
+
+_SAFE_TOKENS = ["word", "Zé", "中文", "7", " ", "  ", ",", ".", ";", ":", "?", "!", "'", '"', "/", "%", "@"]
+_SAFE_TOKENS += ["(", ")", "+", "-"]
+_RISKY_TOKENS = ["((", "- ", "1.", "_", "*", "#", "=", "==", "[", "]", "{:", "}", "|", "<", ">", "`", "$"]
+_RISKY_TOKENS += [
+    "&",
+    "~",
+    "\\",
+    "\n",
+    "\t",
+    "  \n",
+    " _x_",
+    " *x*",
+    " #x#",
+    " ==x==",
+    " ~~x~~",
+    " $x$",
+    "&amp;",
+]
+
+
+@st.composite
+def _mostly_plain_lines(draw: st.DrawFn) -> str:
+    parts = draw(st.lists(st.sampled_from(_SAFE_TOKENS), max_size=12))
+    for _ in range(draw(st.integers(0, 2))):
+        parts.insert(draw(st.integers(0, len(parts))), draw(st.sampled_from(_RISKY_TOKENS)))
+    return "".join([draw(st.sampled_from(["Word", "x", "中"])), *parts])
+
+
+@settings(max_examples=1000, deadline=None)
+@given(_mostly_plain_lines())
+def test_plain_text_shortcut_agrees_with_the_parser(markdown: str) -> None:
+    """The no-markup shortcut gives exactly what markdown-it gives, whatever the text."""
+    assert plain_text(markdown) == parsed_plain_text(markdown)
