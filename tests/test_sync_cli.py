@@ -8,6 +8,7 @@ import subprocess
 import sys
 import warnings
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -97,3 +98,140 @@ def test_process_killed_mid_sync_recovers(tmp_path: Path, writes: int) -> None:
     assert not [p for p in remote.rglob("*") if ".tmp-" in p.name]
     with Store.open(a) as sa, Store.open(b) as sb:
         assert snapshot(sa.ws) == snapshot(sb.ws) and len(sa.ws.docs) == 5
+
+
+def _create_doc_request(i: int) -> Any:
+    return request_from_json(
+        {
+            "reqId": i,
+            "app": "t",
+            "transactions": [
+                {
+                    "doOperations": [
+                        {
+                            "action": "createDoc",
+                            "id": f"20240101000000-{i:07d}",
+                            "data": {"box": BOX, "title": f"T{i}"},
+                        }
+                    ]
+                }
+            ],
+        }
+    )
+
+
+def test_cli_sync_goes_through_a_running_server(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """With ``oplog serve`` holding the directory, ``oplog sync`` asks it (PerformSync) and reports the same way."""
+    from oplog.server.client import Client
+    from oplog.v1 import oplog_pb2 as pb
+
+    from .test_serve_process import ServeProcess
+
+    a, b, remote = tmp_path / "a", tmp_path / "b", tmp_path / "r"
+    _docs(b, 10, 1)
+    assert main(["sync", "--data", str(b), "--remote", str(remote)]) == 0
+    server = ServeProcess(a, "--remote", str(remote), "--no-boot-sync")
+    try:
+        with Client(server.address) as c:
+            c.stub.Apply(_create_doc_request(1), timeout=30)
+        capsys.readouterr()
+        # No --remote: the server syncs with its own; the writer lock it holds is no obstacle.
+        assert main(["sync", "--data", str(a), "--json", "--lock-timeout", "0"]) == 0
+        out = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+        assert out["server"] == server.address and out["cloud_name"] == "main"
+        assert out["pushed_segments"] == 1 and out["pulled_segments"] == 1 and out["refused"] == []
+        assert out["last_sync_time"] > 0
+        with Client(server.address) as c:
+            state = c.stub.GetState(pb.GetStateRequest(), timeout=30)
+        assert state.position == 2
+        device_a = (a / "DEVICE").read_text().strip()
+        assert (remote / "main" / "devices" / device_a / "MANIFEST").is_file()
+        # Text output names the server.
+        assert main(["sync", "--data", str(a)]) == 0
+        assert f"through server {server.address}" in capsys.readouterr().out
+        # The server's own remote given explicitly is fine; another one is refused in one line.
+        assert main(["sync", "--data", str(a), "--remote", str(remote)]) == 0
+        capsys.readouterr()
+        assert main(["sync", "--data", str(a), "--remote", str(tmp_path / "elsewhere")]) == 1
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and str(remote.resolve()) in err[0] and "elsewhere" in err[0], err
+        assert not (tmp_path / "elsewhere").exists()
+    finally:
+        code, err = server.stop()
+    assert code == 0, err
+    # B pulls what the server pushed: the two directories agree.
+    assert main(["sync", "--data", str(b), "--remote", str(remote)]) == 0
+    with Store.open(a) as sa, Store.open(b) as sb:
+        assert snapshot(sa.ws) == snapshot(sb.ws) and len(sa.ws.docs) == 2
+
+
+def test_cli_sync_through_a_server_sends_the_token(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A server with a token: without it one error line and exit 1; with ``--token`` the sync runs."""
+    from .test_serve_process import ServeProcess
+
+    monkeypatch.delenv("OPLOG_TOKEN", raising=False)
+    a = tmp_path / "a"
+    server = ServeProcess(a, "--remote", str(tmp_path / "r"), "--token", "tk", "--no-boot-sync")
+    try:
+        capsys.readouterr()
+        assert main(["sync", "--data", str(a)]) == 1
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and "UNAUTHENTICATED" in err[0], err
+        assert main(["sync", "--data", str(a), "--token", "tk", "--json"]) == 0
+        assert json.loads(capsys.readouterr().out)["server"] == server.address
+    finally:
+        assert server.stop()[0] == 0
+
+
+def test_sync_through_a_busy_server_waits_then_runs_its_own(tmp_path: Path) -> None:
+    """A sync already running in the server (held mid-way): ours waits for it, then runs as a sync of its own."""
+    import threading
+
+    from oplog.clock import SystemClock
+    from oplog.remote import LocalDirRemote
+    from oplog.server.app import start_server
+    from oplog.syncrunner import SyncRunner
+    from oplog.tools.server_sync import ServerSyncResult, sync_through_server
+
+    remote = tmp_path / "r"
+    gate, entered = threading.Event(), threading.Event()
+
+    class GatedRemote(LocalDirRemote):
+        """The real folder remote; its first read waits at a gate, holding that sync in flight."""
+
+        def read(self, path: str) -> bytes | None:
+            entered.set()
+            gate.wait(60)
+            return super().read(path)
+
+    remotes: list[LocalDirRemote] = [GatedRemote(remote)]
+    store = Store.open(tmp_path / "a")
+    runner = SyncRunner(
+        store, lambda: remotes.pop() if remotes else LocalDirRemote(remote), SystemClock(), cloud_name="main"
+    )
+    ends: list[str] = []
+    runner.add_listener(lambda e: ends.append(e["message"]) if e["cmd"] == "syncEnd" else None)
+    running = start_server(store, listen="127.0.0.1:0", sync=runner)
+    try:
+        store.apply(_create_doc_request(1))
+        runner.perform("another-client")
+        assert entered.wait(30)
+        results: list[ServerSyncResult] = []
+        ours = threading.Thread(target=lambda: results.append(sync_through_server(running.address, app="t")))
+        ours.start()
+        ours.join(1.0)
+        assert ours.is_alive()  # the gate is shut: the first sync cannot end, so ours cannot start
+        gate.set()
+        ours.join(60)
+        assert not ours.is_alive()
+    finally:
+        gate.set()
+        running.stop(grace=1)
+        runner.close()
+        store.close()
+    # The first sync pushed the segment; ours ran after it and found nothing new.
+    assert len(ends) == 2 and ends[0].startswith("pushed 1")
+    assert results[0].pushed_segments == 0 and results[0].message == ends[1]
+    assert results[0].cloud_name == "main" and results[0].last_sync_time > 0

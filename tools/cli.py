@@ -22,6 +22,7 @@ _COMMAND_MODULES: tuple[str, ...] = (
     "query",
     "stats",
     "sync",
+    "watch",
     "archive",
     "verify",
     "diff",

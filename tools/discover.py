@@ -1,6 +1,6 @@
 """Finding the server that holds a data directory.
 
-``oplog serve`` writes ``<data>/SERVER`` (JSON ``{"address", "pid"}``, written
+``oplog serve`` writes ``<data>/SERVER`` (JSON ``{"address", "pid", "remote"}``, written
 tmp → fsync → rename) once it listens, and removes it on a clean stop. Commands
 that write (``apply``, ``sync``, ``archive restore``, ``watch``) read it to send
 their work through that server instead of waiting for the writer's lock. A file
@@ -29,11 +29,18 @@ class ServerInfo:
 
     address: str
     pid: int
+    #: The server's remote folder, absolute ("" when the file predates it).
+    remote: str = ""
+
+    def other_remote(self, remote: str | os.PathLike[str]) -> bool:
+        """Whether ``remote`` names a folder other than this server's remote."""
+        return bool(self.remote) and os.path.realpath(remote) != os.path.realpath(self.remote)
 
 
-def write_server_file(data_dir: str | os.PathLike[str], address: str) -> None:
-    """Record that this process serves ``data_dir`` at ``address``."""
-    body = json.dumps({"address": address, "pid": os.getpid()}).encode()
+def write_server_file(data_dir: str | os.PathLike[str], address: str, remote: str | os.PathLike[str]) -> None:
+    """Record that this process serves ``data_dir`` at ``address``, syncing with ``remote``."""
+    record = {"address": address, "pid": os.getpid(), "remote": os.path.realpath(remote)}
+    body = json.dumps(record).encode()
     atomic_write(Path(data_dir) / SERVER_FILE, body)
 
 
@@ -51,7 +58,7 @@ def remove_server_file(data_dir: str | os.PathLike[str]) -> None:
 def _read(path: Path) -> ServerInfo | None:
     try:
         raw = json.loads(path.read_text())
-        return ServerInfo(address=str(raw["address"]), pid=int(raw["pid"]))
+        return ServerInfo(address=str(raw["address"]), pid=int(raw["pid"]), remote=str(raw.get("remote", "")))
     except (OSError, ValueError, KeyError, TypeError):
         return None
 

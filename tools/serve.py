@@ -17,6 +17,8 @@ __all__ = ["register", "serve", "auth_from_args", "limits_from_args"]
 
 DEFAULT_REMOTE = "./oplog-remote"
 DEFAULT_CLOUD_NAME = "main"
+#: A writer without a server (apply, sync, watch) holds the lock only while it writes.
+DEFAULT_LOCK_WAIT_S = 10.0
 DEFAULT_GRACE_S = 10.0
 
 
@@ -116,6 +118,16 @@ def register(subparsers: Any, parent: argparse.ArgumentParser) -> None:
         default=DEFAULT_GRACE_S,
         help=f"seconds in-flight calls get to finish on shutdown (default {DEFAULT_GRACE_S:g})",
     )
+    p.add_argument(
+        "--lock-wait",
+        type=float,
+        default=DEFAULT_LOCK_WAIT_S,
+        metavar="SECONDS",
+        help=(
+            "how long to wait for another local writer (an oplog apply, sync or watch) to let go of the "
+            f"data directory (default {DEFAULT_LOCK_WAIT_S:g})"
+        ),
+    )
     p.add_argument("--log-level", default="warning", choices=("debug", "info", "warning", "error"))
     p.set_defaults(func=serve)
 
@@ -182,7 +194,9 @@ def serve(args: argparse.Namespace) -> int:
     try:
         store = Store.open(
             args.data,
-            options=StoreOptions(durability=args.durability, readonly=args.readonly, lock_timeout_s=0.0),
+            options=StoreOptions(
+                durability=args.durability, readonly=args.readonly, lock_timeout_s=args.lock_wait
+            ),
             clock=SystemClock(),
             ids=RandomIds(),
         )
@@ -211,7 +225,7 @@ def serve(args: argparse.Namespace) -> int:
         tune_gc()
         from oplog.tools.discover import remove_server_file, write_server_file
 
-        write_server_file(args.data, running.address)
+        write_server_file(args.data, running.address, args.remote)
         info = {
             "listening": running.address,
             "data": str(args.data),

@@ -1,24 +1,42 @@
-"""``oplog sync``: one sync of the data directory with a remote folder, with a progress bar."""
+"""``oplog sync``: one sync of the data directory with a remote folder, with a progress bar.
+
+When ``oplog serve`` holds the data directory (``tools/discover.find_server``), or
+with ``--server``, the sync runs inside that server (``PerformSync`` + ``WatchSync``,
+see ``tools/server_sync.py``) with the server's own remote; otherwise it opens the
+data directory itself, waiting up to ``--lock-timeout`` for another local writer.
+"""
 
 from __future__ import annotations
 
 import argparse
 import json
 import sys
+from collections.abc import Callable
 from typing import Any
 
 from oplog.clock import SystemClock
+from oplog.errors import InvalidArgument
 from oplog.remote import LocalDirRemote
 from oplog.store import Store, StoreOptions
 from oplog.syncrunner import SyncRunner
 
-__all__ = ["register", "run"]
+__all__ = ["register", "run", "DEFAULT_REMOTE"]
+
+#: The remote folder when none is given (the same as ``oplog serve`` and ``oplog watch``).
+DEFAULT_REMOTE = "./oplog-remote"
 
 
 def register(subparsers: Any, parent: argparse.ArgumentParser) -> None:
     """Add the ``sync`` subcommand."""
     cmd = subparsers.add_parser("sync", parents=[parent], help="one sync with a remote folder")
-    cmd.add_argument("--remote", required=True, help="remote folder")
+    cmd.add_argument(
+        "--remote",
+        default=None,
+        help=(
+            f"remote folder (default {DEFAULT_REMOTE}); through a server, the server's own --remote is used "
+            "and a different one given here is refused"
+        ),
+    )
     cmd.add_argument(
         "--cloud-name", default=None, help="folder under the remote (default: the current one, or main)"
     )
@@ -26,14 +44,33 @@ def register(subparsers: Any, parent: argparse.ArgumentParser) -> None:
     cmd.add_argument("--force", action="store_true", help="re-list and re-verify the remote")
     cmd.add_argument("--app", default="oplog-cli", help="the app id sent with the sync")
     cmd.add_argument("--lock-timeout", type=float, default=10.0, help="seconds to wait for the writer lock")
+    cmd.add_argument(
+        "--server",
+        metavar="ADDR",
+        help="run the sync in this oplog server (host:port); by default a server running on --data is used",
+    )
+    cmd.add_argument("--token", help="API token for the server (default $OPLOG_TOKEN)")
     cmd.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
     """Run one sync; print a summary (or JSON)."""
     from oplog.sync import parse_sync_params
+    from oplog.tools.discover import find_server
 
     parse_sync_params(args.app, push_mode=args.push_mode, cloud_name=args.cloud_name)
+    server = args.server
+    if not server:
+        running = find_server(args.data)
+        if running is not None and args.remote is not None and running.other_remote(args.remote):
+            raise InvalidArgument(
+                f"the server at {running.address} holds {args.data} and syncs with {running.remote}, "
+                f"not {args.remote}; leave out --remote or stop the server"
+            )
+        server = running.address if running is not None else None
+    if server:
+        return _run_through_server(args, server)
+    args.remote = args.remote or DEFAULT_REMOTE
     clock = SystemClock()
     store = Store.open(args.data, options=StoreOptions(lock_timeout_s=args.lock_timeout), clock=clock)
     try:
@@ -80,6 +117,66 @@ def run(args: argparse.Namespace) -> int:
         print(
             f"synced with {args.remote}/{result.cloud_name}: pushed {result.pushed_segments}, "
             f"pulled {result.pulled_segments} segment(s) ({result.pulled_events} events)"
+            + (f", archived {result.archived_segments}" if result.archived_segments else "")
+        )
+        for line in result.refused:
+            print(f"refused: {line}", file=sys.stderr)
+    return 0 if not result.refused else 3
+
+
+def _run_through_server(args: argparse.Namespace, server: str) -> int:
+    """The sync run by the server at ``server``; the same summary as a local sync."""
+    from oplog.tools.server_sync import sync_through_server
+
+    bar = None
+    on_event: Callable[[Any], None] | None = None
+    if sys.stderr.isatty() and not args.json:
+        from tqdm import tqdm
+
+        bar = tqdm(total=5, desc="sync", leave=False)
+
+        def show(event: Any) -> None:
+            if event.cmd == "syncProgress" and bar is not None:
+                bar.total = max(bar.total or 0, event.progress.total)
+                bar.n = event.progress.current
+                bar.set_postfix_str(event.message[:40])
+            elif event.cmd == "syncRetry" and bar is not None:
+                bar.write(f"retrying: {event.message}")
+
+        on_event = show
+
+    try:
+        result = sync_through_server(
+            server,
+            token=args.token,
+            app=args.app,
+            force=args.force,
+            push_mode=args.push_mode,
+            cloud_name=args.cloud_name,
+            on_event=on_event,
+        )
+    finally:
+        if bar is not None:
+            bar.close()
+    out = {
+        "cloud_name": result.cloud_name,
+        "epoch": result.epoch,
+        "pushed_segments": result.pushed_segments,
+        "pulled_segments": result.pulled_segments,
+        # The server's events do not carry these two counts.
+        "pulled_events": None,
+        "archived_segments": result.archived_segments,
+        "rebased_events": None,
+        "refused": result.refused,
+        "last_sync_time": result.last_sync_time,
+        "server": server,
+    }
+    if args.json:
+        print(json.dumps(out, sort_keys=True))
+    else:
+        print(
+            f"synced through server {server} ({result.cloud_name}): pushed {result.pushed_segments}, "
+            f"pulled {result.pulled_segments} segment(s)"
             + (f", archived {result.archived_segments}" if result.archived_segments else "")
         )
         for line in result.refused:
