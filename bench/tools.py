@@ -10,6 +10,8 @@ device logs. Then, each step in a fresh child process (so peak RSS is the
 step's own), it measures:
 
 * the bare read: every event of every device read from the segments and decoded;
+* the merged scan alone (``oplog.scan.scan``: the bare read plus the k-way merge, nothing printed),
+  which splits a dump's cost into reading + merging and turning events into text;
 * ``oplog dump --json`` in full (to /dev/null) and filtered by one block id;
 * ``oplog history BLOCK_ID --json`` for the most edited block;
 * the same at 10 % of the events (``--to``), to show peak RSS does not grow with events.
@@ -296,6 +298,15 @@ def _child(step: str, folder: Path, block: str, to: int | None) -> dict[str, Any
                 lines += 1
         for log in logs.values():
             log.close()
+    elif step == "scan":
+        from oplog.scan import scan
+        from oplog.tools.replay import open_logs_readonly
+
+        logs = open_logs_readonly(folder)
+        for _ in scan(logs):
+            lines += 1
+        for log in logs.values():
+            log.close()
     else:
         argv = {
             "dump": ["dump", "--json"],
@@ -344,6 +355,7 @@ def measure(folder: Path, meta: dict[str, Any]) -> dict[str, Any]:
     rows = []
     for to in (small, None):
         bare = _spawn("bare", folder, block, None)
+        merged = _spawn("scan", folder, block, None) if to is None else None
         n = events if to is None else small
         target = block if to is None else meta["early_block"]
         for step in ("dump", "dump-human", "dump-block", "history"):
@@ -355,10 +367,13 @@ def measure(folder: Path, meta: dict[str, Any]) -> dict[str, Any]:
                 row["cpu_ratio_to_bare"] = round(row["cpu_s"] / bare["cpu_s"], 2)
                 row["block"] = target if step in ("dump-block", "history") else None
             rows.append(row)
-        if to is None:
-            bare["events"] = events
+        if to is None and merged is not None:
+            bare["events"] = merged["events"] = events
             bare["events_per_s"] = round(events / bare["seconds"])
-            rows.insert(len(rows) - 4, bare)
+            merged["events_per_s"] = round(events / merged["seconds"])
+            merged["ratio_to_bare"] = round(merged["seconds"] / bare["seconds"], 2)
+            merged["cpu_ratio_to_bare"] = round(merged["cpu_s"] / bare["cpu_s"], 2)
+            rows[len(rows) - 4 : len(rows) - 4] = [bare, merged]
     return {"history": meta, "steps": rows}
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import os
 import subprocess
@@ -12,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from google.protobuf import json_format
 
 from oplog.clock import FakeClock, RandomIds
 from oplog.hlc import COUNTER_BITS
@@ -107,6 +109,83 @@ def test_dump_json_is_the_merged_order(sim_data: Path, capsys: pytest.CaptureFix
     lines = out.splitlines()
     assert code == 0 and len(lines) == len(events)
     assert lines[0].split()[0] == "1" and f"{events[-1].device_id}#{events[-1].device_seq}" in lines[-1]
+
+
+def _expected_spec(spec: dict[str, Any]) -> dict[str, Any]:
+    out = {"id": spec["id"], "type": spec["type"]}
+    for key in ("subtype", "markdown"):
+        if key in spec:
+            out[key] = spec[key]
+    if "attrs" in spec:
+        out["attrs"] = {a["name"]: a.get("value", "") for a in spec["attrs"]}
+    if "children" in spec:
+        out["children"] = [_expected_spec(child) for child in spec["children"]]
+    return out
+
+
+def _expected_op(op: pb.Operation) -> dict[str, Any]:
+    """An operation as dump prints it, built from protobuf's own JSON mapping (an independent oracle)."""
+    fields = json_format.MessageToDict(op, preserving_proto_field_name=True)
+    out = {"action": fields.pop("action")}
+    for key, name in (
+        ("id", "id"),
+        ("parentID", "parent_id"),
+        ("previousID", "previous_id"),
+        ("nextID", "next_id"),
+        ("dataType", "data_type"),
+        ("data", "data"),
+    ):
+        if name in fields:
+            out[key] = fields.pop(name)
+    if fields.pop("is_detached", False):
+        out["isDetached"] = True
+    out["retData"] = fields.pop("ret_data", None)
+    fields.pop("resolved", None)
+    if "blocks" in fields:
+        out["blocks"] = [_expected_spec(spec) for spec in fields.pop("blocks")]
+    if "attrs" in fields:
+        out["attrs"] = {a["name"]: a.get("value", "") for a in fields.pop("attrs")}
+    return {**out, **fields}  # updated, text, box, parent_doc: in field order
+
+
+def test_dump_json_carries_every_field(sim_data: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    events = _all_events(sim_data)
+    code, out, _ = _run(capsys, "dump", "--data", str(sim_data), "--json", "--undo")
+    assert code == 0
+    records = _json_lines(out)
+    keys = ["position", "device", "seq", "hlc", "time", "time_ms", "req_id", "app", "session"]
+    keys += ["tx_index", "tx_count", "operations", "undo_operations"]
+    shapes: set[tuple[str, ...]] = set()
+    for position, (record, event) in enumerate(zip(records, events, strict=True), start=1):
+        assert list(record) == keys
+        assert record == {
+            "position": position,
+            "device": event.device_id,
+            "seq": event.device_seq,
+            "hlc": event.hlc,
+            "time": iso_time(event.time_ms),
+            "time_ms": event.time_ms,
+            "req_id": event.req_id,
+            "app": event.app,
+            "session": event.session,
+            "tx_index": event.tx_index,
+            "tx_count": event.tx_count,
+            "operations": [_expected_op(op) for op in event.transaction.do_operations],
+            "undo_operations": [_expected_op(op) for op in event.transaction.undo_operations],
+        }
+        for got, op in zip(record["operations"], event.transaction.do_operations, strict=True):
+            assert list(got) == list(_expected_op(op))  # SiYuan's key order, then the resolved fields
+            shapes.add(tuple(got))
+    # The workload exercises the optional fields, so the comparison above covers them.
+    seen = {key for shape in shapes for key in shape}
+    assert {"parentID", "previousID", "data", "blocks", "attrs", "updated"} <= seen
+
+
+def test_iso_time_is_exact() -> None:
+    epoch = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
+    for ms in (0, 1, 999, 1000, -1, -1001, T0 + 166, 4_102_444_799_999, 202_021_373_708_201):
+        exact = (epoch + dt.timedelta(milliseconds=ms)).isoformat(timespec="milliseconds")
+        assert iso_time(ms) == exact.replace("+00:00", "Z")
 
 
 def _some_block(events: list[pb.Event], rank: int = 0) -> str:
