@@ -95,14 +95,26 @@ class EventLog:
         """Block until ``seq`` is durable (see ``DeviceLog.wait_durable``)."""
         self.log.wait_durable(seq)
 
-    def read(self, from_seq: int = 1, to_seq: int | None = None) -> Iterator[Event]:
-        """Yield events in seq order, checking each one's device_id and device_seq."""
+    def records(self, from_seq: int = 1, to_seq: int | None = None) -> Iterator[tuple[int, bytes, Event]]:
+        """Yield ``(seq, record bytes, event)`` in seq order, checking each event's device_id and device_seq."""
+        device_id = self.log.device_id
+        parse = Event.FromString
         for seq, data in self.log.read(from_seq, to_seq):
-            event = decode_event(data)
-            if event.device_seq != seq or event.device_id != self.log.device_id:
+            try:
+                event = parse(data)
+            except DecodeError as exc:
+                raise StorageError(
+                    f"log {self.log.folder}: record {seq} does not decode as an Event: {exc}"
+                ) from exc
+            if event.device_seq != seq or event.device_id != device_id:
                 raise StorageError(
                     f"log {self.log.folder}: record {seq} holds event {event.device_id!r}#{event.device_seq}"
                 )
+            yield seq, data, event
+
+    def read(self, from_seq: int = 1, to_seq: int | None = None) -> Iterator[Event]:
+        """Yield events in seq order, checking each one's device_id and device_seq."""
+        for _, _, event in self.records(from_seq, to_seq):
             yield event
 
     def close(self) -> None:

@@ -16,7 +16,7 @@ import heapq
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 
-from oplog.errors import InvalidArgument, StorageError
+from oplog.errors import InvalidArgument
 from oplog.eventlog import EventLog
 from oplog.hlc import COUNTER_BITS
 from oplog.resolve import seed_action
@@ -55,19 +55,8 @@ def total_events(logs: Mapping[str, EventLog]) -> int:
 
 def _device_records(log: EventLog, from_seq: int) -> Iterator[tuple[int, str, int, pb.Event, bytes]]:
     device_id = log.log.device_id
-    parse = pb.Event.FromString
-    for seq, data in log.log.read(from_seq):
-        try:
-            event = parse(data)
-        except Exception as exc:  # protobuf raises its own DecodeError
-            raise StorageError(
-                f"log {log.log.folder}: record {seq} does not decode as an Event: {exc}"
-            ) from exc
-        if event.device_seq != seq or event.device_id != device_id:
-            raise StorageError(
-                f"log {log.log.folder}: record {seq} holds event {event.device_id!r}#{event.device_seq}"
-            )
-        # (hlc, device, seq) is unique, so the tuple compare never reaches the event.
+    # (hlc, device, seq) is unique, so the tuple compare never reaches the event.
+    for seq, data, event in log.records(from_seq):
         yield event.hlc, device_id, seq, event, data
 
 

@@ -19,7 +19,6 @@ from typing import Any
 
 from oplog.checkpoint import CHECKPOINTS_FILE, CheckpointStore
 from oplog.errors import InvalidArgument, NotADataDir
-from oplog.eventlog import EventLog
 from oplog.statediff import (
     BlockChange,
     BlockState,
@@ -31,6 +30,7 @@ from oplog.statediff import (
     diff_workspaces,
     total_events,
 )
+from oplog.tools.replay import opened_readonly
 
 __all__ = ["register", "run"]
 
@@ -62,18 +62,6 @@ def register(subparsers: Any, parent: argparse.ArgumentParser) -> None:
 
 
 # ---------------------------------------------------------------- plumbing
-
-
-@contextmanager
-def _opened(data_dir: Path) -> Iterator[dict[str, EventLog]]:
-    from oplog.tools.replay import open_logs_readonly
-
-    logs = open_logs_readonly(data_dir)
-    try:
-        yield logs
-    finally:
-        for log in logs.values():
-            log.close()
 
 
 def _checkpoints(stack: ExitStack, data_dir: Path, full: bool) -> CheckpointStore | None:
@@ -170,7 +158,7 @@ def _positions(args: argparse.Namespace, data_dir: Path, show: bool) -> int:
     from oplog.statediff import check_positions
 
     with ExitStack() as stack:
-        logs = stack.enter_context(_opened(data_dir))
+        logs = stack.enter_context(opened_readonly(data_dir))
         total = total_events(logs)
         start = 0 if args.start is None else args.start
         end = total if args.end is None else args.end
@@ -224,8 +212,8 @@ def _other(args: argparse.Namespace, ours_dir: Path, show: bool) -> int:
     if theirs_dir.resolve() == ours_dir.resolve():
         return _usage("--other names the same data directory as --data")
     with ExitStack() as stack:
-        ours = stack.enter_context(_opened(ours_dir))
-        theirs = stack.enter_context(_opened(theirs_dir))
+        ours = stack.enter_context(opened_readonly(ours_dir))
+        theirs = stack.enter_context(opened_readonly(theirs_dir))
         both = total_events(ours) + total_events(theirs)
         with _bar(both, show, "compare") as progress:
             cmp = compare_logs(ours, theirs, progress=progress)

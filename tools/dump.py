@@ -92,15 +92,11 @@ def _iso_second(second: int) -> str:
 @contextmanager
 def reading(data: str | Path) -> Iterator[dict[str, EventLog]]:
     """The data directory's device logs opened read-only (never the writer's lock), closed afterwards."""
-    from oplog.tools.replay import check_data_dir, one_line_warnings, open_logs_readonly
+    from oplog.tools.replay import check_data_dir, one_line_warnings, opened_readonly
 
     one_line_warnings()
-    logs = open_logs_readonly(check_data_dir(data))
-    try:
+    with opened_readonly(check_data_dir(data)) as logs:
         yield logs
-    finally:
-        for log in logs.values():
-            log.close()
 
 
 @contextmanager

@@ -21,6 +21,7 @@ __all__ = [
     "register",
     "run",
     "open_logs_readonly",
+    "opened_readonly",
     "check_data_dir",
     "replay_data_dir",
     "parse_time_ms",
@@ -85,7 +86,8 @@ def open_logs_readonly(data_dir: Path) -> dict[str, EventLog]:
 
 
 @contextmanager
-def _opened(data_dir: Path) -> Iterator[dict[str, EventLog]]:
+def opened_readonly(data_dir: Path) -> Iterator[dict[str, EventLog]]:
+    """Every device log of ``data_dir`` opened read-only (``open_logs_readonly``), closed afterwards."""
     logs = open_logs_readonly(data_dir)
     try:
         yield logs
@@ -130,7 +132,7 @@ def replay_data_dir(
 ) -> ReplayResult:
     """Replay a data directory read-only (from its newest usable checkpoint unless ``full``)."""
     data_dir = check_data_dir(data)
-    with _opened(data_dir) as logs:
+    with opened_readonly(data_dir) as logs:
         total = sum(log.last_seq for log in logs.values())
         progress, done = _progress_bar(total if until is None else min(total, until), show_progress)
         try:
