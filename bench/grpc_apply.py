@@ -5,17 +5,24 @@ do not share a GIL): the real ``oplog.v1.OpLog`` service over a fresh store,
 with the same interceptor, thread pool and options, plus a bench-only
 ``/bench.Echo/Echo`` method that returns its request bytes. Then, with 1 and
 with 8 client threads, it measures the echo (sent the same bytes as an Apply
-request) and a durable one-operation ``Apply``: throughput, p50, p99, and
-Apply's share of the echo ceiling.
+request) and a durable one-operation ``Apply``: throughput, p50, p99,
+Apply's share of the echo ceiling, and the CPU time per call of the server
+and of the client process.
 
     python bench/grpc_apply.py                 # defaults: 2,000 calls per case
     python bench/grpc_apply.py --calls 5000 --durability interval --json
+    python bench/grpc_apply.py --calls 400 --callgrind   # server instructions per call
+
+Wall-clock figures on a shared machine move by tens of percent between runs;
+``--callgrind`` counts the server's instructions instead, which do not.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import re
+import resource
 import statistics
 import subprocess
 import sys
@@ -36,13 +43,32 @@ DOC = "20240720090000-benchdc"
 BOX = "20240720085959-benchbx"
 
 
+CPU_METHOD = "/bench.Echo/Cpu"
+
+
 def _echo_handler() -> grpc.GenericRpcHandler:
     def echo(request: bytes, _context: grpc.ServicerContext) -> bytes:
         return request
 
+    def cpu(_request: bytes, _context: grpc.ServicerContext) -> bytes:
+        # The server process's CPU seconds and context switches so far (all threads).
+        usage = resource.getrusage(resource.RUSAGE_SELF)
+        return f"{time.process_time()!r} {usage.ru_nvcsw + usage.ru_nivcsw}".encode()
+
     return grpc.method_handlers_generic_handler(
-        "bench.Echo", {"Echo": grpc.unary_unary_rpc_method_handler(echo)}
+        "bench.Echo",
+        {
+            "Echo": grpc.unary_unary_rpc_method_handler(echo),
+            "Cpu": grpc.unary_unary_rpc_method_handler(cpu),
+        },
     )
+
+
+def _server_cpu(address: str) -> tuple[float, int]:
+    """The server's CPU seconds and context switches so far."""
+    with Client(address) as c:
+        cpu, switches = c.channel.unary_unary(CPU_METHOD)(b"", timeout=30).split()
+    return float(cpu), int(switches)
 
 
 def serve_child(data: str, durability: str, workers: int) -> None:
@@ -91,30 +117,76 @@ def _setup_request() -> pb.ApplyRequest:
     return wire.request_from_json({"transactions": [{"doOperations": ops}]})
 
 
-def _run_case(address: str, kind: str, threads: int, calls: int, warmup: int, op: str) -> dict[str, Any]:
+class Callgrind:
+    """Counts the server's instructions per case: the child runs under ``valgrind --tool=callgrind``.
+
+    Instruction counts do not depend on what else the machine runs, so a
+    change can be judged on a shared machine where wall-clock figures move by
+    tens of percent. (valgrind runs one thread at a time, so wall-clock
+    figures, and how many requests share a group commit, mean little here.)
+    """
+
+    def __init__(self, folder: str) -> None:
+        self.folder = folder
+        self.pid = 0
+
+    def command(self) -> list[str]:
+        """The prefix that runs the child under callgrind."""
+        return [
+            "valgrind",
+            "--tool=callgrind",
+            "--dump-instr=no",
+            f"--callgrind-out-file={self.folder}/cg.out",
+        ]
+
+    def zero(self) -> None:
+        """Forget what was counted so far (start-up, set-up, warm-up)."""
+        subprocess.run(["callgrind_control", "-z", str(self.pid)], check=True, capture_output=True)
+
+    def dump(self, label: str) -> int:
+        """Instructions counted since ``zero``."""
+        subprocess.run(["callgrind_control", "-d", label, str(self.pid)], check=True, capture_output=True)
+        for path in sorted(Path(self.folder).glob("cg.out.*"), key=lambda p: p.stat().st_mtime, reverse=True):
+            text = path.read_text()
+            if f"desc: Trigger: dump {label}\n" in text:
+                found = re.search(r"^(?:summary|totals): (\d+)", text, re.M)
+                if found:
+                    return int(found.group(1))
+        raise RuntimeError(f"no callgrind dump for {label} in {self.folder}")
+
+
+def _run_case(
+    address: str,
+    kind: str,
+    threads: int,
+    calls: int,
+    warmup: int,
+    op: str,
+    callgrind: Callgrind | None = None,
+) -> dict[str, Any]:
     per_thread = calls // threads
     latencies: list[list[float]] = [[] for _ in range(threads)]
-    barrier = threading.Barrier(threads + 1)
+    # Warm-ups end at ``ready``; the counters are read (or zeroed); all threads start at ``go``.
+    ready = threading.Barrier(threads + 1)
+    go = threading.Barrier(threads + 1)
     errors: list[BaseException] = []
 
     def worker(t: int) -> None:
         try:
             with Client(address) as c:
-                if kind == "echo":
-                    call = c.channel.unary_unary(ECHO_METHOD)
-                    payload = _apply_request(t * 10_000_000, op).SerializeToString()
+                call = c.channel.unary_unary(ECHO_METHOD)
+                payload = _apply_request(t * 10_000_000, op).SerializeToString()
 
-                    def one(_n: int) -> None:
-                        call(payload, timeout=30)
-
-                else:
-
-                    def one(n: int) -> None:
-                        c.stub.Apply(_apply_request(n, op), timeout=30)
+                def one(n: int) -> None:
+                    if kind == "echo":
+                        call(payload, timeout=300)
+                    else:
+                        c.stub.Apply(_apply_request(n, op), timeout=300)
 
                 for i in range(warmup):
                     one(t * 10_000_000 + i)
-                barrier.wait()
+                ready.wait()
+                go.wait()
                 out = latencies[t]
                 for i in range(per_thread):
                     started = time.perf_counter()
@@ -122,18 +194,32 @@ def _run_case(address: str, kind: str, threads: int, calls: int, warmup: int, op
                     out.append(time.perf_counter() - started)
         except BaseException as exc:  # noqa: BLE001 - reported by the caller
             errors.append(exc)
-            barrier.abort()
+            ready.abort()
+            go.abort()
 
     pool = [threading.Thread(target=worker, args=(t,)) for t in range(threads)]
     for th in pool:
         th.start()
-    barrier.wait()
+    try:
+        ready.wait()
+        server_cpu, server_switches = _server_cpu(address)
+        if callgrind is not None:
+            callgrind.zero()
+        client_cpu = time.process_time()
+        go.wait()
+    except threading.BrokenBarrierError:
+        pass
     started = time.perf_counter()
     for th in pool:
         th.join()
     elapsed = time.perf_counter() - started
     if errors:
         raise errors[0]
+    client_cpu = time.process_time() - client_cpu
+    instructions = callgrind.dump(f"{kind}{threads}") if callgrind is not None else 0
+    cpu_after, switches_after = _server_cpu(address)
+    server_cpu = cpu_after - server_cpu
+    server_switches = switches_after - server_switches
     flat = sorted(x for per in latencies for x in per)
     q = statistics.quantiles(flat, n=100)
     return {
@@ -143,6 +229,11 @@ def _run_case(address: str, kind: str, threads: int, calls: int, warmup: int, op
         "per_s": len(flat) / elapsed,
         "p50_ms": q[49] * 1000,
         "p99_ms": q[98] * 1000,
+        # CPU per call (all threads of the process), less noisy than wall clock on a shared machine.
+        "server_cpu_ms": server_cpu / len(flat) * 1000,
+        "client_cpu_ms": client_cpu / len(flat) * 1000,
+        "server_switches": server_switches / len(flat),
+        "server_minstr": instructions / len(flat) / 1e6,
     }
 
 
@@ -165,6 +256,12 @@ def main(argv: list[str] | None = None) -> int:
         "append: paragraphs appended to one growing document",
     )
     parser.add_argument("--workers", type=int, default=32, help="server worker threads (default 32)")
+    parser.add_argument(
+        "--callgrind",
+        action="store_true",
+        help="run the server under valgrind's callgrind and report its instructions per call "
+        "(machine-independent; use a few hundred calls: everything runs ~50x slower)",
+    )
     parser.add_argument("--data", help="data directory (default: a fresh temporary one)")
     parser.add_argument("--json", action="store_true")
     parser.add_argument("--serve-child", action="store_true", help=argparse.SUPPRESS)
@@ -177,8 +274,10 @@ def main(argv: list[str] | None = None) -> int:
         prefix="oplog-bench-", dir=args.data and str(Path(args.data).parent)
     ) as tmp:
         data = args.data or str(Path(tmp) / "data")
+        callgrind = Callgrind(tmp) if args.callgrind else None
         child = subprocess.Popen(
             [
+                *(callgrind.command() if callgrind else []),
                 sys.executable,
                 __file__,
                 "--serve-child",
@@ -191,23 +290,28 @@ def main(argv: list[str] | None = None) -> int:
             ],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL if callgrind else None,
             text=True,
         )
+        if callgrind:
+            callgrind.pid = child.pid
         try:
             port = int(child.stdout.readline())  # type: ignore[union-attr]
             address = f"127.0.0.1:{port}"
             with Client(address) as c:
-                c.stub.Apply(_setup_request(), timeout=30)
+                c.stub.Apply(_setup_request(), timeout=300)
             results = []
             for threads in (int(x) for x in args.threads.split(",")):
-                echo = _run_case(address, "echo", threads, args.calls, args.warmup, args.op)
-                apply = _run_case(address, "apply", threads, args.calls, args.warmup, args.op)
+                echo = _run_case(address, "echo", threads, args.calls, args.warmup, args.op, callgrind)
+                apply = _run_case(address, "apply", threads, args.calls, args.warmup, args.op, callgrind)
                 apply["of_echo"] = apply["per_s"] / echo["per_s"]
                 apply["p99_over_p50"] = apply["p99_ms"] / apply["p50_ms"]
+                if callgrind:
+                    apply["of_echo_instr"] = echo["server_minstr"] / apply["server_minstr"]
                 results += [echo, apply]
         finally:
             child.stdin.close()  # type: ignore[union-attr]
-            child.wait(timeout=60)
+            child.wait(timeout=600)
 
     if args.json:
         print(json.dumps({"op": args.op, "durability": args.durability, "results": results}, indent=2))
@@ -215,13 +319,25 @@ def main(argv: list[str] | None = None) -> int:
     print(
         f"op={args.op}, durability={args.durability}, {args.calls} calls per case, server workers={args.workers}"
     )
-    print("| rpc | client threads | calls/s | p50 ms | p99 ms | share of echo | p99/p50 |")
-    print("|---|---:|---:|---:|---:|---:|---:|")
+    if callgrind:
+        print("| rpc | client threads | server M instructions/call | echo/apply (instructions) |")
+        print("|---|---:|---:|---:|")
+        for r in results:
+            share = f"{r['of_echo_instr']:.0%}" if "of_echo_instr" in r else ""
+            print(f"| {r['kind']} | {r['threads']} | {r['server_minstr']:.3f} | {share} |")
+        return 0
+    print(
+        "| rpc | client threads | calls/s | p50 ms | p99 ms | share of echo | p99/p50 "
+        "| server CPU ms/call | client CPU ms/call | server context switches/call |"
+    )
+    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
     for r in results:
         share = f"{r['of_echo']:.0%}" if "of_echo" in r else ""
         ratio = f"{r['p99_over_p50']:.2f}" if "p99_over_p50" in r else f"{r['p99_ms'] / r['p50_ms']:.2f}"
         print(
-            f"| {r['kind']} | {r['threads']} | {r['per_s']:,.0f} | {r['p50_ms']:.2f} | {r['p99_ms']:.2f} | {share} | {ratio} |"
+            f"| {r['kind']} | {r['threads']} | {r['per_s']:,.0f} | {r['p50_ms']:.2f} | {r['p99_ms']:.2f} "
+            f"| {share} | {ratio} | {r['server_cpu_ms']:.3f} | {r['client_cpu_ms']:.3f} "
+            f"| {r['server_switches']:.1f} |"
         )
     return 0
 

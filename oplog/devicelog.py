@@ -331,6 +331,40 @@ class DeviceLog:
         with self._wlock:
             return [SegmentInfo(s.name, s.first_seq, s.count, s.sealed, s.size) for s in self._segs]
 
+    def refresh(self) -> int:
+        """Take in sealed segments added to the folder after the known ones; return how many records came.
+
+        For a read-only log whose folder sync extends: only the new files are
+        read. ``StorageError`` if the known segments are no longer the folder's
+        first ones (reopen the log instead).
+        """
+        if self.writable:
+            raise StorageError(f"log {self.folder}: only a read-only log can be refreshed")
+        listing = self._list_segments()
+        with self._wlock:
+            known = [(s.first_seq, s.name) for s in self._segs]
+            if listing[: len(known)] != known or (self._segs and not self._segs[-1].sealed):
+                raise StorageError(f"log {self.folder}: its known segments changed; reopen it")
+            expected = self._last_seq + 1
+            for first, name in listing[len(known) :]:
+                path = os.path.join(self.folder, name)
+                if first != expected:
+                    raise StorageError(
+                        f"{path}: log is not dense: expected a segment starting at seq {expected}, found {first}"
+                    )
+                buf = read_file(path, self._ops)
+                scan = segment.quick_check_sealed(buf, path, device_id=self.device_id, first_seq=first)
+                if scan is None:
+                    scan = segment.scan_segment(
+                        buf, path, device_id=self.device_id, first_seq=first, must_be_sealed=True
+                    )
+                self._segs.append(_Seg(name, path, first, scan.count, True, scan.size))
+                self._firsts.append(first)
+                expected = first + scan.count
+            added = expected - 1 - self._last_seq
+            self._last_seq = self._durable_seq = expected - 1
+        return added
+
     # ---- appending ----
 
     def _check_writable(self) -> None:

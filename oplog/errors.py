@@ -18,6 +18,7 @@
     ├── QueryRefused               SQL that is not a read         -> INVALID_ARGUMENT
     ├── QueryTimeout               SQL past its time budget       -> DEADLINE_EXCEEDED
     ├── SubscriberTooSlow          a change-feed reader fell behind -> RESOURCE_EXHAUSTED
+    ├── ChangeFeedRewritten        sync renumbered the change feed  -> ABORTED
     └── ReadOnlyStore              a write on a read-only store   -> PERMISSION_DENIED
 
 The server maps these to gRPC status codes in one place; the CLI prints
@@ -45,6 +46,7 @@ __all__ = [
     "QueryRefused",
     "QueryTimeout",
     "SubscriberTooSlow",
+    "ChangeFeedRewritten",
     "ReadOnlyStore",
 ]
 
@@ -148,6 +150,14 @@ class QueryTimeout(OplogError):
 
 class SubscriberTooSlow(OplogError):
     """A change-feed subscriber fell behind its bounded buffer; it may resume from its last position."""
+
+
+class ChangeFeedRewritten(OplogError):
+    """Sync archived events the change feed had already numbered; resubscribe from the position given."""
+
+    def __init__(self, message: str, *, resume_from: int) -> None:
+        self.resume_from = resume_from
+        super().__init__(message)
 
 
 class ReadOnlyStore(OplogError):

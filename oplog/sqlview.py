@@ -24,7 +24,9 @@ The view is derived and rebuildable: WAL mode, ``synchronous=OFF`` (never an
 fsync on the write path); each call is one transaction, so readers see whole
 requests. ``apply`` costs the rows an event touched plus their ancestors
 (whose rendered Markdown and text changed), plus every block of a document
-whose ``hpath`` changed.
+whose ``hpath`` changed. ``defer`` collects changes and ``flush`` writes them
+all in one ``apply``: a block touched by many requests between two flushes
+(or a parent shared by many) is computed and written once.
 """
 
 from __future__ import annotations
@@ -35,6 +37,7 @@ import sqlite3
 from collections.abc import Iterable, Iterator, Sequence
 from functools import lru_cache
 from hashlib import sha256
+from operator import attrgetter
 from pathlib import Path
 from typing import Any
 
@@ -67,12 +70,18 @@ ATTRIBUTE_COLUMNS = ("id", "name", "value", "type", "block_id", "root_id", "box"
 CONFLICT_COLUMNS = ("device_id", "device_seq", "op_index", "action", "block_id", "reason")
 
 _SORT = {"d": 0, "h": 5, "p": 10, "c": 10, "m": 10, "t": 10, "html": 10, "l": 20, "i": 20, "b": 20, "s": 30}
+_node_type = attrgetter("type")
 _TAG_RE = re.compile(r"#([^#\s][^#\n]*?)#")
 _HEADING_PREFIX = re.compile(r"^ {0,3}#{1,6}(?:[ \t]+|$)")
 # Text with no Markdown syntax at all is its own plain text; markdown-it is not needed for it.
 _PLAIN_RE = re.compile(r"^[^\W\d_](?:[^\W_]|[ ,;'\"?])*$")
 
 _INSERT_BLOCK = f"INSERT OR REPLACE INTO blocks ({', '.join(BLOCK_COLUMNS)}) VALUES ({', '.join('?' * len(BLOCK_COLUMNS))})"
+# Columns a row's indexes do not cover: a block that stays where it was is rewritten with an
+# UPDATE of these, which leaves the id, root_id and parent_id indexes untouched (fewer pages).
+_UPDATED_COLUMNS = tuple(c for c in BLOCK_COLUMNS if c not in ("id", "parent_id", "root_id"))
+_UPDATED_AT = tuple(BLOCK_COLUMNS.index(c) for c in _UPDATED_COLUMNS)
+_UPDATE_BLOCK = f"UPDATE blocks SET {', '.join(f'{c} = ?' for c in _UPDATED_COLUMNS)} WHERE id = ?"
 _INSERT_ATTR = f"INSERT OR REPLACE INTO attributes ({', '.join(ATTRIBUTE_COLUMNS)}) VALUES ({', '.join('?' * len(ATTRIBUTE_COLUMNS))})"
 _INSERT_CONFLICT = f"INSERT OR IGNORE INTO conflicts ({', '.join(CONFLICT_COLUMNS)}) VALUES ({', '.join('?' * len(CONFLICT_COLUMNS))})"
 
@@ -226,20 +235,36 @@ def _attribute_rows(node: Node) -> Iterator[tuple[Any, ...]]:
             yield (f"{node.id}/{name}", name, node.attrs[name], "b", node.id, root.id, root.box, root.path)
 
 
-def view_rows(ws: Workspace, nodes: Iterable[Node]) -> tuple[list[tuple[Any, ...]], list[tuple[Any, ...]]]:
-    """``blocks`` and ``attributes`` rows for these blocks."""
+def view_rows(
+    ws: Workspace, nodes: Iterable[Node], heading_free: set[str] | None = None
+) -> tuple[list[tuple[Any, ...]], list[tuple[Any, ...]]]:
+    """``blocks`` and ``attributes`` rows for these blocks.
+
+    ``heading_free``, when given, holds ids of blocks known to have no heading
+    child (their children's SQL parent is the block itself); parents found
+    so are added to it.
+    """
     hpaths: dict[str, str] = {}
-    parents: dict[str, dict[str, str]] = {}
+    # Per structural parent: its children's SQL parents, or None when it has no heading child
+    # (then every child's SQL parent is the parent itself).
+    parents: dict[str, dict[str, str] | None] = {}
     blocks: list[tuple[Any, ...]] = []
     attributes: list[tuple[Any, ...]] = []
     for node in nodes:
         parent = node.parent
         parent_id = ""
         if parent is not None:
-            known = parents.get(parent.id)
-            if known is None:
-                known = parents[parent.id] = sql_parents(parent)
-            parent_id = known[node.id]
+            if parent.id in parents:
+                known = parents[parent.id]
+            elif heading_free is not None and parent.id in heading_free:
+                known = parents[parent.id] = None
+            else:
+                # The scan for a heading runs in C; the per-child loop only where there is one.
+                has_heading = "h" in map(_node_type, parent.children)
+                known = parents[parent.id] = sql_parents(parent) if has_heading else None
+                if not has_heading and heading_free is not None:
+                    heading_free.add(parent.id)
+            parent_id = known[node.id] if known is not None else parent.id
         blocks.append(block_row(ws, node, hpaths, parent_id))
         attributes.extend(_attribute_rows(node))
     return blocks, attributes
@@ -257,6 +282,15 @@ class BlocksView:
         """Open (creating) the view file in WAL mode with ``synchronous=OFF``."""
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
+        # Changes recorded by ``defer`` and not yet written; tickets count deferrals.
+        self._touched: set[str] = set()
+        self._removed: set[str] = set()
+        self._conflicts: list[ConflictRecord] = []
+        self._deferred = 0
+        self._written = 0
+        # Blocks known to have no heading child, so appending to a long document does not
+        # scan all its children on every write; forgotten whenever a heading comes or goes.
+        self._heading_free: set[str] = set()
         try:
             self._db = self._connect()
         except sqlite3.DatabaseError:
@@ -333,9 +367,14 @@ class BlocksView:
 
     def _set_meta(self, position: int | None, state_hash: str | None) -> None:
         conn = self._db.conn
-        if position is not None:
+        if position is not None and state_hash is not None:
+            conn.execute(
+                "INSERT OR REPLACE INTO meta (key, value) VALUES ('position', ?), ('state_hash', ?)",
+                (str(position), state_hash),
+            )
+        elif position is not None:
             conn.execute("INSERT OR REPLACE INTO meta (key, value) VALUES ('position', ?)", (str(position),))
-        if state_hash is not None:
+        elif state_hash is not None:
             conn.execute("INSERT OR REPLACE INTO meta (key, value) VALUES ('state_hash', ?)", (state_hash,))
 
     # ---- writing
@@ -350,6 +389,8 @@ class BlocksView:
     ) -> None:
         """Replace the whole view with ``ws`` (and the conflict list) in one transaction."""
         conn = self._db.conn
+        deferred = self._deferred
+        self._heading_free = set()
         with self._db.atomic():
             conn.execute("DELETE FROM blocks")
             conn.execute("DELETE FROM attributes")
@@ -361,6 +402,55 @@ class BlocksView:
                 conn.executemany(_INSERT_ATTR, attr_rows)
             conn.executemany(_INSERT_CONFLICT, (tuple(c) for c in conflicts))
             self._set_meta(position, state_hash)
+        # The whole state is written: what was deferred until now is in it.
+        self._clear_deferred(deferred)
+
+    # ---- deferred writing
+
+    def defer(
+        self, touched: Iterable[str], removed: Iterable[str] = (), conflicts: Iterable[ConflictRecord] = ()
+    ) -> int:
+        """Record a change for the next ``flush`` instead of writing it now; returns its ticket."""
+        self._touched.update(touched)
+        self._removed.update(removed)
+        self._conflicts.extend(conflicts)
+        self._deferred += 1
+        return self._deferred
+
+    @property
+    def pending(self) -> bool:
+        """Whether deferred changes wait for a ``flush``."""
+        return self._written < self._deferred
+
+    def written(self, ticket: int) -> bool:
+        """Whether the change that got ``ticket`` from ``defer`` is in the file."""
+        return ticket <= self._written
+
+    def flush(self, ws: Workspace, *, position: int | None = None, state_hash: str | None = None) -> bool:
+        """Write every deferred change as of ``ws`` now, in one transaction; False if there was none.
+
+        The caller keeps ``ws`` still meanwhile. If the write fails the changes
+        stay deferred, for the next flush.
+        """
+        if not self.pending:
+            return False
+        deferred = self._deferred
+        self.apply(
+            ws,
+            self._touched,
+            self._removed,
+            conflicts=self._conflicts,
+            position=position,
+            state_hash=state_hash,
+        )
+        self._clear_deferred(deferred)
+        return True
+
+    def _clear_deferred(self, upto: int) -> None:
+        self._touched = set()
+        self._removed = set()
+        self._conflicts = []
+        self._written = upto
 
     def apply(
         self,
@@ -381,11 +471,17 @@ class BlocksView:
         refresh: set[str] = set()
         docs_moved: list[Node] = []
         old_parents: set[str] = set()
+        placed: dict[str, tuple[str, str]] = {}
+        # A heading that was, or is, among the changed blocks may have come to or left any parent.
+        heading_moved = False
         for chunk in _chunks(ids):
             marks = ",".join("?" * len(chunk))
-            for block_id, parent_id, hpath in conn.execute(
-                f"SELECT id, parent_id, hpath FROM blocks WHERE id IN ({marks})", tuple(chunk)
+            for block_id, parent_id, root_id, hpath, kind in conn.execute(
+                f"SELECT id, parent_id, root_id, hpath, type FROM blocks WHERE id IN ({marks})", tuple(chunk)
             ):
+                placed[block_id] = (parent_id, root_id)
+                if kind == "h":
+                    heading_moved = True
                 if parent_id:
                     old_parents.add(parent_id)
                 doc = ws.docs.get(block_id)
@@ -405,6 +501,10 @@ class BlocksView:
             if node is not None:
                 refresh.add(block_id)
                 lift(node.parent)
+                if node.type == "h":
+                    heading_moved = True
+        if heading_moved:
+            self._heading_free.clear()
         for parent_id in old_parents:
             node = blocks.get(parent_id)
             if node is not None:
@@ -414,8 +514,13 @@ class BlocksView:
                 refresh.update(n.id for n in iter_blocks(owner))
 
         nodes = [blocks[i] for i in sorted(refresh)]
-        rows, attr_rows = view_rows(ws, nodes)
-        dropped = sorted(gone - set(blocks))
+        rows, attr_rows = view_rows(ws, nodes, self._heading_free)
+        updates = [
+            (*(row[i] for i in _UPDATED_AT), row[0]) for row in rows if placed.get(row[0]) == (row[1], row[2])
+        ]
+        if updates:
+            rows = [row for row in rows if placed.get(row[0]) != (row[1], row[2])]
+        dropped = sorted(i for i in gone if i not in blocks)
         with self._db.atomic():
             for chunk in _chunks(dropped):
                 marks = ",".join("?" * len(chunk))
@@ -423,9 +528,15 @@ class BlocksView:
             for chunk in _chunks(dropped + [n.id for n in nodes]):
                 marks = ",".join("?" * len(chunk))
                 conn.execute(f"DELETE FROM attributes WHERE block_id IN ({marks})", tuple(chunk))
-            conn.executemany(_INSERT_BLOCK, rows)
-            conn.executemany(_INSERT_ATTR, attr_rows)
-            conn.executemany(_INSERT_CONFLICT, (tuple(c) for c in conflicts))
+            if updates:
+                conn.executemany(_UPDATE_BLOCK, updates)
+            if rows:
+                conn.executemany(_INSERT_BLOCK, rows)
+            if attr_rows:
+                conn.executemany(_INSERT_ATTR, attr_rows)
+            conflict_rows = [tuple(c) for c in conflicts]
+            if conflict_rows:
+                conn.executemany(_INSERT_CONFLICT, conflict_rows)
             self._set_meta(position, state_hash)
 
     def record_conflicts(self, conflicts: Iterable[ConflictRecord]) -> None:

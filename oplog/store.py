@@ -18,8 +18,10 @@ Layout of a data directory::
 from __future__ import annotations
 
 import json
+import logging
 import os
 import queue
+import sqlite3
 import threading
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -28,7 +30,15 @@ from pathlib import Path
 from oplog.checkpoint import CHECKPOINTS_FILE, CheckpointStore, ConflictRecord, capture
 from oplog.clock import Clock, IdSource, RandomIds, SystemClock
 from oplog.engine import Engine, apply_event
-from oplog.errors import BlockNotFound, NotADataDir, ReadOnlyStore, StorageError, SubscriberTooSlow
+from oplog.errors import (
+    BlockNotFound,
+    ChangeFeedRewritten,
+    NotADataDir,
+    OplogError,
+    ReadOnlyStore,
+    StorageError,
+    SubscriberTooSlow,
+)
 from oplog.eventlog import EventLog
 from oplog.hlc import HybridClock
 from oplog.identity import DEVICE_FILE, load_or_create_device_id
@@ -48,6 +58,8 @@ __all__ = ["Store", "StoreOptions", "Subscription", "DEVICES_DIR", "open_device_
 
 DEVICES_DIR = "devices"
 JOURNAL_FILE = "journal.json"
+
+log = logging.getLogger("oplog.store")
 
 
 @dataclass(frozen=True, slots=True)
@@ -102,6 +114,7 @@ class Subscription:
         self._queue: queue.Queue[pb.CommittedEvent | None] = queue.Queue(maxsize=buffer)
         self._overflowed = False
         self._closed = False
+        self._error: OplogError | None = None
         self.position = from_position
         # Registration and the catch-up bound are taken together, so nothing
         # published after the bound is missed and nothing before it repeated.
@@ -110,7 +123,7 @@ class Subscription:
             self._catchup_end = store._published
 
     def _offer(self, item: pb.CommittedEvent) -> None:
-        if self._overflowed or self._closed:
+        if self._overflowed or self._closed or self._error is not None:
             return
         try:
             self._queue.put_nowait(item)
@@ -124,6 +137,11 @@ class Subscription:
         except queue.Full:
             pass
 
+    def _end(self, error: OplogError) -> None:
+        """End the subscription with ``error`` (the store has already dropped it); a blocked iterator wakes."""
+        self._error = error
+        self._wake()
+
     def close(self) -> None:
         """Stop the subscription; a blocked iterator wakes and ends."""
         self._closed = True
@@ -132,18 +150,22 @@ class Subscription:
 
     def __iter__(self) -> Iterator[pb.CommittedEvent]:
         for item in self._store._read_journal(self.position, self._catchup_end):
+            if self._error is not None:
+                raise self._error
             if self._closed:
                 return
             self.position = item.position
             yield item
         while not self._closed:
+            if self._error is not None:
+                raise self._error
             if self._overflowed and self._queue.empty():
                 raise SubscriberTooSlow(
                     f"subscriber fell more than {self._queue.maxsize} events behind; resume from position {self.position}"
                 )
             got = self._queue.get()
             if got is None:
-                if self._overflowed and not self._closed:
+                if (self._overflowed or self._error is not None) and not self._closed:
                     continue
                 return
             if got.position <= self.position:
@@ -247,8 +269,11 @@ class Store:
         for sub in subscribers:
             sub.close()
         try:
-            if self._failed is None and self._since_checkpoint:
-                self.checkpoint()
+            if self._failed is None:
+                with self._write_lock:
+                    self._flush_view()
+                if self._since_checkpoint:
+                    self.checkpoint()
         finally:
             self._view.close()
             self._checkpoints.close()
@@ -297,8 +322,15 @@ class Store:
         touched: set[str],
         removed: set[str],
         conflicts: Sequence[ConflictRecord] = (),
-    ) -> None:
-        """Account for events just folded into ``ws`` at the tip: hash, heads, position, view."""
+        *,
+        defer_view: bool = False,
+    ) -> int:
+        """Account for events just folded into ``ws`` at the tip: hash, heads, position, view.
+
+        With ``defer_view`` the blocks view is only told what changed; the
+        returned ticket goes to ``_write_view`` before the request is
+        acknowledged. Otherwise the view is written now.
+        """
         self.state_hash.update(self.ws, touched, removed)
         for event in events:
             self.heads[event.device_id] = event.device_seq
@@ -308,19 +340,37 @@ class Store:
         self.position += len(events)
         self._since_checkpoint += len(events)
         self._conflicts.extend(conflicts)
-        self._view.apply(
-            self.ws,
-            touched,
-            removed,
-            conflicts=conflicts,
-            position=self.position,
-            state_hash=self.state_hash.hexdigest(),
-        )
+        ticket = self._view.defer(touched, removed, conflicts)
+        if not defer_view:
+            self._flush_view()
+        return ticket
+
+    def _flush_view(self) -> None:
+        """Write the blocks view's deferred changes as of the state now (holding the write lock)."""
+        if self._view.pending:
+            self._view.flush(self.ws, position=self.position, state_hash=self.state_hash.hexdigest())
+
+    def _write_view(self, ticket: int) -> None:
+        """Make the blocks view show the change with ``ticket``, before its request is acknowledged.
+
+        Whoever comes first writes everything folded so far, so requests that
+        share a group commit mostly share one view write (one SQLite
+        transaction; a block touched by several of them computed once). A
+        failure is logged, not raised: the request is durable and applied, and
+        the changes stay deferred for the next write or query to retry.
+        """
+        with self._write_lock:
+            if self._view.written(ticket):
+                return
+            try:
+                self._flush_view()
+            except Exception:
+                log.exception("the blocks view could not be updated; the next write or query retries")
 
     # ---- the write path ----
 
     def apply(self, request: pb.ApplyRequest) -> pb.ApplyResponse:
-        """Validate, resolve, append and apply one request; returns once it is on disk."""
+        """Validate, resolve, append and apply one request; returns once it is on disk and in the blocks view."""
         if self.options.readonly:
             raise ReadOnlyStore("this store is read-only")
         self._check_usable()
@@ -352,7 +402,7 @@ class Store:
                 except BaseException:
                     applied.rollback()
                     raise
-                self._folded(events, applied.touched, applied.removed)
+                ticket = self._folded(events, applied.touched, applied.removed, defer_view=True)
                 with self._publish_lock:
                     self._pending.extend(events)
         if events:
@@ -362,6 +412,8 @@ class Store:
                 # The state holds what the disk may not: nothing more can be trusted.
                 self._failed = f"the log could not be made durable: {exc}"
                 raise StorageError(self._failed) from exc
+            if not self._view.written(ticket):
+                self._write_view(ticket)
             self._publish(last)
             if self._since_checkpoint >= self.options.checkpoint_every:
                 self.checkpoint()
@@ -385,10 +437,18 @@ class Store:
         """
         durable = max(self._local.log.durable_seq, acknowledged)
         with self._publish_lock:
-            ready = [e for e in self._pending if e.device_seq <= durable]
-            if not ready:
+            pending = self._pending
+            if not pending or pending[0].device_seq > durable:
                 return
-            self._pending = [e for e in self._pending if e.device_seq > durable]
+            if pending[-1].device_seq <= durable:
+                ready, self._pending = pending, []
+            else:
+                ready = [e for e in pending if e.device_seq <= durable]
+                self._pending = [e for e in pending if e.device_seq > durable]
+            if not self._subscribers:
+                # Nobody listens: only the journal position moves (a CommittedEvent copies the event).
+                self._published += len(ready)
+                return
             for event in ready:
                 self._published += 1
                 item = pb.CommittedEvent(position=self._published, event=event)
@@ -466,6 +526,12 @@ class Store:
     ) -> QueryResult:
         """Read-only SQL over the blocks view (see oplog.sqlquery for what is refused)."""
         self._check_usable()
+        if self._view.pending:
+            try:
+                with self._write_lock:
+                    self._flush_view()
+            except sqlite3.Error as exc:
+                raise StorageError(f"the blocks view could not be updated: {exc}") from exc
         return run_query(self.data_dir / VIEW_FILE, sql, args, max_rows=max_rows, time_budget_s=time_budget_s)
 
     def conflicts(self) -> list[ConflictRecord]:
@@ -527,6 +593,17 @@ class Store:
             self._local = log
         return log
 
+    def refresh_device_log(self, device_id: str) -> EventLog:
+        """Take in sealed segments sync added after a foreign log's known ones, reading only those (holding ``sync_lock``)."""
+        log = self._logs.get(device_id)
+        if log is None or device_id == self.device_id:
+            return self.reopen_device_log(device_id)
+        try:
+            log.log.refresh()
+        except StorageError:
+            return self.reopen_device_log(device_id)
+        return log
+
     def forget_device_log(self, device_id: str) -> None:
         """Close and drop a foreign device's log whose segments were all archived (holding ``sync_lock``)."""
         if device_id == self.device_id:
@@ -553,12 +630,18 @@ class Store:
         return events
 
     def after_pull(self, pulled: list[tuple[str, int, int]], events: list[pb.Event]) -> None:
-        """Record pulled runs in the journal and fold their events into the state (holding ``sync_lock``)."""
+        """Record pulled runs in the journal, fold their events into the state, hand them to subscribers.
+
+        ``events`` are the runs' events in the runs' order. Holding ``sync_lock``.
+        """
         if not events:
             return
         from oplog.journal import Run
 
         self._local.log.sync()
+        # Local events already acknowledged but not yet published take their places before the pulled ones.
+        self._publish(self._local.last_seq)
+        before = self._journal.length(self._local.last_seq)
         self._journal.record([Run(d, a, b) for d, a, b in pulled], self._local.last_seq)
         newest = max(e.hlc for e in events)
         if min(e.hlc for e in events) > self._hlc.last:
@@ -583,17 +666,30 @@ class Store:
         self._hlc.observe(newest)
         with self._publish_lock:
             self._published = self._journal.length(self._local.last_seq)
+            for position, event in enumerate(events, start=before + 1):
+                if not self._subscribers:
+                    break
+                item = pb.CommittedEvent(position=position, event=event)
+                for sub in self._subscribers:
+                    sub._offer(item)
 
     def _sync_rebuild(self) -> None:
         """Rewind after sync changed the logs; the engine is pointed at the new workspace."""
         self._rebuild()
 
-    def after_drop(self) -> None:
-        """Clip the journal to what the logs still hold and rebuild (after archiving segments)."""
+    def after_drop(self, dropped: dict[str, int] | None = None) -> None:
+        """Clip the journal to what the logs still hold, rebuild, and tell subscribers (holding ``sync_lock``).
+
+        ``dropped`` maps each device whose segments were archived to the first
+        seq that left its log. A subscriber that was handed a position whose
+        event changed is ended with ``ChangeFeedRewritten`` (it resubscribes);
+        the others get the journal's new events.
+        """
         from oplog.fsutil import atomic_write
         from oplog.journal import Run
 
         self._local.log.sync()
+        unchanged = self._unchanged_positions(dropped or {})
         heads = {d: log.last_seq for d, log in self._logs.items()}
         runs: list[Run] = []
         for run in self._journal.runs:
@@ -606,8 +702,36 @@ class Store:
         self._sync_rebuild()
         self._hlc.observe(self._max_hlc)
         with self._publish_lock:
+            told = self._published
             self._published = self._journal.length(self._local.last_seq)
             self._pending = []
+            if unchanged < told:
+                error = ChangeFeedRewritten(
+                    f"sync archived events the change feed had numbered after position {unchanged}; "
+                    f"resubscribe from position {unchanged}",
+                    resume_from=unchanged,
+                )
+                for sub in self._subscribers:
+                    sub._end(error)
+                self._subscribers = []
+            elif self._subscribers:
+                for item in self._read_journal(told, self._published):
+                    for sub in self._subscribers:
+                        sub._offer(item)
+
+    def _unchanged_positions(self, dropped: dict[str, int]) -> int:
+        """How many journal positions still hold the same events once ``dropped`` left the logs."""
+        position = 0
+        for run in self._journal.runs:
+            first_gone = dropped.get(run.device_id)
+            if first_gone is not None and first_gone <= run.last_seq:
+                return position + max(0, first_gone - run.first_seq)
+            position += run.count
+        first_gone = dropped.get(self.device_id)
+        if first_gone is None:
+            return self._published  # nothing numbered so far changed
+        # The local events after the recorded runs are the journal's implied tail.
+        return position + max(0, first_gone - self._journal.stored_seq(self.device_id) - 1)
 
 
 def block_message(node: Node) -> pb.Block:

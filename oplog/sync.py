@@ -27,7 +27,7 @@ from oplog.eventlog import decode_event
 from oplog.fsutil import atomic_write, read_file
 from oplog.hlc import hlc_ms
 from oplog.remote import Remote
-from oplog.segment import scan_segment, verify_segment
+from oplog.segment import scan_segment
 from oplog.store import Store
 from oplog.v1 import oplog_pb2 as pb
 
@@ -45,6 +45,8 @@ __all__ = [
     "parse_sync_params",
     "check_cloud_name",
     "load_state",
+    "record_error",
+    "error_text",
 ]
 
 DEFAULT_CLOUD = "main"
@@ -232,6 +234,25 @@ def load_state(data_dir: Path) -> SyncState:
         raise StorageError(f"sync state {path} is unreadable: {exc}") from exc
 
 
+def error_text(exc: BaseException) -> str:
+    """How a failed sync is reported: an oplog error's message, else the exception's type and message."""
+    return str(exc) if isinstance(exc, OplogError) else f"{type(exc).__name__}: {exc}"
+
+
+def record_error(data_dir: Path, message: str) -> None:
+    """Keep ``message`` as the last sync error in ``sync.json`` (everything else as it was on disk).
+
+    Best effort: a sync that failed because the disk did must still report its
+    own error, not this one.
+    """
+    try:
+        state = load_state(data_dir)
+        state.last_error = message
+        atomic_write(data_dir / SYNC_FILE, state.encode())
+    except (OplogError, OSError):
+        pass
+
+
 @dataclass
 class SyncResult:
     """What one sync did."""
@@ -254,6 +275,16 @@ class SyncResult:
         return bool(
             self.pushed_segments or self.pulled_segments or self.archived_segments or self.rebased_events
         )
+
+
+@dataclass
+class Fetched:
+    """A downloaded and checked segment of a foreign device, with its events."""
+
+    device_id: str
+    entry: SegEntry
+    data: bytes
+    events: list[pb.Event]
 
 
 def _crc(data: bytes) -> str:
@@ -436,7 +467,18 @@ class SyncSession:
     # ---- the run ----
 
     def run(self) -> SyncResult:
-        """Do the whole sync; raises ``RemoteError`` (after retries) or ``StorageError``."""
+        """Do the whole sync; raises ``RemoteError`` (after retries) or ``StorageError``.
+
+        A failure is recorded as ``last_error`` in ``sync.json`` before it is
+        raised, so it is still reported after a restart.
+        """
+        try:
+            return self._run()
+        except Exception as exc:
+            record_error(self.store.data_dir, error_text(exc))
+            raise
+
+    def _run(self) -> SyncResult:
         params = self.params
         st = self.state
         self.cloud = params.cloud_name or st.cloud_name or DEFAULT_CLOUD
@@ -463,12 +505,14 @@ class SyncSession:
             self._progress("pushing local segments")
             self._push_own(epoch.epoch, manifests.get(self.me))
             self._progress("pulling other devices' segments")
+            pulled: list[Fetched] = []
             for device_id in sorted(manifests):
                 if device_id != self.me and device_id not in unreadable:
-                    self._pull_device(device_id, self._view(device_id, epoch, manifests))
+                    pulled.extend(self._fetch_device(device_id, self._view(device_id, epoch, manifests)))
+            self._store_pulled(pulled)
         st.cursors = {d: log_seq for d in self.store.device_ids() if (log_seq := self._last_seq(d))}
         st.last_sync_time = self.clock.now_ms()
-        st.last_error = ""
+        st.last_error = "; ".join(self.result.refused)
         self.result.epoch = st.epoch or ""
         self._save_state()
         self._progress("done")
@@ -495,12 +539,13 @@ class SyncSession:
                 rebase_after = max(rebase_after, kept_end)
             reason = "force-pull" if mode == "force-pull" else f"epoch {epoch.epoch} adopted"
             rebase = self._archive(self.me, local[k:], reason, epoch.epoch, rebase_after)
+            dropped = {self.me: local[k].first_seq}
             if rebase:
                 self.store.append_rebased(rebase)
                 self.store.seal_local()
                 self.result.rebased_events += len(rebase)
                 self._log(f"rebased {len(rebase)} local event(s) onto epoch {epoch.epoch}")
-            self.store.after_drop()
+            self.store.after_drop(dropped)
             self.state.pushed_seq = kept_end
 
     def _push_own(self, epoch: str, remote: Manifest | None) -> None:
@@ -544,10 +589,10 @@ class SyncSession:
             self._call("delete", self.remote.delete, self._path("devices", self.me, name))
         self.state.pushed_seq = local[-1].last_seq if local else 0
 
-    def _pull_device(self, device_id: str, view: list[SegEntry] | None) -> None:
-        """Make the local copy of a foreign device's log equal its view: archive what differs, pull what lacks."""
+    def _fetch_device(self, device_id: str, view: list[SegEntry] | None) -> list[Fetched]:
+        """Make the local copy of a foreign device's log a prefix of its view; download and check the rest."""
         if view is None:
-            return
+            return []
         local = self._local_entries(device_id, recheck=self.params.force)
         k = _common_prefix(local, view)
         if k < len(local):
@@ -559,13 +604,13 @@ class SyncSession:
                     self.state.epoch or "",
                     None,
                 )
-                self.store.after_drop()
+                self.store.after_drop({device_id: local[k].first_seq})
         if self.params.force:
             for entry in view[:k]:
                 data = self._call("verify", self.remote.read, self._path("devices", device_id, entry.name))
                 if data is None or _crc(data) != entry.crc:
                     self.result.refused.append(f"{device_id}/{entry.name}: remote copy missing or damaged")
-        fetched: list[tuple[SegEntry, bytes, list[pb.Event]]] = []
+        fetched: list[Fetched] = []
         now = self.clock.now_ms()
         for entry in view[k:]:
             path = self._path("devices", device_id, entry.name)
@@ -576,23 +621,28 @@ class SyncSession:
                 self._log(f"refused {path}: {problem}")
                 break
             assert data is not None
-            fetched.append((entry, data, problem))
+            fetched.append(Fetched(device_id, entry, data, problem))
             self.result.bytes_down += len(data)
+        return fetched
+
+    def _store_pulled(self, fetched: list[Fetched]) -> None:
+        """Store every pulled segment, then fold all their events in at once (one rebuild at most)."""
         if not fetched:
             return
-        folder = self.store.device_dir(device_id)
         with self.store.sync_lock():
-            folder.mkdir(parents=True, exist_ok=True)
-            known = self.state.known.setdefault(device_id, {})
-            for entry, data, _ in fetched:
-                atomic_write(folder / entry.name, data)
-                known[entry.name] = [entry.size, entry.crc]
-            self.store.reopen_device_log(device_id)
-            runs = [(device_id, e.first_seq, e.last_seq) for e, _, _ in fetched]
-            events = [ev for _, _, evs in fetched for ev in evs]
-            self.store.after_pull(runs, events)
+            for device_id in sorted({f.device_id for f in fetched}):
+                folder = self.store.device_dir(device_id)
+                folder.mkdir(parents=True, exist_ok=True)
+                known = self.state.known.setdefault(device_id, {})
+                for f in fetched:
+                    if f.device_id == device_id:
+                        atomic_write(folder / f.entry.name, f.data)
+                        known[f.entry.name] = [f.entry.size, f.entry.crc]
+                self.store.refresh_device_log(device_id)
+            runs = [(f.device_id, f.entry.first_seq, f.entry.last_seq) for f in fetched]
+            self.store.after_pull(runs, [event for f in fetched for event in f.events])
         self.result.pulled_segments += len(fetched)
-        self.result.pulled_events += sum(e.count for e, _, _ in fetched)
+        self.result.pulled_events += sum(f.entry.count for f in fetched)
 
     def _check_pulled(
         self, device_id: str, entry: SegEntry, data: bytes | None, now: int
@@ -603,9 +653,14 @@ class SyncSession:
         if len(data) != entry.size or _crc(data) != entry.crc:
             return "does not match its manifest (damaged or being replaced)"
         try:
-            scan = verify_segment(data, path=entry.name, device_id=device_id, first_seq=entry.first_seq)
+            # One walk checks every frame and the seal (as verify_segment does) and yields the payloads.
             scan = scan_segment(
-                data, entry.name, device_id=device_id, first_seq=entry.first_seq, payloads=True
+                data,
+                entry.name,
+                device_id=device_id,
+                first_seq=entry.first_seq,
+                payloads=True,
+                must_be_sealed=True,
             )
         except OplogError as exc:
             return f"damaged: {exc}"
@@ -637,7 +692,7 @@ class SyncSession:
                 # We hold segments the remote no longer has as they are: they cannot be shared.
                 with self.store.sync_lock():
                     self._archive(device_id, local[k:], "force-push: not on the remote", "", None)
-                    self.store.after_drop()
+                    self.store.after_drop({device_id: local[k].first_seq})
             if k:
                 base[device_id] = local[:k]
         new_epoch = self.store.new_token()

@@ -16,7 +16,7 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 from oplog.clock import Clock
-from oplog.errors import BootSyncInProgress, OplogError, SyncInProgress
+from oplog.errors import BootSyncInProgress, SyncInProgress
 from oplog.remote import Remote
 from oplog.store import Store
 from oplog.sync import (
@@ -25,8 +25,10 @@ from oplog.sync import (
     SyncParams,
     SyncResult,
     SyncSession,
+    error_text,
     load_state,
     parse_sync_params,
+    record_error,
 )
 from oplog.v1 import oplog_pb2 as pb
 
@@ -191,6 +193,7 @@ class SyncRunner:
 
     def _sync(self, params: SyncParams) -> SyncResult | None:
         self._emit("syncBegin", 0, 0, PREPARING)
+        session: SyncSession | None = None
         try:
             session = SyncSession(
                 self.store,
@@ -205,11 +208,11 @@ class SyncRunner:
                 future_bound_ms=self.future_bound_ms,
             )
             result = session.run()
-        except OplogError as exc:
-            self._failed(str(exc))
-            return None
         except Exception as exc:  # noqa: BLE001 - reported as syncFail, never lost in a thread
-            self._failed(f"{type(exc).__name__}: {exc}")
+            if session is None:
+                # A session keeps its own failure in sync.json; one that never started cannot.
+                record_error(self.store.data_dir, error_text(exc))
+            self._failed(error_text(exc))
             return None
         self._last_result = result
         self._last_error = "; ".join(result.refused)

@@ -17,6 +17,8 @@ StructureError                             FAILED_PRECONDITION     the tree forb
 SyncInProgress, BootSyncInProgress         ABORTED                 message verbatim (SiYuan's text)
 QueryTimeout                               DEADLINE_EXCEEDED
 SubscriberTooSlow                          RESOURCE_EXHAUSTED      resume from the last position seen
+ChangeFeedRewritten                        ABORTED                 retry at a higher level: resubscribe from
+                                                                   the position the message names
 ReadOnlyStore                              PERMISSION_DENIED
 CorruptSegment                             DATA_LOSS               damage in the log; run ``oplog verify``
 DataDirLocked, other StorageError,         UNAVAILABLE             the disk or the remote may recover;
@@ -48,6 +50,8 @@ STATUS_TABLE: tuple[tuple[type[errors.OplogError], grpc.StatusCode], ...] = (
     (errors.SyncInProgress, grpc.StatusCode.ABORTED),
     (errors.QueryTimeout, grpc.StatusCode.DEADLINE_EXCEEDED),
     (errors.SubscriberTooSlow, grpc.StatusCode.RESOURCE_EXHAUSTED),
+    # Sync archived events the feed had numbered: the client must resubscribe (gRPC's ABORTED).
+    (errors.ChangeFeedRewritten, grpc.StatusCode.ABORTED),
     (errors.ReadOnlyStore, grpc.StatusCode.PERMISSION_DENIED),
     (errors.CorruptSegment, grpc.StatusCode.DATA_LOSS),
     (errors.StorageError, grpc.StatusCode.UNAVAILABLE),

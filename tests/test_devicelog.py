@@ -241,3 +241,31 @@ def test_device_log_rejects_bad_device_ids(tmp_path: Path) -> None:
     for bad in ("", "a/b", "x" * 40):
         with pytest.raises(StorageError):
             DeviceLog.open(str(tmp_path / "d"), bad)
+
+
+def test_refresh_takes_in_only_new_sealed_segments(tmp_path: Path) -> None:
+    """A read-only log picks up segments another writer sealed later; a changed prefix asks for a reopen."""
+    writer_dir, reader_dir = str(tmp_path / "w"), str(tmp_path / "r")
+    with open_log(writer_dir, segment_bytes=512) as writer:
+        for s in range(1, 21):
+            writer.append([payload(s)])
+        writer.seal()
+        os.makedirs(reader_dir)
+        first = seg_paths(writer_dir)
+        for path in first:
+            os.link(path, os.path.join(reader_dir, os.path.basename(path)))
+        with open_log(reader_dir, writable=False) as reader:
+            assert reader.last_seq == 20 and reader.refresh() == 0
+            for s in range(21, 41):
+                writer.append([payload(s)])
+            writer.seal()
+            for path in seg_paths(writer_dir)[len(first) :]:
+                os.link(path, os.path.join(reader_dir, os.path.basename(path)))
+            assert reader.refresh() == 20
+            assert reader.last_seq == 40
+            assert [p for _, p in reader.read(18)] == [payload(s) for s in range(18, 41)]
+            os.unlink(seg_paths(reader_dir)[0])
+            with pytest.raises(StorageError, match="reopen"):
+                reader.refresh()
+        with pytest.raises(StorageError, match="read-only"):
+            writer.refresh()

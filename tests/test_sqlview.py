@@ -1,9 +1,12 @@
-"""The blocks view: SiYuan's columns and meanings, incremental == rebuild, meta, conflicts, concurrent readers."""
+"""The blocks view: SiYuan's columns and meanings, incremental == rebuild, meta, conflicts, concurrent readers,
+deferred writes (batched per group commit, in the file before Apply returns)."""
 
 from __future__ import annotations
 
 import json
+import random
 import sqlite3
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -17,11 +20,13 @@ from oplog.engine import Engine, apply_event
 from oplog.kramdown import plain_text
 from oplog.merge import merge_events
 from oplog.sqlview import BLOCK_COLUMNS, BlocksView, _leaf_text, sort_weight
+from oplog.store import Store
 from oplog.tree import Workspace
 from oplog.wire import request_from_json
 from tests.workload import simulate
 
 ROOT = "20240720090000-rootdoc"
+BOX = "20240720085959-notebk1"
 A, H, M, Q, L = (
     "20240721100000-a1b2c3d",
     "20240721101100-h2h2h2h",
@@ -135,3 +140,149 @@ def test_readers_see_the_view_while_it_is_open(tmp_path: Path, examples_dir: Pat
 @given(st.text(alphabet=st.sampled_from("abcXYZé漢 ,;'\"?123\t"), max_size=30))
 def test_plain_text_fast_path_matches(text: str) -> None:
     assert _leaf_text(text) == plain_text(text)
+
+
+@pytest.mark.parametrize("seed", [51, 52, 53])
+def test_deferred_flushes_equal_rebuild(seed: int, tmp_path: Path) -> None:
+    # Changes collected over several events and written in one flush give the rows a rebuild gives.
+    print(f"seed={seed}")
+    rng = random.Random(seed)
+    streams = simulate(seed, devices=3, rounds=5, per_round=12)
+    ws = Workspace()
+    with BlocksView(tmp_path / "inc.db") as inc, BlocksView(tmp_path / "full.db") as full:
+        tickets = []
+        for event in merge_events(streams.values()):
+            result = apply_event(ws, event)
+            tickets.append(inc.defer(result.touched, result.removed))
+            if rng.random() < 0.2:
+                assert inc.flush(ws, position=len(tickets), state_hash="h")
+                assert all(inc.written(t) for t in tickets) and not inc.pending
+        inc.flush(ws, position=len(tickets), state_hash="h")
+        assert not inc.flush(ws)  # nothing left to write
+        full.rebuild(ws)
+        for table, order in (("blocks", "id"), ("attributes", "id")):
+            q = f"SELECT * FROM {table} ORDER BY {order}"
+            assert inc.db.conn.execute(q).fetchall() == full.db.conn.execute(q).fetchall(), (
+                f"seed {seed}: {table}"
+            )
+        assert inc.meta()["position"] == str(len(tickets))
+
+
+def test_a_rebuild_covers_what_was_deferred(tmp_path: Path, examples_dir: Path) -> None:
+    engine = _example_engine(examples_dir, "00")
+    with BlocksView(tmp_path / "blocks.db") as view:
+        ticket = view.defer([ROOT])
+        view.rebuild(engine.ws)
+        assert view.written(ticket) and not view.pending
+
+
+def _store_with_doc(data: Path) -> tuple[Store, list[str]]:
+    store = Store.open(data, clock=FakeClock(step_ms=1), ids=RandomIds(7))
+    ops: list[dict[str, Any]] = [{"action": "createDoc", "id": ROOT, "data": {"box": BOX, "title": "T"}}]
+    ids = [f"20240721100000-para{n:03d}" for n in range(8)]
+    ops += [
+        {"action": "appendBlock", "parentID": ROOT, "id": i, "dataType": "markdown", "data": "x"} for i in ids
+    ]
+    store.apply(request_from_json({"transactions": [{"doOperations": ops}]}))
+    return store, ids
+
+
+def _update(block_id: str, text: str) -> Any:
+    op = {"action": "updateBlock", "id": block_id, "dataType": "markdown", "data": text}
+    return request_from_json({"transactions": [{"doOperations": [op]}]})
+
+
+def test_an_acknowledged_write_is_in_the_file(data_dir: Path) -> None:
+    # Any reader of blocks.db (sqlite3, Datasette), not only Query, sees a write once Apply returned.
+    store, ids = _store_with_doc(data_dir)
+    with store:
+        reader = sqlite3.connect(f"{(data_dir / 'blocks.db').as_uri()}?mode=ro", uri=True)
+        try:
+            for n in range(5):
+                store.apply(_update(ids[0], f"text{n}"))
+                row = reader.execute("SELECT content FROM blocks WHERE id = ?", (ids[0],)).fetchone()
+                assert row == (f"text{n}",)
+                position = reader.execute("SELECT value FROM meta WHERE key = 'position'").fetchone()
+                assert position == (str(store.position),)
+        finally:
+            reader.close()
+
+
+def test_concurrent_writers_share_view_writes_and_end_current(data_dir: Path) -> None:
+    store, ids = _store_with_doc(data_dir)
+    with store:
+        errors: list[BaseException] = []
+
+        def writer(block_id: str) -> None:
+            try:
+                for n in range(25):
+                    store.apply(_update(block_id, f"w{n}"))
+            except BaseException as exc:  # noqa: BLE001 - reported below
+                errors.append(exc)
+
+        threads = [threading.Thread(target=writer, args=(i,)) for i in ids]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        assert not errors
+        assert not store._view.pending
+        rows = dict(store.query("SELECT id, content FROM blocks WHERE type = 'p'", []).rows)
+        assert rows == dict.fromkeys(ids, "w24")
+        with BlocksView(data_dir / "full.db") as full:
+            full.rebuild(store.ws)
+            q = "SELECT * FROM blocks ORDER BY id"
+            assert store._view.db.conn.execute(q).fetchall() == full.db.conn.execute(q).fetchall()
+        assert store._view.is_current(store.position, store.state().state_hash)
+
+
+def test_a_failed_view_write_does_not_fail_the_request(
+    data_dir: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    # The request is durable and applied; the view catches up on the next write or query.
+    store, ids = _store_with_doc(data_dir)
+    with store:
+        real = BlocksView.apply
+        calls = {"n": 0}
+
+        def failing_once(self: BlocksView, *args: Any, **kwargs: Any) -> None:
+            calls["n"] += 1
+            if calls["n"] == 1:
+                raise sqlite3.OperationalError("disk I/O error")
+            real(self, *args, **kwargs)
+
+        monkeypatch.setattr(BlocksView, "apply", failing_once)
+        store.apply(_update(ids[1], "after"))
+        assert "blocks view could not be updated" in caplog.text
+        assert store._view.pending
+        assert store.query("SELECT content FROM blocks WHERE id = ?", [ids[1]]).rows == [("after",)]
+        assert not store._view.pending
+
+
+def test_a_heading_arriving_in_a_long_document_regroups_its_section(data_dir: Path) -> None:
+    # The view remembers which blocks have no heading child; a heading coming or going resets that.
+    store, ids = _store_with_doc(data_dir)
+    with store:
+        heading = "20240721100000-headng1"
+        ops: list[dict[str, Any]] = [
+            {
+                "action": "insertBlock",
+                "previousID": ids[3],
+                "id": heading,
+                "dataType": "markdown",
+                "data": "## H",
+            }
+        ]
+        store.apply(request_from_json({"transactions": [{"doOperations": ops}]}))
+        store.apply(_update(ids[7], "after the heading"))
+        parents = dict(store.query("SELECT id, parent_id FROM blocks WHERE type = 'p'", []).rows)
+        assert parents == {i: ROOT if n <= 3 else heading for n, i in enumerate(ids)}
+        delete = [{"action": "deleteBlock", "id": heading}]
+        store.apply(request_from_json({"transactions": [{"doOperations": delete}]}))
+        store.apply(_update(ids[6], "no heading now"))
+        parents = dict(store.query("SELECT id, parent_id FROM blocks WHERE type = 'p'", []).rows)
+        assert parents == dict.fromkeys(ids, ROOT)
+        with BlocksView(data_dir / "full.db") as full:
+            full.rebuild(store.ws)
+            q = "SELECT * FROM blocks ORDER BY id"
+            assert store._view.db.conn.execute(q).fetchall() == full.db.conn.execute(q).fetchall()

@@ -4,18 +4,22 @@ from __future__ import annotations
 
 import threading
 import warnings
+from collections.abc import Iterator
 from pathlib import Path
 
+import grpc
 import pytest
 
-from oplog.archive import list_archive
+from oplog.archive import list_archive, restore
 from oplog.clock import FakeClock, RandomIds
-from oplog.errors import BootSyncInProgress, InvalidSyncArgument, SyncInProgress
+from oplog.errors import BootSyncInProgress, ChangeFeedRewritten, InvalidSyncArgument, SyncInProgress
 from oplog.remote import FakeRemote, Faults, LocalDirRemote
+from oplog.server.status import status_for
 from oplog.store import Store
 from oplog.sync import parse_sync_params
 from oplog.syncrunner import SyncRunner, run_sync
 from oplog.tree import snapshot
+from oplog.v1 import oplog_pb2 as pb
 from oplog.wire import request_from_json
 
 T0 = 1_721_527_400_000
@@ -262,3 +266,127 @@ def test_sync_log_events_on_archive(pair) -> None:  # type: ignore[no-untyped-de
     run_sync(a, remote, a._clock, push_mode="force-push")
     run_sync(b, remote, b._clock, emit=lambda c, x, y, m: logs.append(c))
     assert "syncLog" in logs
+
+
+def test_last_error_survives_a_restart_and_clears_on_success(tmp_path: Path) -> None:
+    """A failed sync's error is kept in sync.json: GetSyncInfo shows it after a restart, until a sync succeeds."""
+    a = _open(tmp_path, "a", 1)
+    remote = FakeRemote(0, Faults(fail_after=0))
+    try:
+        _doc(a, 1)
+        runner = SyncRunner(a, lambda: remote, a._clock, retries=1, sleeper=lambda s: None)
+        runner.perform("app")
+        assert runner.wait(10)
+        assert "gave up after 1 retries" in runner.info()["last_error"]
+    finally:
+        a.close()
+    a = _open(tmp_path, "a", 1)
+    try:
+        restarted = SyncRunner(a, lambda: remote, a._clock, retries=1, sleeper=lambda s: None)
+        info = restarted.info_message()
+        assert "connection lost" in info.last_error and "gave up" in info.last_error
+        remote.faults.fail_after = None
+        restarted.run_sync("app")
+        assert restarted.info()["last_error"] == ""
+        assert SyncRunner(a, lambda: remote, a._clock).info()["last_error"] == ""
+    finally:
+        a.close()
+
+
+def test_refused_segments_are_the_last_error_after_a_restart(pair, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    """A sync that refused a segment records why, and a fresh runner still reports it."""
+    a, b, remote = pair
+    _doc(a, 1)
+    run_sync(a, remote, a._clock)
+    seg = next((tmp_path / "remote/main/devices" / a.device_id).glob("*.seg"))
+    seg.write_bytes(seg.read_bytes()[:-3] + b"xyz")
+    result = run_sync(b, remote, b._clock)
+    assert result.refused
+    info = SyncRunner(b, lambda: remote, b._clock).info()
+    assert seg.name in info["last_error"] and "does not match its manifest" in info["last_error"]
+
+
+def _take(live: Iterator[pb.CommittedEvent], n: int, timeout: float = 10.0) -> list[pb.CommittedEvent]:
+    """The next ``n`` items of a subscription, failing (not hanging) if they do not come."""
+    got: list[pb.CommittedEvent] = []
+    failure: list[BaseException] = []
+
+    def pull() -> None:
+        try:
+            got.extend(next(live) for _ in range(n))
+        except BaseException as exc:  # noqa: BLE001 - handed to the test thread
+            failure.append(exc)
+
+    worker = threading.Thread(target=pull, daemon=True)
+    worker.start()
+    worker.join(timeout)
+    if failure:
+        raise failure[0]
+    assert not worker.is_alive(), f"only {len(got)} of {n} events arrived"
+    return got
+
+
+def _seen(items: list[pb.CommittedEvent]) -> list[tuple[int, str, int]]:
+    return [(i.position, i.event.device_id, i.event.device_seq) for i in items]
+
+
+def test_live_subscriber_gets_pulled_events_in_journal_order(pair) -> None:  # type: ignore[no-untyped-def]
+    """Pulled events reach a live subscriber at their journal positions, before later local events."""
+    a, b, remote = pair
+    _doc(b, 1)
+    sub = b.subscribe(0)
+    live = iter(sub)
+    assert _seen(_take(live, 1)) == [(1, b.device_id, 1)]
+    _doc(a, 2)
+    _doc(a, 3)
+    run_sync(a, remote, a._clock)
+    assert run_sync(b, remote, b._clock).pulled_events == 2
+    _doc(b, 4)
+    got = _take(live, 3)
+    assert _seen(got) == [(2, a.device_id, 1), (3, a.device_id, 2), (4, b.device_id, 2)]
+    assert _seen(list(b._read_journal(0, b.journal_length()))) == _seen([*_first(b), *got])
+    sub.close()
+
+
+def _first(store: Store) -> list[pb.CommittedEvent]:
+    return list(store._read_journal(0, 1))
+
+
+def test_subscriber_is_ended_when_sync_archives_events_it_was_given(pair) -> None:  # type: ignore[no-untyped-def]
+    """force-pull archives a published local event: the live subscription ends with ChangeFeedRewritten."""
+    a, b, remote = pair
+    _doc(a, 1)
+    _doc(a, 2)
+    run_sync(a, remote, a._clock)
+    _doc(a, 3)  # never pushed: force-pull archives it
+    sub = a.subscribe(0)
+    live = iter(sub)
+    assert [i.position for i in _take(live, 3)] == [1, 2, 3]
+    untouched = b.subscribe(0)  # b's feed is empty; pulling only adds to it
+    run_sync(a, remote, a._clock, push_mode="force-pull")
+    with pytest.raises(ChangeFeedRewritten, match="resubscribe from position 2") as info:
+        _take(live, 1)
+    assert info.value.resume_from == 2 and a.journal_length() == 2
+    assert status_for(info.value)[0] == grpc.StatusCode.ABORTED
+    resumed = iter(a.subscribe(info.value.resume_from))
+    _doc(a, 4)
+    assert _seen(_take(resumed, 1)) == [(3, a.device_id, 3)]
+    assert a.get_block("20240101000000-0000004").type == "d"
+    run_sync(b, remote, b._clock)
+    assert [i.position for i in _take(iter(untouched), 2)] == [1, 2]
+
+
+def test_restoring_archived_events_reaches_a_live_subscriber(pair) -> None:  # type: ignore[no-untyped-def]
+    """Restoring adds events without changing numbered ones: the subscription goes on and gets the copies."""
+    a, _, remote = pair
+    _doc(a, 1)
+    run_sync(a, remote, a._clock)
+    _doc(a, 2)
+    run_sync(a, remote, a._clock, push_mode="force-pull")  # doc 2 is archived
+    sub = a.subscribe(0)
+    live = iter(sub)
+    assert _take(live, 1)[0].position == 1
+    restore(a, list_archive(a.data_dir)[-1].id)
+    copy = _take(live, 1)[0]
+    assert (copy.position, copy.event.device_seq) == (2, 2) and "20240101000000-0000002" in a.ws.docs
+    sub.close()

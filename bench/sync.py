@@ -1,0 +1,469 @@
+"""Sync cost: incremental sync must cost what the change costs; an initial pull must run near copy speed.
+
+Usage: python bench/sync.py [--quick] [--sizes 1000,10000,100000] [--rounds 5] [--pull-mb 100]
+                            [--dir DIR] [--json FILE] [--profile]
+
+Everything is real: ``oplog.store.Store`` data directories, a ``LocalDirRemote``
+on real files, the real sync (``run_sync``). The remote is wrapped in a
+``CountingRemote`` that counts calls, files and bytes; local I/O is read from
+``/proc/self/io`` (bytes through read/write system calls, page-cache hits
+included, minus the remote's own bytes) and from a before/after listing of the
+data directory (files created, changed or removed).
+
+1. Incremental sync. For each history size N: device A holds N events (its own
+   log) and has synced them to B. Each round A applies one new event, syncs
+   (push), then B syncs (pull). The median round is reported per size, and the
+   ratio largest/smallest of each figure (target <= 2x: cost proportional to the
+   change, not to the history).
+2. Initial pull. A remote holding ~``--pull-mb`` MB of sealed segments (4
+   devices, manifests and ``EPOCH`` as sync writes them) is pulled by a fresh
+   device; MB/s next to ``cp -r`` of the same folder in the same run (target
+   >= 50 % of ``cp``). The pull is split into transfer (download, verify, store)
+   and apply (fold the events into the state and the SQL view).
+"""
+
+from __future__ import annotations
+
+import argparse
+import cProfile
+import io
+import json
+import os
+import pstats
+import random
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import warnings
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+import google_crc32c  # noqa: E402
+
+from bench.replay import _Device  # noqa: E402
+from oplog.clock import SystemClock  # noqa: E402
+from oplog.eventlog import EventLog  # noqa: E402
+from oplog.remote import LocalDirRemote  # noqa: E402
+from oplog.store import Store  # noqa: E402
+from oplog.sync import EpochInfo, Manifest, SegEntry  # noqa: E402
+from oplog.syncrunner import run_sync  # noqa: E402
+from oplog.wire import request_from_json  # noqa: E402
+
+CLOUD = "main"
+
+
+# ---------------------------------------------------------------- counting
+
+
+@dataclass
+class RemoteCounts:
+    """What one sync asked of the remote."""
+
+    lists: int = 0
+    reads: int = 0
+    writes: int = 0
+    deletes: int = 0
+    bytes_read: int = 0
+    bytes_written: int = 0
+
+    @property
+    def files(self) -> int:
+        """Files (and folders) touched: every list, read, write and delete is one."""
+        return self.lists + self.reads + self.writes + self.deletes
+
+
+class CountingRemote:
+    """A ``LocalDirRemote`` that counts what sync asks of it."""
+
+    def __init__(self, inner: LocalDirRemote) -> None:
+        """Wrap ``inner``."""
+        self.inner = inner
+        self.counts = RemoteCounts()
+
+    def reset(self) -> RemoteCounts:
+        """Return the counts so far and start again from zero."""
+        counts, self.counts = self.counts, RemoteCounts()
+        return counts
+
+    def list(self, folder: str) -> list[str]:
+        """Count a listing."""
+        self.counts.lists += 1
+        return self.inner.list(folder)
+
+    def read(self, path: str) -> bytes | None:
+        """Count a read and its bytes."""
+        self.counts.reads += 1
+        data = self.inner.read(path)
+        self.counts.bytes_read += len(data) if data is not None else 0
+        return data
+
+    def write_new(self, path: str, data: bytes) -> bool:
+        """Count a create-only write."""
+        self.counts.writes += 1
+        self.counts.bytes_written += len(data)
+        return self.inner.write_new(path, data)
+
+    def replace(self, path: str, data: bytes) -> None:
+        """Count a replacing write."""
+        self.counts.writes += 1
+        self.counts.bytes_written += len(data)
+        self.inner.replace(path, data)
+
+    def delete(self, path: str) -> None:
+        """Count a delete."""
+        self.counts.deletes += 1
+        self.inner.delete(path)
+
+
+def _proc_io() -> dict[str, int]:
+    """This process's I/O counters (Linux); empty elsewhere."""
+    try:
+        text = Path("/proc/self/io").read_text()
+    except OSError:
+        return {}
+    return {k: int(v) for k, v in (line.split(": ") for line in text.splitlines())}
+
+
+def _tree(root: Path) -> dict[str, tuple[int, int, int]]:
+    """Every file under ``root`` with (size, mtime_ns, inode)."""
+    out: dict[str, tuple[int, int, int]] = {}
+    for dirpath, _, names in os.walk(root):
+        for name in names:
+            st = os.stat(os.path.join(dirpath, name))
+            out[os.path.relpath(os.path.join(dirpath, name), root)] = (st.st_size, st.st_mtime_ns, st.st_ino)
+    return out
+
+
+@dataclass
+class SyncCost:
+    """One measured sync: time, remote calls and bytes, local bytes and files written."""
+
+    seconds: float
+    remote: RemoteCounts
+    local_read: int
+    local_written: int
+    local_files: int
+    changed_files: list[str] = field(default_factory=list)
+
+
+def measure_sync(store: Store, remote: CountingRemote) -> SyncCost:
+    """Run one sync of ``store`` and measure it."""
+    remote.reset()
+    before_tree = _tree(store.data_dir)
+    before = _proc_io()
+    start = time.perf_counter()
+    run_sync(store, remote, SystemClock(), "bench")
+    seconds = time.perf_counter() - start
+    after = _proc_io()
+    counts = remote.reset()
+    after_tree = _tree(store.data_dir)
+    changed = sorted(
+        k for k in before_tree.keys() | after_tree.keys() if before_tree.get(k) != after_tree.get(k)
+    )
+    read = after.get("rchar", 0) - before.get("rchar", 0) - counts.bytes_read
+    written = after.get("wchar", 0) - before.get("wchar", 0) - counts.bytes_written
+    return SyncCost(seconds, counts, max(read, 0), max(written, 0), len(changed), changed)
+
+
+# ---------------------------------------------------------------- histories
+
+
+def write_device_history(data_dir: Path, device: _Device, events: int) -> int:
+    """Write ``events`` synthetic resolved events to ``device``'s log in ``data_dir``; return its bytes."""
+    folder = data_dir / "devices" / device.id
+    with EventLog.open(folder, device.id, durability="interval", interval_ms=1000) as log:
+        batch = []
+        for _ in range(events):
+            batch.append(device.event())
+            if len(batch) == 512:
+                log.append(batch)
+                batch = []
+        if batch:
+            log.append(batch)
+        log.log.seal()
+    (data_dir / "DEVICE").write_text(device.id + "\n")
+    return sum(p.stat().st_size for p in folder.glob("*.seg"))
+
+
+def open_store(data_dir: Path) -> Store:
+    """Open a data directory with the real clock (the bench is the edge)."""
+    return Store.open(data_dir, clock=SystemClock())
+
+
+def one_edit(store: Store, n: int) -> None:
+    """Apply one appendBlock to the newest document: one new event."""
+    doc = max(store.ws.docs)
+    body = {
+        "reqId": n,
+        "app": "bench",
+        "transactions": [
+            {
+                "doOperations": [
+                    {"action": "appendBlock", "parentID": doc, "data": f"edit {n}", "dataType": "markdown"}
+                ]
+            }
+        ],
+    }
+    store.apply(request_from_json(body))
+
+
+# ---------------------------------------------------------------- 1. incremental sync
+
+
+def _median_cost(costs: list[SyncCost]) -> dict[str, float]:
+    def med(get: Callable[[SyncCost], float]) -> float:
+        return statistics.median(get(c) for c in costs)
+
+    return {
+        "ms": med(lambda c: c.seconds * 1000),
+        "remote_files": med(lambda c: c.remote.files),
+        "remote_bytes": med(lambda c: c.remote.bytes_read + c.remote.bytes_written),
+        "local_bytes": med(lambda c: c.local_read + c.local_written),
+        "local_files": med(lambda c: c.local_files),
+    }
+
+
+def incremental(folder: Path, events: int, rounds: int, seed: int) -> dict[str, Any]:
+    """Build an N-event history on A, sync it to B, then time ``rounds`` one-event syncs."""
+    root = folder / f"inc-{events}"
+    shutil.rmtree(root, ignore_errors=True)
+    t = time.perf_counter()
+    history_bytes = write_device_history(root / "a", _Device(0, random.Random(seed)), events)
+    remote = CountingRemote(LocalDirRemote(root / "remote"))
+    a = open_store(root / "a")
+    b = open_store(root / "b")
+    try:
+        run_sync(a, remote, SystemClock(), "bench")
+        run_sync(b, remote, SystemClock(), "bench")
+        assert b.state().state_hash == a.state().state_hash, "B did not converge on A's history"
+        build_s = time.perf_counter() - t
+        pushes: list[SyncCost] = []
+        pulls: list[SyncCost] = []
+        for n in range(rounds):
+            one_edit(a, n)
+            pushes.append(measure_sync(a, remote))
+            pulls.append(measure_sync(b, remote))
+            assert pulls[-1].remote.bytes_read > 0 and b.state().state_hash == a.state().state_hash
+        return {
+            "events": events,
+            "history_mb": history_bytes / 1e6,
+            "segments": len(a.device_log(a.device_id).log.segments()),
+            "build_s": build_s,
+            "push": _median_cost(pushes),
+            "pull": _median_cost(pulls),
+            "pull_files_example": pulls[-1].changed_files,
+        }
+    finally:
+        a.close()
+        b.close()
+
+
+def print_incremental(rows: list[dict[str, Any]]) -> dict[str, dict[str, float]]:
+    """Print one line per size and the largest/smallest ratios; return the ratios."""
+    print("incremental sync of one new event (median of rounds):")
+    for row in rows:
+        for side in ("push", "pull"):
+            c = row[side]
+            print(
+                f"  {row['events']:>9,} events ({row['history_mb']:6.1f} MB, {row['segments']:>3} seg) {side}: "
+                f"{c['ms']:7.1f} ms  remote {c['remote_files']:3.0f} files {c['remote_bytes'] / 1e3:8.1f} KB  "
+                f"local {c['local_bytes'] / 1e3:8.1f} KB, {c['local_files']:2.0f} files written"
+            )
+    ratios: dict[str, dict[str, float]] = {}
+    small, large = rows[0], rows[-1]
+    for side in ("push", "pull"):
+        ratios[side] = {
+            k: (large[side][k] / small[side][k] if small[side][k] else float("inf")) for k in small[side]
+        }
+        shown = ", ".join(f"{k} {v:.2f}x" for k, v in ratios[side].items())
+        print(f"  {side} ratio {large['events']:,} / {small['events']:,} events: {shown}")
+    worst = max(v for side in ratios.values() for v in side.values())
+    print(f"  worst ratio {worst:.2f}x (target <= 2x): {'met' if worst <= 2 else 'MISSED'}")
+    print(f"  files B changed in its last pull: {rows[-1]['pull_files_example']}")
+    return ratios
+
+
+# ---------------------------------------------------------------- 2. initial pull
+
+
+def build_remote(folder: Path, megabytes: float, devices: int, seed: int) -> tuple[Path, int, int]:
+    """Write ~``megabytes`` MB of sealed segments for ``devices`` devices as a remote folder; (path, bytes, events)."""
+    staging = folder / "staging"
+    remote_root = folder / "pull-remote"
+    cloud = remote_root / CLOUD
+    rng = random.Random(seed)
+    fleet = [_Device(i, random.Random(rng.random())) for i in range(devices)]
+    logs = {
+        d.id: EventLog.open(
+            staging / d.id, d.id, durability="interval", interval_ms=1000, segment_bytes=16 << 20
+        )
+        for d in fleet
+    }
+    target = megabytes * 1e6
+    written = events = 0
+    while written < target:
+        for device in fleet:
+            batch = [device.event() for _ in range(512)]
+            logs[device.id].append(batch)
+            written += sum(len(e.SerializeToString()) + 10 for e in batch)
+            events += len(batch)
+    total = 0
+    for device_id, log in logs.items():
+        log.log.seal()
+        segments = log.log.segments()
+        log.close()
+        dest = cloud / "devices" / device_id
+        dest.mkdir(parents=True)
+        entries = []
+        for seg in segments:
+            data = (staging / device_id / seg.name).read_bytes()
+            (dest / seg.name).write_bytes(data)
+            entries.append(
+                SegEntry(seg.name, seg.first_seq, seg.count, len(data), f"{google_crc32c.value(data):08x}")
+            )
+            total += len(data)
+        (dest / "MANIFEST").write_bytes(Manifest("0", device_id, entries).encode())
+    (cloud / "EPOCH").write_bytes(EpochInfo("0").encode())
+    shutil.rmtree(staging)
+    return remote_root, total, events
+
+
+def initial_pull(folder: Path, megabytes: float, seed: int, profile: bool) -> dict[str, Any]:
+    """A fresh device pulls a ~``megabytes`` MB remote; timed next to ``cp -r`` of the same folder."""
+    t = time.perf_counter()
+    remote_root, total, events = build_remote(folder, megabytes, 4, seed)
+    build_s = time.perf_counter() - t
+    copy_to = folder / "cp-copy"
+    start = time.perf_counter()
+    subprocess.run(["cp", "-r", str(remote_root), str(copy_to)], check=True)
+    cp_s = time.perf_counter() - start
+    shutil.rmtree(copy_to)
+    store = open_store(folder / "fresh")
+    applying = _time_after_pull(store)
+    remote = CountingRemote(LocalDirRemote(remote_root))
+    profiler = cProfile.Profile() if profile else None
+    try:
+        if profiler is not None:
+            profiler.enable()
+        cost = measure_sync(store, remote)
+        if profiler is not None:
+            profiler.disable()
+        pulled = store.state().position
+    finally:
+        store.close()
+    apply_s = sum(applying)
+    out = {
+        "mb": total / 1e6,
+        "events": events,
+        "pulled_events": pulled,
+        "build_s": build_s,
+        "cp_s": cp_s,
+        "cp_mb_s": total / 1e6 / cp_s,
+        "pull_s": cost.seconds,
+        "pull_mb_s": total / 1e6 / cost.seconds,
+        "apply_s": apply_s,
+        "transfer_s": cost.seconds - apply_s,
+        "transfer_mb_s": total / 1e6 / max(cost.seconds - apply_s, 1e-9),
+        "remote_files": cost.remote.files,
+        "after_pull_calls": len(applying),
+    }
+    if profiler is not None:
+        text = io.StringIO()
+        pstats.Stats(profiler, stream=text).sort_stats("cumulative").print_stats(30)
+        out["profile"] = text.getvalue()
+    return out
+
+
+def _time_after_pull(store: Store) -> list[float]:
+    """Time every ``after_pull`` (the fold of pulled events) of ``store``; the list fills as sync runs."""
+    spans: list[float] = []
+    inner = store.after_pull
+
+    def timed(*args: Any, **kwargs: Any) -> None:
+        start = time.perf_counter()
+        try:
+            inner(*args, **kwargs)
+        finally:
+            spans.append(time.perf_counter() - start)
+
+    store.after_pull = timed  # type: ignore[method-assign]
+    return spans
+
+
+def print_pull(p: dict[str, Any]) -> None:
+    """Print the initial pull figures."""
+    ratio = p["pull_mb_s"] / p["cp_mb_s"]
+    transfer_ratio = p["transfer_mb_s"] / p["cp_mb_s"]
+    print(
+        f"initial pull of {p['mb']:.1f} MB ({p['events']:,} events, 4 devices, {p['remote_files']} remote files):\n"
+        f"  cp -r:            {p['cp_s']:7.2f} s  {p['cp_mb_s']:8.1f} MB/s\n"
+        f"  pull (whole sync): {p['pull_s']:6.2f} s  {p['pull_mb_s']:8.1f} MB/s = {ratio:.1%} of cp (target >= 50%): "
+        f"{'met' if ratio >= 0.5 else 'MISSED'}\n"
+        f"    transfer (download+verify+store): {p['transfer_s']:6.2f} s  {p['transfer_mb_s']:8.1f} MB/s "
+        f"= {transfer_ratio:.1%} of cp\n"
+        f"    apply (fold {p['pulled_events']:,} events + SQL view, {p['after_pull_calls']} fold call(s)): "
+        f"{p['apply_s']:6.2f} s"
+    )
+    if "profile" in p:
+        print(p["profile"])
+
+
+# ---------------------------------------------------------------- driver
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the benchmarks and print their figures and ratios."""
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--quick", action="store_true", help="a small smoke run (sizes 100,1000; 2 MB pull)")
+    parser.add_argument("--sizes", help="history sizes, comma separated (default 1000,10000,100000)")
+    parser.add_argument("--rounds", type=int, default=None, help="one-event syncs per size (default 5)")
+    parser.add_argument("--pull-mb", type=float, default=None, help="size of the initial pull (default 100)")
+    parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--dir", help="work folder (default: a temporary one, removed afterwards)")
+    parser.add_argument("--json", help="also write the figures to this file")
+    parser.add_argument("--profile", action="store_true", help="print a cProfile of the initial pull")
+    args = parser.parse_args(argv)
+    default_sizes = "100,1000" if args.quick else "1000,10000,100000"
+    sizes = [int(s) for s in (args.sizes or default_sizes).split(",")]
+    rounds = args.rounds or (3 if args.quick else 5)
+    pull_mb = args.pull_mb or (2.0 if args.quick else 100.0)
+    owned = args.dir is None
+    folder = Path(args.dir or tempfile.mkdtemp(prefix="oplog-bench-sync-"))
+    folder.mkdir(parents=True, exist_ok=True)
+    warnings.simplefilter("ignore")
+    try:
+        rows = []
+        for events in sizes:
+            row = incremental(folder, events, rounds, args.seed)
+            print(f"  (history of {events:,} events built and synced to B in {row['build_s']:.1f} s)")
+            rows.append(row)
+        ratios = print_incremental(rows)
+        pull = initial_pull(folder, pull_mb, args.seed, args.profile)
+        print_pull(pull)
+        if args.json:
+            figures = {"incremental": rows, "ratios": ratios, "initial_pull": pull}
+            Path(args.json).write_text(json.dumps(figures, indent=1, default=_jsonable))
+    finally:
+        if owned:
+            shutil.rmtree(folder, ignore_errors=True)
+    return 0
+
+
+def _jsonable(value: object) -> object:
+    if hasattr(value, "__dataclass_fields__"):
+        return asdict(value)  # type: ignore[call-overload]
+    raise TypeError(f"{type(value).__name__} is not JSON serializable")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,45 @@
+"""bench/sync.py runs end to end in its quick mode and reports every figure (never timed here)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def test_quick_run_prints_and_writes_its_figures(tmp_path: Path) -> None:
+    """The quick run measures both sizes, push and pull, the ratios and the initial pull next to cp."""
+    out = tmp_path / "figures.json"
+    run = subprocess.run(
+        [
+            sys.executable,
+            str(REPO / "bench" / "sync.py"),
+            "--quick",
+            "--dir",
+            str(tmp_path / "w"),
+            "--json",
+            str(out),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert run.returncode == 0, run.stderr
+    assert "worst ratio" in run.stdout and "cp -r:" in run.stdout and "of cp" in run.stdout
+    figures = json.loads(out.read_text())
+    rows = figures["incremental"]
+    assert [r["events"] for r in rows] == [100, 1000]
+    for row in rows:
+        for side in ("push", "pull"):
+            cost = row[side]
+            assert cost["ms"] > 0 and cost["remote_files"] > 0 and cost["remote_bytes"] > 0
+        # One new event moves one small segment plus the manifest: far less than the history.
+        assert row["push"]["remote_bytes"] < 10_000 and row["pull"]["remote_bytes"] < 10_000
+    assert set(figures["ratios"]) == {"push", "pull"}
+    pull = figures["initial_pull"]
+    assert pull["pulled_events"] == pull["events"] > 0
+    assert pull["mb"] > 1 and pull["cp_mb_s"] > 0 and pull["pull_mb_s"] > 0 and pull["after_pull_calls"] == 1
