@@ -31,6 +31,7 @@ anything else (a bug)                      INTERNAL                generic messa
 from __future__ import annotations
 
 import logging
+import re
 from typing import NoReturn
 
 import grpc
@@ -104,6 +105,10 @@ class RemoteCallError(errors.OplogError):
         super().__init__(message)
 
 
+#: How a ``ChangeFeedRewritten`` message names the position to resubscribe from.
+_RESUBSCRIBE_RE = re.compile(r"resubscribe from position (\d+)")
+
+
 def error_from_rpc(exc: grpc.RpcError, *, server: str = "") -> errors.OplogError:
     """The core error a failed call stands for, its message prefixed with the status (and server)."""
     code: grpc.StatusCode = exc.code() if hasattr(exc, "code") else grpc.StatusCode.UNKNOWN
@@ -113,6 +118,9 @@ def error_from_rpc(exc: grpc.RpcError, *, server: str = "") -> errors.OplogError
     if code == grpc.StatusCode.ABORTED:
         if details.startswith("Boot sync"):
             return errors.BootSyncInProgress(details)
+        rewritten = _RESUBSCRIBE_RE.search(details)
+        if rewritten is not None:
+            return errors.ChangeFeedRewritten(message, resume_from=int(rewritten.group(1)))
         return errors.SyncInProgress(details or errors.SyncInProgress().reason)
     cls = _ERROR_FOR_CODE.get(code)
     if cls is None:

@@ -326,6 +326,28 @@ def test_sync_in_progress_is_aborted_with_siyuan_message(tmp_store: Any, error: 
     assert failure.details().endswith("is in progress, please try again later")
 
 
+@pytest.mark.parametrize(
+    "error",
+    [
+        errors.SyncInProgress(),
+        errors.BootSyncInProgress(),
+        errors.ChangeFeedRewritten("sync archived events; resubscribe from position 5", resume_from=5),
+    ],
+)
+def test_aborted_errors_map_back_to_their_class(tmp_store: Any, error: errors.OplogError) -> None:
+    """The three ABORTED errors travel over a real server and come back as their own classes."""
+    running = start_server(StoreWrapper(tmp_store, fail_with=error), listen="127.0.0.1:0")
+    try:
+        with Client(running.address) as c:
+            failure = rpc_error(c.stub.Apply, setup_request(), timeout=10)
+    finally:
+        running.stop(grace=1)
+    back = error_from_rpc(failure)
+    assert type(back) is type(error)
+    if isinstance(error, errors.ChangeFeedRewritten):
+        assert isinstance(back, errors.ChangeFeedRewritten) and back.resume_from == 5
+
+
 def test_query_that_writes_is_invalid_argument(client: Client, seeded: pb.ApplyResponse) -> None:
     for sql in (
         "DELETE FROM blocks",
