@@ -11,7 +11,6 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from collections.abc import Callable
 from typing import Any
 
 from oplog.clock import SystemClock
@@ -75,21 +74,9 @@ def run(args: argparse.Namespace) -> int:
     store = Store.open(args.data, options=StoreOptions(lock_timeout_s=args.lock_timeout), clock=clock)
     try:
         runner = SyncRunner(store, lambda: LocalDirRemote(args.remote), clock)
-        bar = None
-        if sys.stderr.isatty() and not args.json:
-            from tqdm import tqdm
-
-            bar = tqdm(total=5, desc="sync", leave=False)
-
-            def show(event: dict[str, Any]) -> None:
-                if event["cmd"] == "syncProgress" and bar is not None:
-                    bar.total = max(bar.total or 0, event["progress"]["total"])
-                    bar.n = event["progress"]["current"]
-                    bar.set_postfix_str(event["message"][:40])
-                elif event["cmd"] == "syncRetry" and bar is not None:
-                    bar.write(f"retrying: {event['message']}")
-
-            runner.add_listener(show)
+        bar = _ProgressBar.for_args(args)
+        if bar is not None:
+            runner.add_listener(bar.show_dict)
         try:
             result = runner.run_sync(
                 args.app, force=args.force, push_mode=args.push_mode, cloud_name=args.cloud_name
@@ -111,40 +98,63 @@ def run(args: argparse.Namespace) -> int:
         "refused": result.refused,
         "last_sync_time": info["last_sync_time"],
     }
+    return _report(
+        args,
+        out,
+        f"synced with {args.remote}/{result.cloud_name}: pushed {result.pushed_segments}, "
+        f"pulled {result.pulled_segments} segment(s) ({result.pulled_events} events)",
+    )
+
+
+class _ProgressBar:
+    """A tqdm bar on stderr for sync progress events (only on a terminal, never with --json)."""
+
+    def __init__(self) -> None:
+        from tqdm import tqdm
+
+        self.bar = tqdm(total=5, desc="sync", leave=False)
+
+    @classmethod
+    def for_args(cls, args: argparse.Namespace) -> _ProgressBar | None:
+        return cls() if sys.stderr.isatty() and not args.json else None
+
+    def show(self, cmd: str, current: int, total: int, message: str) -> None:
+        if cmd == "syncProgress":
+            self.bar.total = max(self.bar.total or 0, total)
+            self.bar.n = current
+            self.bar.set_postfix_str(message[:40])
+        elif cmd == "syncRetry":
+            self.bar.write(f"retrying: {message}")
+
+    def show_dict(self, event: dict[str, Any]) -> None:
+        """A ``SyncRunner`` listener event."""
+        self.show(event["cmd"], event["progress"]["current"], event["progress"]["total"], event["message"])
+
+    def show_message(self, event: Any) -> None:
+        """A ``WatchSync`` ``SyncEvent`` message."""
+        self.show(event.cmd, event.progress.current, event.progress.total, event.message)
+
+    def close(self) -> None:
+        self.bar.close()
+
+
+def _report(args: argparse.Namespace, out: dict[str, Any], headline: str) -> int:
+    """Print a sync's summary (JSON, or a line plus refused segments on stderr); 3 if any was refused."""
     if args.json:
         print(json.dumps(out, sort_keys=True))
     else:
-        print(
-            f"synced with {args.remote}/{result.cloud_name}: pushed {result.pushed_segments}, "
-            f"pulled {result.pulled_segments} segment(s) ({result.pulled_events} events)"
-            + (f", archived {result.archived_segments}" if result.archived_segments else "")
-        )
-        for line in result.refused:
+        archived = out["archived_segments"]
+        print(headline + (f", archived {archived}" if archived else ""))
+        for line in out["refused"]:
             print(f"refused: {line}", file=sys.stderr)
-    return 0 if not result.refused else 3
+    return 0 if not out["refused"] else 3
 
 
 def _run_through_server(args: argparse.Namespace, server: str) -> int:
     """The sync run by the server at ``server``; the same summary as a local sync."""
     from oplog.tools.server_sync import sync_through_server
 
-    bar = None
-    on_event: Callable[[Any], None] | None = None
-    if sys.stderr.isatty() and not args.json:
-        from tqdm import tqdm
-
-        bar = tqdm(total=5, desc="sync", leave=False)
-
-        def show(event: Any) -> None:
-            if event.cmd == "syncProgress" and bar is not None:
-                bar.total = max(bar.total or 0, event.progress.total)
-                bar.n = event.progress.current
-                bar.set_postfix_str(event.message[:40])
-            elif event.cmd == "syncRetry" and bar is not None:
-                bar.write(f"retrying: {event.message}")
-
-        on_event = show
-
+    bar = _ProgressBar.for_args(args)
     try:
         result = sync_through_server(
             server,
@@ -153,7 +163,7 @@ def _run_through_server(args: argparse.Namespace, server: str) -> int:
             force=args.force,
             push_mode=args.push_mode,
             cloud_name=args.cloud_name,
-            on_event=on_event,
+            on_event=bar.show_message if bar is not None else None,
         )
     finally:
         if bar is not None:
@@ -171,14 +181,9 @@ def _run_through_server(args: argparse.Namespace, server: str) -> int:
         "last_sync_time": result.last_sync_time,
         "server": server,
     }
-    if args.json:
-        print(json.dumps(out, sort_keys=True))
-    else:
-        print(
-            f"synced through server {server} ({result.cloud_name}): pushed {result.pushed_segments}, "
-            f"pulled {result.pulled_segments} segment(s)"
-            + (f", archived {result.archived_segments}" if result.archived_segments else "")
-        )
-        for line in result.refused:
-            print(f"refused: {line}", file=sys.stderr)
-    return 0 if not result.refused else 3
+    return _report(
+        args,
+        out,
+        f"synced through server {server} ({result.cloud_name}): pushed {result.pushed_segments}, "
+        f"pulled {result.pulled_segments} segment(s)",
+    )
