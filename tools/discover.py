@@ -2,8 +2,9 @@
 
 ``oplog serve`` writes ``<data>/SERVER`` (JSON ``{"address", "pid", "remote"}``, written
 tmp → fsync → rename) once it listens, and removes it on a clean stop. Commands
-that write (``apply``, ``sync``, ``archive restore``, ``watch``) read it to send
-their work through that server instead of waiting for the writer's lock. A file
+that write read it: ``apply``, ``sync`` and ``watch`` send their work through
+that server instead of waiting for the writer's lock; ``archive restore`` names
+it when it refuses. A file
 left behind by a killed server is ignored: it counts only while its pid is alive
 and is the pid recorded in ``LOCK`` by the lock holder.
 """
