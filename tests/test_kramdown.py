@@ -12,6 +12,7 @@ from oplog.kramdown import (
     parse_document_markdown,
     parse_ial,
     parse_markdown,
+    parsed_markdown,
     parsed_plain_text,
     plain_text,
     render_block,
@@ -497,5 +498,6 @@ def _mostly_plain_lines(draw: st.DrawFn) -> str:
 @settings(max_examples=1000, deadline=None)
 @given(_mostly_plain_lines())
 def test_plain_text_shortcut_agrees_with_the_parser(markdown: str) -> None:
-    """The no-markup shortcut gives exactly what markdown-it gives, whatever the text."""
+    """The no-markup shortcuts give exactly what markdown-it gives, whatever the text."""
     assert plain_text(markdown) == parsed_plain_text(markdown)
+    assert parse_markdown(markdown) == parsed_markdown(markdown)
