@@ -39,6 +39,8 @@ __all__ = [
     "Manifest",
     "EpochInfo",
     "SyncParams",
+    "RetryPolicy",
+    "DEFAULT_RETRY",
     "SyncState",
     "SyncResult",
     "SyncSession",
@@ -75,6 +77,22 @@ def check_cloud_name(name: str) -> str:
     if ".." in trimmed or "/" in trimmed or "\\" in trimmed or "\0" in trimmed:
         raise InvalidSyncArgument(f"cloudName {name!r} must not contain '..', '/' or '\\'")
     return trimmed
+
+
+@dataclass(frozen=True, slots=True)
+class RetryPolicy:
+    """How a sync retries a transient remote error: ``retries`` times, waits doubling from ``backoff_s``."""
+
+    retries: int = 5
+    backoff_s: float = 0.5
+    max_backoff_s: float = 30.0
+
+    def delay(self, attempt: int) -> float:
+        """The wait before retry number ``attempt`` (1-based)."""
+        return min(self.backoff_s * 2 ** (attempt - 1), self.max_backoff_s)
+
+
+DEFAULT_RETRY = RetryPolicy()
 
 
 @dataclass(frozen=True)
@@ -310,9 +328,7 @@ class SyncSession:
         *,
         emit: Emit | None = None,
         sleeper: Callable[[float], object] | None = None,
-        retries: int = 5,
-        backoff_s: float = 0.5,
-        max_backoff_s: float = 30.0,
+        retry: RetryPolicy = DEFAULT_RETRY,
         future_bound_ms: int = FUTURE_BOUND_MS,
     ) -> None:
         """Prepare a sync of ``store`` with ``remote``; ``emit(cmd, current, total, msg)`` gets progress."""
@@ -322,9 +338,7 @@ class SyncSession:
         self.clock = clock
         self._emit = emit or (lambda cmd, cur, tot, msg: None)
         self._sleep = sleeper or threading.Event().wait
-        self.retries = retries
-        self.backoff_s = backoff_s
-        self.max_backoff_s = max_backoff_s
+        self.retry = retry
         self.future_bound_ms = future_bound_ms
         self.me = store.device_id
         self.state = load_state(store.data_dir)
@@ -341,9 +355,9 @@ class SyncSession:
                 return fn(*args)
             except TransientRemoteError as exc:
                 attempt += 1
-                if attempt > self.retries:
-                    raise RemoteError(f"{exc} (gave up after {self.retries} retries)") from exc
-                delay = min(self.backoff_s * 2 ** (attempt - 1), self.max_backoff_s)
+                if attempt > self.retry.retries:
+                    raise RemoteError(f"{exc} (gave up after {self.retry.retries} retries)") from exc
+                delay = self.retry.delay(attempt)
                 self._emit(
                     "syncRetry", self._step, self._steps, f"{what}: {exc}; retry {attempt} in {delay:g}s"
                 )

@@ -21,7 +21,9 @@ from oplog.remote import Remote
 from oplog.store import Store
 from oplog.sync import (
     DEFAULT_CLOUD,
+    DEFAULT_RETRY,
     FUTURE_BOUND_MS,
+    RetryPolicy,
     SyncParams,
     SyncResult,
     SyncSession,
@@ -61,9 +63,7 @@ class SyncRunner:
         *,
         cloud_name: str | None = None,
         sleeper: Callable[[float], object] | None = None,
-        retries: int = 5,
-        backoff_s: float = 0.5,
-        max_backoff_s: float = 30.0,
+        retry: RetryPolicy = DEFAULT_RETRY,
         future_bound_ms: int = FUTURE_BOUND_MS,
     ) -> None:
         """``remote_factory`` makes the remote for each sync; ``sleeper`` waits out back-offs."""
@@ -73,9 +73,7 @@ class SyncRunner:
         self.cloud_name = cloud_name
         self._stop = threading.Event()
         self.sleeper = sleeper or self._stop.wait
-        self.retries = retries
-        self.backoff_s = backoff_s
-        self.max_backoff_s = max_backoff_s
+        self.retry = retry
         self.future_bound_ms = future_bound_ms
         self._lock = threading.Lock()
         self._thread: threading.Thread | None = None
@@ -202,9 +200,7 @@ class SyncRunner:
                 self.clock,
                 emit=self._emit,
                 sleeper=self.sleeper,
-                retries=self.retries,
-                backoff_s=self.backoff_s,
-                max_backoff_s=self.max_backoff_s,
+                retry=self.retry,
                 future_bound_ms=self.future_bound_ms,
             )
             result = session.run()
@@ -304,7 +300,7 @@ def run_sync(store: Store, remote: Remote, clock: Clock, app: str = "oplog", **k
     """One synchronous sync of ``store`` with ``remote`` (tests, CLI)."""
     sleeper = kwargs.pop("sleeper", None)
     emit = kwargs.pop("emit", None)
-    retries = kwargs.pop("retries", 5)
+    retry = kwargs.pop("retry", DEFAULT_RETRY)
     future_bound_ms = kwargs.pop("future_bound_ms", FUTURE_BOUND_MS)
     params = parse_sync_params(app, **kwargs)
     return SyncSession(
@@ -314,6 +310,6 @@ def run_sync(store: Store, remote: Remote, clock: Clock, app: str = "oplog", **k
         clock,
         emit=emit,
         sleeper=sleeper,
-        retries=retries,
+        retry=retry,
         future_bound_ms=future_bound_ms,
     ).run()

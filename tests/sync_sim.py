@@ -12,7 +12,7 @@ from oplog.clock import FakeClock, RandomIds
 from oplog.errors import OplogError, RemoteError
 from oplog.remote import FakeRemote, Faults
 from oplog.store import Store
-from oplog.sync import SyncSession, parse_sync_params
+from oplog.sync import RetryPolicy, SyncSession, parse_sync_params
 from oplog.tree import snapshot
 from oplog.wire import request_from_json
 
@@ -117,7 +117,14 @@ class Simulation:
         """One sync; False if it failed (faults)."""
         params = parse_sync_params("sim", push_mode=push_mode, force=force)
         try:
-            SyncSession(dev.store, self.remote, params, dev.clock, sleeper=lambda s: None, retries=2).run()
+            SyncSession(
+                dev.store,
+                self.remote,
+                params,
+                dev.clock,
+                sleeper=lambda s: None,
+                retry=RetryPolicy(retries=2),
+            ).run()
         except RemoteError:
             return False
         return True

@@ -16,7 +16,7 @@ from oplog.errors import BootSyncInProgress, ChangeFeedRewritten, InvalidSyncArg
 from oplog.remote import FakeRemote, Faults, LocalDirRemote
 from oplog.server.status import status_for
 from oplog.store import Store
-from oplog.sync import parse_sync_params
+from oplog.sync import RetryPolicy, parse_sync_params
 from oplog.syncrunner import SyncRunner, run_sync
 from oplog.tree import snapshot
 from oplog.v1 import oplog_pb2 as pb
@@ -205,7 +205,7 @@ def test_runner_events_retry_and_refusals(tmp_path: Path) -> None:
             gate.wait(5)
             remote.faults.fail_after = None
 
-        runner = SyncRunner(a, lambda: remote, a._clock, sleeper=sleeper, backoff_s=0.5)
+        runner = SyncRunner(a, lambda: remote, a._clock, sleeper=sleeper, retry=RetryPolicy(backoff_s=0.5))
         events: list[dict] = []  # type: ignore[type-arg]
         runner.add_listener(events.append)
         progress = runner.perform("app")
@@ -225,7 +225,7 @@ def test_runner_events_retry_and_refusals(tmp_path: Path) -> None:
         assert runner.info_message().cloud_name == "main"
 
         remote.faults.fail_after = remote.calls
-        runner.retries = 1
+        runner.retry = RetryPolicy(retries=1)
         runner.sleeper = lambda s: None
         events.clear()
         runner.perform("app")
@@ -274,7 +274,7 @@ def test_last_error_survives_a_restart_and_clears_on_success(tmp_path: Path) -> 
     remote = FakeRemote(0, Faults(fail_after=0))
     try:
         _doc(a, 1)
-        runner = SyncRunner(a, lambda: remote, a._clock, retries=1, sleeper=lambda s: None)
+        runner = SyncRunner(a, lambda: remote, a._clock, retry=RetryPolicy(retries=1), sleeper=lambda s: None)
         runner.perform("app")
         assert runner.wait(10)
         assert "gave up after 1 retries" in runner.info()["last_error"]
@@ -282,7 +282,9 @@ def test_last_error_survives_a_restart_and_clears_on_success(tmp_path: Path) -> 
         a.close()
     a = _open(tmp_path, "a", 1)
     try:
-        restarted = SyncRunner(a, lambda: remote, a._clock, retries=1, sleeper=lambda s: None)
+        restarted = SyncRunner(
+            a, lambda: remote, a._clock, retry=RetryPolicy(retries=1), sleeper=lambda s: None
+        )
         info = restarted.info_message()
         assert "connection lost" in info.last_error and "gave up" in info.last_error
         remote.faults.fail_after = None
