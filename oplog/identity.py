@@ -9,10 +9,17 @@ from oplog.clock import IdSource
 from oplog.errors import StorageError
 from oplog.fsutil import atomic_write
 
-__all__ = ["load_or_create_device_id", "DEVICE_FILE"]
+__all__ = ["load_or_create_device_id", "is_device_id", "DEVICE_FILE", "DEVICES_DIR"]
 
 DEVICE_FILE = "DEVICE"
+#: The folder of a data directory (and of a remote cloud folder) holding one log folder per device.
+DEVICES_DIR = "devices"
 _DEVICE_ID_RE = re.compile(r"^[0-9a-f]{16}$")
+
+
+def is_device_id(text: str) -> bool:
+    """Whether ``text`` is a device id: 16 lowercase hex characters."""
+    return _DEVICE_ID_RE.match(text) is not None
 
 
 def load_or_create_device_id(data_dir: str | os.PathLike[str], ids: IdSource) -> str:
@@ -27,11 +34,11 @@ def load_or_create_device_id(data_dir: str | os.PathLike[str], ids: IdSource) ->
         raise StorageError(f"cannot read {path}: {exc.strerror or exc}") from exc
     if raw is not None:
         text = raw.decode("ascii", "replace").strip()
-        if not _DEVICE_ID_RE.match(text):
+        if not is_device_id(text):
             raise StorageError(f"{path} does not hold a device id (16 lowercase hex characters)")
         return text
     device_id = ids.token(8)
-    if not _DEVICE_ID_RE.match(device_id):
+    if not is_device_id(device_id):
         raise StorageError(f"id source produced an unusable device id {device_id!r}")
     os.makedirs(os.fspath(data_dir), exist_ok=True)
     atomic_write(path, (device_id + "\n").encode("ascii"))

@@ -17,7 +17,10 @@ from pathlib import Path
 
 from oplog.errors import StorageError
 
-__all__ = ["Journal", "Run"]
+__all__ = ["Journal", "Run", "JOURNAL_FILE"]
+
+#: The journal's file in a data directory.
+JOURNAL_FILE = "journal.json"
 
 
 @dataclass(frozen=True, slots=True)

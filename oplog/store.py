@@ -41,8 +41,8 @@ from oplog.errors import (
 )
 from oplog.eventlog import EventLog
 from oplog.hlc import HybridClock
-from oplog.identity import DEVICE_FILE, load_or_create_device_id
-from oplog.journal import Journal
+from oplog.identity import DEVICE_FILE, DEVICES_DIR, load_or_create_device_id
+from oplog.journal import JOURNAL_FILE, Journal
 from oplog.kramdown import plain_text, render_markdown
 from oplog.lockfile import DataDirLock
 from oplog.merge import merge_events, order_key
@@ -56,8 +56,6 @@ from oplog.v1 import oplog_pb2 as pb
 
 __all__ = ["Store", "StoreOptions", "Subscription", "DEVICES_DIR", "open_device_logs"]
 
-DEVICES_DIR = "devices"
-JOURNAL_FILE = "journal.json"
 
 log = logging.getLogger("oplog.store")
 

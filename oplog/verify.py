@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import os
 import re
-import struct
 import warnings
 from array import array
 from collections.abc import Iterable
@@ -33,8 +32,8 @@ from oplog import framing
 from oplog.checkpoint import CHECKPOINTS_FILE, CheckpointInfo, CheckpointStore, DamagedCheckpoint
 from oplog.errors import CorruptSegment, OplogError, StorageError
 from oplog.eventlog import decode_event
-from oplog.identity import DEVICE_FILE
-from oplog.journal import Journal
+from oplog.identity import DEVICE_FILE, DEVICES_DIR, is_device_id
+from oplog.journal import JOURNAL_FILE, Journal
 from oplog.segment import (
     SEGMENT_HEADER_SIZE,
     check_device_id,
@@ -59,10 +58,6 @@ __all__ = [
 
 DAMAGE = "damage"
 WARNING = "warning"
-DEVICES_DIR = "devices"
-JOURNAL_FILE = "journal.json"
-_DEVICE_ID_RE = re.compile(r"^[0-9a-f]{16}$")
-_FRAME_HEADER = struct.Struct("<BBII")
 _LEFTOVER_RE = re.compile(r"^[0-9a-f]{16}\.seg\.(broken|tmp)")
 
 
@@ -199,7 +194,7 @@ def _in_flight(buf: bytes, start: int) -> bool:
             return False
         if rest < framing.HEADER_SIZE:
             return True
-        _, _, length, _ = _FRAME_HEADER.unpack_from(buf, pos)
+        _, _, length, _ = framing.unpack_header(buf, pos)
         # A whole frame that fails its CRC is garbage; only one that runs past the end is in flight.
         return length <= framing.MAX_PAYLOAD and pos + framing.HEADER_SIZE + length > size
     return True
@@ -520,7 +515,7 @@ def _check_device_file(data_dir: Path, report: VerifyReport) -> str:
     except OSError as exc:
         report.add(DAMAGE, "device", path, f"cannot be read: {exc.strerror or exc}")
         return ""
-    if not _DEVICE_ID_RE.match(text):
+    if not is_device_id(text):
         report.add(DAMAGE, "device", path, "does not hold a device id (16 lowercase hex characters)")
         return ""
     return text

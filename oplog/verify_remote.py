@@ -13,14 +13,13 @@ from array import array
 import google_crc32c
 
 from oplog.errors import CorruptSegment, OplogError, StorageError
+from oplog.identity import DEVICES_DIR
 from oplog.remote import Remote
 from oplog.segment import parse_segment_name, scan_segment, segment_name
 from oplog.sync import EPOCH_FILE, MANIFEST, EpochInfo, Manifest, SegEntry
 from oplog.verify import DAMAGE, WARNING, NoProgress, Progress, VerifyReport, check_events, reason_of
 
 __all__ = ["verify_remote"]
-
-DEVICES_DIR = "devices"
 
 
 def _crc(data: bytes) -> str:

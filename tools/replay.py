@@ -15,6 +15,7 @@ from typing import Any
 from oplog.checkpoint import CHECKPOINTS_FILE, CheckpointStore
 from oplog.errors import InvalidArgument, NotADataDir
 from oplog.eventlog import EventLog
+from oplog.identity import DEVICE_FILE, DEVICES_DIR
 from oplog.replay import ReplayResult, replay, rewind
 
 __all__ = [
@@ -27,8 +28,6 @@ __all__ = [
     "parse_time_ms",
     "one_line_warnings",
 ]
-
-DEVICES_DIR = "devices"
 
 
 def register(subparsers: Any, parent: argparse.ArgumentParser) -> None:
@@ -64,7 +63,7 @@ def check_data_dir(data: str | Path) -> Path:
     path = Path(data)
     if not path.is_dir():
         raise NotADataDir(f"{path} is not an oplog data directory (no such directory)")
-    if not (path / "DEVICE").is_file() and not (path / DEVICES_DIR).is_dir():
+    if not (path / DEVICE_FILE).is_file() and not (path / DEVICES_DIR).is_dir():
         raise NotADataDir(f"{path} is not an oplog data directory (no DEVICE file, no devices/ folder)")
     return path
 
