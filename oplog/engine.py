@@ -162,17 +162,7 @@ def replay_operations(ws: Workspace, ops: Iterable[pb.Operation], journal: UndoJ
 def apply_event(ws: Workspace, event: pb.Event) -> EventResult:
     """Replay one stored event: its resolved operations, with the tolerance rules, never raising for gone targets."""
     journal = UndoJournal(False)
-    # replay_operations' loop, inlined: the call costs ~0.2 µs of the ~7 µs an edit takes here.
-    handlers = HANDLERS
-    index = 0
-    for op in event.transaction.do_operations:
-        journal.op_index = index
-        handler = handlers.get(op.action)
-        if handler is None:
-            apply_op(ws, op, time_stamp=op.updated, strict=False, journal=journal)
-        else:
-            handler(ws, op, op.updated, False, journal)
-        index += 1
+    replay_operations(ws, event.transaction.do_operations, journal)
     removed = journal.removed
     if removed:
         blocks = ws.blocks
