@@ -11,7 +11,8 @@ from typing import Any
 from oplog.checkpoint import ConflictRecord
 from oplog.eventlog import EventLog
 from oplog.scan import scan, total_events
-from oplog.tools.dump import iso_time, progress_bar, reading
+from oplog.tools.dump import iso_time, reading
+from oplog.tools.replay import progress_bar
 
 __all__ = ["register", "run", "conflict_records"]
 
@@ -36,7 +37,7 @@ def _positions(
 ) -> dict[tuple[str, int], tuple[int, int]]:
     """(device, seq) -> (merged position, time_ms) for the events in ``wanted``, by one streaming scan."""
     found: dict[tuple[str, int], tuple[int, int]] = {}
-    with progress_bar(total_events(logs), show_progress) as progress:
+    with progress_bar(total_events(logs), show_progress, min_total=20_000) as progress:
         for position, event, _ in scan(logs, progress=progress):
             key = (event.device_id, event.device_seq)
             if key in wanted:

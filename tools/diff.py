@@ -30,7 +30,7 @@ from oplog.statediff import (
     diff_workspaces,
     total_events,
 )
-from oplog.tools.replay import opened_readonly
+from oplog.tools.replay import opened_readonly, progress_bar
 
 __all__ = ["register", "run"]
 
@@ -72,26 +72,21 @@ def _checkpoints(stack: ExitStack, data_dir: Path, full: bool) -> CheckpointStor
 
 @contextmanager
 def _bar(total: int, enabled: bool, desc: str) -> Iterator[Callable[[int], None] | None]:
-    if not enabled or total < _BAR_MIN_EVENTS:
-        yield None
-        return
-    from tqdm import tqdm
+    """``progress_bar`` across several replay calls, each counting from zero."""
+    with progress_bar(total, enabled, min_total=_BAR_MIN_EVENTS, desc=desc) as show:
+        if show is None:
+            yield None
+            return
+        base = [0, 0]
 
-    bar = tqdm(total=total, unit="ev", unit_scale=True, file=sys.stderr, leave=False, desc=desc)
-    base = [0, 0]
+        def update(done: int) -> None:
+            # A smaller count than the last one means the next replay call started.
+            if done < base[1]:
+                base[0] += base[1]
+            base[1] = done
+            show(base[0] + done)
 
-    def update(done: int) -> None:
-        # Each replay call counts from zero: a smaller count means the next call started.
-        if done < base[1]:
-            base[0] += base[1]
-        base[1] = done
-        bar.n = min(base[0] + done, total)
-        bar.refresh()
-
-    try:
         yield update
-    finally:
-        bar.close()
 
 
 # ---------------------------------------------------------------- text output

@@ -7,16 +7,16 @@ import datetime as dt
 import functools
 import itertools
 import sys
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import orjson
 
-from oplog.errors import InvalidArgument
 from oplog.eventlog import EventLog
 from oplog.scan import EventFilter, scan, total_events
+from oplog.tools.replay import parse_time_ms, progress_bar
 from oplog.v1 import oplog_pb2 as pb
 from oplog.wire import operation_to_json
 
@@ -28,8 +28,6 @@ __all__ = [
     "event_line",
     "iso_time",
     "reading",
-    "progress_bar",
-    "parse_time",
     "emit",
     "filter_from_args",
 ]
@@ -63,17 +61,6 @@ def register(subparsers: Any, parent: argparse.ArgumentParser) -> None:
 # ---------------------------------------------------------------- shared by the inspection commands
 
 
-def parse_time(text: str, option: str) -> int:
-    """Milliseconds since the epoch of an ISO 8601 time (UTC when it has no offset); names ``option`` if bad."""
-    try:
-        moment = dt.datetime.fromisoformat(text)
-    except ValueError as exc:
-        raise InvalidArgument(f"{option}: not an ISO 8601 time: {text!r}") from exc
-    if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=dt.UTC)
-    return int(moment.timestamp() * 1000)
-
-
 def iso_time(ms: int) -> str:
     """An epoch-milliseconds time as ISO 8601 UTC with milliseconds (``…T12:00:00.123Z``)."""
     return _iso_second(ms // 1000) + _ISO_MILLIS[ms % 1000]
@@ -97,27 +84,6 @@ def reading(data: str | Path) -> Iterator[dict[str, EventLog]]:
     one_line_warnings()
     with opened_readonly(check_data_dir(data)) as logs:
         yield logs
-
-
-@contextmanager
-def progress_bar(total: int, enabled: bool) -> Iterator[Callable[[int], None] | None]:
-    """A tqdm bar on stderr fed with positions (``None`` when disabled or the work is short)."""
-    if not enabled or total < 20_000:
-        yield None
-        return
-    from tqdm import tqdm
-
-    bar = tqdm(total=total, unit="ev", unit_scale=True, file=sys.stderr, leave=False)
-    seen = [0]
-
-    def update(done: int) -> None:
-        bar.update(min(done, total) - seen[0])
-        seen[0] = min(done, total)
-
-    try:
-        yield update
-    finally:
-        bar.close()
 
 
 # ---------------------------------------------------------------- records
@@ -196,8 +162,8 @@ def filter_from_args(args: argparse.Namespace) -> EventFilter:
         after=args.from_pos,
         through=args.to_pos,
         devices=frozenset(args.device) if args.device else None,
-        since_ms=parse_time(args.since, "--since") if args.since else None,
-        until_ms=parse_time(args.until, "--until") if args.until else None,
+        since_ms=parse_time_ms(args.since, "--since") if args.since else None,
+        until_ms=parse_time_ms(args.until, "--until") if args.until else None,
         block_id=args.block,
         actions=frozenset(args.action) if args.action else None,
     )
@@ -209,7 +175,7 @@ def run(args: argparse.Namespace) -> int:
     with reading(args.data) as logs:
         flt.check_against(logs)
         total = flt.through if flt.through is not None else total_events(logs)
-        with progress_bar(total, sys.stderr.isatty()) as progress:
+        with progress_bar(total, sys.stderr.isatty(), min_total=20_000) as progress:
             items = scan(logs, flt, progress=progress)
             if args.json:
                 undo = args.undo

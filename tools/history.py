@@ -11,7 +11,8 @@ from typing import Any
 from oplog.blockhistory import BlockState, BlockTracker, ExactTracker, HistoryEntry, state_of
 from oplog.errors import BlockNotFound, InvalidArgument
 from oplog.scan import EventFilter, scan, total_events
-from oplog.tools.dump import emit, iso_time, progress_bar, reading
+from oplog.tools.dump import emit, iso_time, reading
+from oplog.tools.replay import progress_bar
 
 __all__ = ["register", "run", "entry_record"]
 
@@ -107,7 +108,7 @@ def run(args: argparse.Namespace) -> int:
         counted = [0]
 
         def lines() -> Iterator[str]:
-            with progress_bar(total - flt.after, sys.stderr.isatty()) as progress:
+            with progress_bar(total - flt.after, sys.stderr.isatty(), min_total=20_000) as progress:
                 feed = tracker.feed
                 for position, event, raw in scan(logs, window, progress=progress, start=start):
                     entry = feed(position, event, raw)

@@ -26,6 +26,7 @@ __all__ = [
     "check_data_dir",
     "replay_data_dir",
     "parse_time_ms",
+    "progress_bar",
     "one_line_warnings",
 ]
 
@@ -95,30 +96,39 @@ def opened_readonly(data_dir: Path) -> Iterator[dict[str, EventLog]]:
             log.close()
 
 
-def parse_time_ms(text: str) -> int:
-    """Milliseconds since the epoch of an ISO 8601 time (UTC when it has no offset)."""
+def parse_time_ms(text: str, option: str = "--until-time") -> int:
+    """Milliseconds since the epoch of an ISO 8601 time (UTC when it has no offset); names ``option`` if bad."""
     try:
         moment = dt.datetime.fromisoformat(text)
     except ValueError as exc:
-        raise InvalidArgument(f"--until-time: not an ISO 8601 time: {text!r}") from exc
+        raise InvalidArgument(f"{option}: not an ISO 8601 time: {text!r}") from exc
     if moment.tzinfo is None:
         moment = moment.replace(tzinfo=dt.UTC)
     return int(moment.timestamp() * 1000)
 
 
-def _progress_bar(total: int, enabled: bool) -> tuple[Callable[[int], None] | None, Callable[[], None]]:
-    if not enabled or total < 10_000:
-        return None, lambda: None
+@contextmanager
+def progress_bar(
+    total: int, enabled: bool, *, min_total: int = 10_000, desc: str | None = None
+) -> Iterator[Callable[[int], None] | None]:
+    """A tqdm bar on stderr fed with counts of events done (``None`` when disabled or under ``min_total``)."""
+    if not enabled or total < min_total:
+        yield None
+        return
     from tqdm import tqdm
 
-    bar = tqdm(total=total, unit="ev", unit_scale=True, file=sys.stderr, leave=False)
+    bar = tqdm(total=total, unit="ev", unit_scale=True, file=sys.stderr, leave=False, desc=desc)
     seen = [0]
 
     def update(done: int) -> None:
+        done = min(done, total)
         bar.update(done - seen[0])
         seen[0] = done
 
-    return update, bar.close
+    try:
+        yield update
+    finally:
+        bar.close()
 
 
 def replay_data_dir(
@@ -133,8 +143,7 @@ def replay_data_dir(
     data_dir = check_data_dir(data)
     with opened_readonly(data_dir) as logs:
         total = sum(log.last_seq for log in logs.values())
-        progress, done = _progress_bar(total if until is None else min(total, until), show_progress)
-        try:
+        with progress_bar(total if until is None else min(total, until), show_progress) as progress:
             if full:
                 return replay(logs, until_position=until, until_time_ms=until_time_ms, progress=progress)
             with CheckpointStore(data_dir / CHECKPOINTS_FILE, readonly=True) as checkpoints:
@@ -146,8 +155,6 @@ def replay_data_dir(
                     progress=progress,
                     warn_missing=False,
                 )
-        finally:
-            done()
 
 
 def summary(result: ReplayResult, seconds: float) -> dict[str, Any]:
