@@ -28,6 +28,7 @@ from oplog.checkpoint import CheckpointStore
 from oplog.errors import InvalidArgument, StorageError
 from oplog.eventlog import EventLog, decode_event
 from oplog.replay import ReplayResult, base_fits, replay, rewind
+from oplog.scan import total_events
 from oplog.statehash import prev_id
 from oplog.tree import Node, Workspace, iter_blocks, iter_documents
 from oplog.v1 import oplog_pb2 as pb
@@ -45,7 +46,6 @@ __all__ = [
     "diff_workspaces",
     "diff_positions",
     "compare_logs",
-    "total_events",
 ]
 
 #: Fields compared for every block, in report order.
@@ -235,11 +235,6 @@ class PositionDiff:
     events_replayed: int = 0
     #: positions of the checkpoints used, if any
     checkpoints_used: list[int] = field(default_factory=list)
-
-
-def total_events(logs: Mapping[str, EventLog]) -> int:
-    """The length of the merged order of these logs (the end position)."""
-    return sum(log.last_seq for log in logs.values())
 
 
 def check_positions(start: int, end: int, total: int) -> None:

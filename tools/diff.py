@@ -19,6 +19,7 @@ from typing import Any
 
 from oplog.checkpoint import CHECKPOINTS_FILE, CheckpointStore
 from oplog.errors import InvalidArgument, NotADataDir
+from oplog.scan import total_events
 from oplog.statediff import (
     BlockChange,
     BlockState,
@@ -28,7 +29,6 @@ from oplog.statediff import (
     compare_logs,
     diff_positions,
     diff_workspaces,
-    total_events,
 )
 from oplog.tools.replay import opened_readonly, progress_bar
 

@@ -17,6 +17,7 @@ from oplog.errors import InvalidArgument, NotADataDir
 from oplog.eventlog import EventLog
 from oplog.identity import DEVICE_FILE, DEVICES_DIR
 from oplog.replay import ReplayResult, replay, rewind
+from oplog.scan import total_events
 
 __all__ = [
     "register",
@@ -142,7 +143,7 @@ def replay_data_dir(
     """Replay a data directory read-only (from its newest usable checkpoint unless ``full``)."""
     data_dir = check_data_dir(data)
     with opened_readonly(data_dir) as logs:
-        total = sum(log.last_seq for log in logs.values())
+        total = total_events(logs)
         with progress_bar(total if until is None else min(total, until), show_progress) as progress:
             if full:
                 return replay(logs, until_position=until, until_time_ms=until_time_ms, progress=progress)
