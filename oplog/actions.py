@@ -31,6 +31,7 @@ from oplog.tree import (
     UndoJournal,
     Workspace,
     attach,
+    child_index,
     detach,
     hidden_section,
     in_folded_section,
@@ -207,7 +208,7 @@ def _after(anchor: Node) -> tuple[Node, int]:
         hidden = hidden_section(anchor)
         if hidden:
             end = hidden[-1]
-    return parent, parent.children.index(end) + 1
+    return parent, child_index(end) + 1
 
 
 def _inside(parent: Node, *, first: bool) -> tuple[Node, int]:
@@ -232,7 +233,7 @@ def _place(ws: Workspace, op: pb.Operation, strict: bool, journal: UndoJournal) 
         if anchor is not None:
             parent = anchor.parent
             if parent is not None:
-                return parent, parent.children.index(anchor)
+                return parent, child_index(anchor)
             _refuse(strict, journal, op, StructureError, "cannot place a block before a document")
             return None
     if previous_id:
@@ -243,7 +244,7 @@ def _place(ws: Workspace, op: pb.Operation, strict: bool, journal: UndoJournal) 
                 if anchor.type == "h":
                     return _after(anchor)
                 # _after of a block that is not a heading, inlined (the common insert).
-                return parent, parent.children.index(anchor) + 1
+                return parent, child_index(anchor) + 1
             _refuse(strict, journal, op, StructureError, "cannot place a block after a document")
             return None
     if parent_id:
@@ -348,7 +349,7 @@ def _container_target(
         anchor = section[-1] if section else parent
         grand = anchor.parent
         assert grand is not None
-        return grand, grand.children.index(anchor) + 1
+        return grand, child_index(anchor) + 1
     return _inside(parent, first=first)
 
 
@@ -402,9 +403,6 @@ def _update(ws: Workspace, op: pb.Operation, stamp: str, strict: bool, journal: 
                 node.subtype = subtype
                 node.attrs = attrs
                 journal.touched.add(node.id)
-                root = node.root
-                if root is not None:
-                    journal.docs.add(root.id)
             return {"updateCount": 1}
     # Ids of the subtree being replaced may be reused by the new content (not the block's own id).
     own = {n.id for n in iter_blocks(node)} if node.children else set()
@@ -447,7 +445,7 @@ def _update(ws: Workspace, op: pb.Operation, stamp: str, strict: bool, journal: 
     set_attrs(node, _spec_attrs(spec), journal)
     if len(specs) > 1:
         # Extra blocks in the data follow the updated one.
-        index = parent.children.index(node) + 1
+        index = child_index(node) + 1
         for extra in specs[1:]:
             attach(ws, node_from_spec(_adopt_spec(extra, parent)), parent, index, journal)
             index += 1

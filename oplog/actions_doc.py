@@ -17,6 +17,7 @@ from oplog.tree import (
     add_document,
     attach,
     child_docs,
+    child_index,
     descendant_docs,
     detach,
     doc_path,
@@ -172,7 +173,7 @@ def _doc2heading(ws: Workspace, op: pb.Operation, stamp: str, strict: bool, jour
         detach(ws, child, journal)
     remove_document(ws, src, journal)
     heading = Node(src.id, "h", f"h{level}", relevel(title, level), attrs)
-    index = parent.children.index(pivot) + (1 if after else 0)
+    index = child_index(pivot) + (1 if after else 0)
     attach(ws, heading, parent, index, journal)
     for offset, child in enumerate(body, start=1):
         attach(ws, child, parent, index + offset, journal)
@@ -293,7 +294,7 @@ def _move_outline_heading(
                 break
             end = sib
         new_level = heading_level(anchor) if op.previous_id else heading_level(anchor) + 1
-        index = doc.children.index(end) + 1
+        index = child_index(end) + 1
     else:
         new_level = old_level
         index = 0

@@ -651,6 +651,12 @@ class DeviceLog:
         unpack = framing.unpack_header
         value = google_crc32c.value
         header_size = framing.HEADER_SIZE
+        # Module constants as locals: this loop runs once per record of every replay.
+        magic_ok = framing.FRAME_MAGIC
+        unknown_flags = ~framing.KNOWN_FLAGS
+        max_payload = framing.MAX_PAYLOAD
+        flag_seal = framing.FLAG_SEAL
+        flag_more = framing.FLAG_MORE
         buf = b""
         pos = 0  # next frame in buf
         base = segment.SEGMENT_HEADER_SIZE  # file offset of buf[0]
@@ -677,16 +683,12 @@ class DeviceLog:
             end = len(buf)
             while end - pos >= header_size:
                 magic, flags, length, crc = unpack(buf, pos)
-                if (
-                    magic != framing.FRAME_MAGIC
-                    or flags & ~framing.KNOWN_FLAGS
-                    or length > framing.MAX_PAYLOAD
-                ):
+                if magic != magic_ok or flags & unknown_flags or length > max_payload:
                     raise CorruptSegment("bad record checksum or frame", path=path, offset=base + pos)
                 frame_end = pos + header_size + length
                 if frame_end > end:
                     break  # the rest of this frame is in the next chunk
-                if index + len(pending) < start and not flags & framing.FLAG_SEAL:
+                if index + len(pending) < start and not flags & flag_seal:
                     # Before the range asked for: walked by its header only (start-up reads a tail from
                     # mid-segment). The open segment's frames were checked on open, a sealed
                     # segment's by the whole-data CRC below.
@@ -695,8 +697,8 @@ class DeviceLog:
                     payload = buf[pos + header_size : frame_end]
                     if _extend(value(buf[pos : pos + 6]), payload) != crc:
                         raise CorruptSegment("bad record checksum or frame", path=path, offset=base + pos)
-                if flags & framing.FLAG_SEAL:
-                    if pending or flags & framing.FLAG_MORE or frame_end != end or offset != size:
+                if flags & flag_seal:
+                    if pending or flags & flag_more or frame_end != end or offset != size:
                         raise CorruptSegment(
                             "bad seal trailer or bytes after it", path=path, offset=base + pos
                         )
@@ -706,7 +708,7 @@ class DeviceLog:
                     pos = end
                     break
                 pos = frame_end
-                if flags & framing.FLAG_MORE:
+                if flags & flag_more:
                     pending.append(payload)
                     continue
                 if pending:

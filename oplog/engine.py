@@ -10,7 +10,7 @@ request back and is raised located at ``transactions[i].doOperations[j]``.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -36,7 +36,6 @@ class Applied:
     transactions: list[pb.Transaction]
     touched: set[str]
     removed: set[str]
-    docs: set[str]
     conflicts: list[Conflict]
     time_ms: int
     _journal: UndoJournal = field(repr=False)
@@ -46,14 +45,9 @@ class Applied:
         self._journal.rollback()
 
 
-@dataclass(slots=True)
-class EventResult:
-    """What replaying one event did: ids touched, ids no longer present, documents affected, conflicts."""
-
-    touched: set[str]
-    removed: set[str]
-    docs: set[str]
-    conflicts: list[Conflict]
+#: What replaying one event did — ids touched, ids no longer present (``removed``), conflicts: the
+#: event's own (non-recording) journal, returned as is rather than copied into a result object.
+EventResult = UndoJournal
 
 
 class Engine:
@@ -93,7 +87,7 @@ class Engine:
             journal.rollback()
             raise
         removed = {block_id for block_id in journal.removed if block_id not in ws.blocks}
-        return Applied(out, journal.touched, removed, journal.docs, journal.conflicts, time_ms, journal)
+        return Applied(out, journal.touched, removed, journal.conflicts, time_ms, journal)
 
     def _apply_one(
         self,
@@ -139,7 +133,7 @@ def _rewrite_reply(ws: Workspace, op: pb.Operation, ret: Any) -> None:
         op.id = ret
 
 
-def replay_operations(ws: Workspace, ops: Iterable[pb.Operation], journal: UndoJournal) -> None:
+def replay_operations(ws: Workspace, ops: Sequence[pb.Operation], journal: UndoJournal) -> None:
     """Replay resolved operations with the tolerance rules, recording into ``journal`` (never raises for gone targets).
 
     The fold of ``oplog.replay`` calls this with one journal for a whole run of
@@ -147,16 +141,16 @@ def replay_operations(ws: Workspace, ops: Iterable[pb.Operation], journal: UndoJ
     event); ``apply_event`` with a fresh journal per event.
     """
     handlers = HANDLERS
-    index = 0
-    # The hot loop of replay: dispatch straight to the handler, no per-op conversions.
-    for op in ops:
+    # The hot loop of replay: dispatch straight to the handler, no per-op conversions. A upb
+    # container is indexed, not iterated: its iterator costs ≈ 0.4 µs per event (of ≈ 13).
+    for index in range(len(ops)):
+        op = ops[index]
         journal.op_index = index
         handler = handlers.get(op.action)
         if handler is None:
             apply_op(ws, op, time_stamp=op.updated, strict=False, journal=journal)
         else:
             handler(ws, op, op.updated, False, journal)
-        index += 1
 
 
 def apply_event(ws: Workspace, event: pb.Event) -> EventResult:
@@ -166,5 +160,5 @@ def apply_event(ws: Workspace, event: pb.Event) -> EventResult:
     removed = journal.removed
     if removed:
         blocks = ws.blocks
-        removed = {block_id for block_id in removed if block_id not in blocks}
-    return EventResult(journal.touched, removed, journal.docs, journal.conflicts)
+        journal.removed = {block_id for block_id in removed if block_id not in blocks}
+    return journal

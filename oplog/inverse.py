@@ -20,6 +20,7 @@ from oplog.resolve import seed_action
 from oplog.tree import (
     Node,
     Workspace,
+    child_index,
     descendant_docs,
     heading_section,
     in_folded_section,
@@ -63,10 +64,10 @@ def _place_of(first: Node, last: Node) -> dict[str, str]:
     parent = first.parent
     assert parent is not None
     siblings = parent.children
-    end = siblings.index(last) + 1
+    end = child_index(last) + 1
     if end < len(siblings):
         return {"next_id": siblings[end].id}
-    start = siblings.index(first)
+    start = child_index(first)
     if start:
         return {"previous_id": siblings[start - 1].id}
     return {"parent_id": parent.id}
@@ -80,8 +81,7 @@ def _reinsert(nodes: list[Node]) -> list[pb.Operation]:
     # these blocks were not, put their own fold attributes back.
     parent = nodes[0].parent
     assert parent is not None
-    siblings = parent.children
-    if any(in_folded_section(parent, siblings.index(n), n.type, n.subtype) for n in nodes):
+    if any(in_folded_section(parent, child_index(n), n.type, n.subtype) for n in nodes):
         for n in nodes:
             if n.attrs.get("fold") != "1" or n.attrs.get("heading-fold") != "1":
                 ops.append(_restore_attrs(n, ("fold", "heading-fold")))

@@ -20,10 +20,11 @@ import heapq
 import warnings
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
-from itertools import chain, islice
+from itertools import chain, islice, takewhile
 from typing import Any, Protocol
 
 from oplog.checkpoint import Checkpoint, CheckpointInfo, CheckpointStore, ConflictRecord, DamagedCheckpoint
+from oplog.collector import collector_paused
 from oplog.engine import replay_operations
 from oplog.errors import InvalidArgument, StorageError
 from oplog.eventlog import EventLog
@@ -37,8 +38,9 @@ __all__ = ["ReplayResult", "Base", "StaleBase", "replay", "rewind", "base_fits",
 Key = tuple[int, str, int]
 Sources = Mapping[str, EventLog] | Iterable[EventLog | Iterable[pb.Event]]
 
-#: How often (in events) the progress callback is called.
+#: How often (in events) the progress callback is called (a power of two: the fold tests a mask).
 PROGRESS_EVERY = 4096
+_PROGRESS_MASK = PROGRESS_EVERY - 1
 
 
 class StaleBase(StorageError):
@@ -192,30 +194,10 @@ def replay(
     # One journal for the whole fold: touched/removed ids accumulate (the same union as per-event
     # results, without allocating one per event); conflicts are drained after each event.
     journal = UndoJournal(False)
-    pending = journal.conflicts
-    count = 0
-    last: Keyed | None = None
-    for item in merged:
-        hlc, device, seq, event = item
-        if time_limit is not None and hlc >= time_limit:
-            break
-        replay_operations(ws, event.transaction.do_operations, journal)
-        if pending:
-            for c in pending:
-                conflicts.append(ConflictRecord(device, seq, c.op_index, c.action, c.block_id, c.reason))
-            pending.clear()
-        heads[device] = seq
-        hlcs[device] = hlc
-        last = item
-        count += 1
-        if count % PROGRESS_EVERY == 0:
-            if progress is not None:
-                progress(count)
-            if not track:
-                # Nobody reads them after a full replay: keep memory flat.
-                journal.touched.clear()
-                journal.removed.clear()
-            journal.docs.clear()
+    if time_limit is not None:
+        merged = takewhile(lambda item: item[0] < time_limit, merged)
+    with collector_paused():
+        count, last = _fold(ws, merged, journal, conflicts, heads, hlcs, track, progress)
     if last is not None:
         last_key = last[:3]  # type: ignore[assignment]
     if progress is not None and count % PROGRESS_EVERY:
@@ -244,6 +226,44 @@ def replay(
         removed={i for i in removed if i not in ws.blocks},
         new_conflicts=conflicts[len(base.conflicts) if base is not None else 0 :],
     )
+
+
+def _fold(
+    ws: Workspace,
+    merged: Iterator[Keyed],
+    journal: UndoJournal,
+    conflicts: list[ConflictRecord],
+    heads: dict[str, int],
+    hlcs: dict[str, int],
+    track: bool,
+    progress: Callable[[int], None] | None,
+) -> tuple[int, Keyed | None]:
+    """Apply each merged event in turn; return how many were folded and the last one."""
+    pending = journal.conflicts
+    # The newest item per device; heads and hlcs are set from them once, after the loop.
+    lasts: dict[str, Keyed] = {}
+    count = 0
+    item: Keyed | None = None
+    for item in merged:
+        replay_operations(ws, item[3].transaction.do_operations, journal)
+        if pending:
+            device, seq = item[1], item[2]
+            for c in pending:
+                conflicts.append(ConflictRecord(device, seq, c.op_index, c.action, c.block_id, c.reason))
+            pending.clear()
+        lasts[item[1]] = item
+        count += 1
+        if not count & _PROGRESS_MASK:
+            if progress is not None:
+                progress(count)
+            if not track:
+                # Nobody reads them after a full replay: keep memory flat.
+                journal.touched.clear()
+                journal.removed.clear()
+    for device, (hlc, _, seq, _) in lasts.items():
+        heads[device] = seq
+        hlcs[device] = hlc
+    return count, item
 
 
 def base_fits(info: CheckpointInfo, logs: Mapping[str, EventLog]) -> bool:
