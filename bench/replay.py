@@ -216,6 +216,53 @@ def child_full(folder: Path) -> dict[str, Any]:
     }
 
 
+#: What each action's replay must read besides ``action``, ``id`` and ``updated`` (the floor step).
+_ANCHORS = {
+    "insertBlock": ("parent_id", "previous_id"),
+    "appendBlock": ("parent_id",),
+    "moveBlock": ("previous_id",),
+}
+
+
+def _read_spec(spec: pb.BlockSpec) -> None:
+    spec.id, spec.type, spec.subtype, spec.markdown  # noqa: B018
+    for attr in spec.attrs:
+        attr.name, attr.value  # noqa: B018
+    for child in spec.children:
+        _read_spec(child)
+
+
+def child_floor(folder: Path) -> dict[str, Any]:
+    """The read floor of replay: read, decode and merge every event and read what its fold needs — apply nothing.
+
+    Per operation: ``action``, ``id`` and ``updated``, the anchors its action
+    places by, its block specs and its attributes, each read once. No engine
+    could fold these events faster than this, whatever it did with them.
+    """
+    import heapq
+
+    from oplog.replay import _read_log
+
+    logs = _open(folder)
+    start = time.perf_counter()
+    count = 0
+    for _, _, _, event in heapq.merge(*(_read_log(log, 1) for log in logs.values())):
+        for op in event.transaction.do_operations:
+            action = op.action
+            op.id, op.updated  # noqa: B018
+            for name in _ANCHORS.get(action, ()):
+                getattr(op, name)
+            for spec in op.blocks:
+                _read_spec(spec)
+            for attr in op.attrs:
+                attr.name, attr.value  # noqa: B018
+            if action == "createDoc":
+                op.text, op.box  # noqa: B018
+        count += 1
+    seconds = time.perf_counter() - start
+    return {"events": count, "seconds": seconds, "events_per_s": count / seconds}
+
+
 def child_checkpoint(folder: Path, tail: int) -> dict[str, Any]:
     """Write a checkpoint ``tail`` events before the end."""
     from oplog.checkpoint import CheckpointStore, capture
@@ -396,6 +443,8 @@ def main() -> int:
         folder = Path(args.dir)
         if args.child == "full":
             print(json.dumps(child_full(folder)))
+        elif args.child == "floor":
+            print(json.dumps(child_floor(folder)))
         elif args.child == "checkpoint":
             print(json.dumps(child_checkpoint(folder, args.tail)))
         elif args.child == "startup":
@@ -421,6 +470,11 @@ def main() -> int:
         print(
             f"full replay:   {full['events_per_s']:>10,.0f} events/s  ({full['seconds']:.2f}s, {full['blocks']:,} blocks, "
             f"peak RSS {full['peak_rss_mb']:.0f} MB, RSS along the way {full['rss_samples_mb']} MB)"
+        )
+        floor = _child("floor", folder)
+        print(
+            f"read floor:    {floor['events_per_s']:>10,.0f} events/s  (read + decode + merge + read what the fold "
+            f"needs, apply nothing; full replay is {full['events_per_s'] / floor['events_per_s']:.0%} of it)"
         )
         ckpt = _child("checkpoint", folder, "--tail", str(args.tail))
         print(

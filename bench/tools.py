@@ -12,6 +12,9 @@ step's own), it measures:
 * the bare read: every event of every device read from the segments and decoded;
 * the merged scan alone (``oplog.scan.scan``: the bare read plus the k-way merge, nothing printed),
   which splits a dump's cost into reading + merging and turning events into text;
+* the ``--json`` read floor: the bare read plus reading, once each, every field
+  ``dump --json`` prints (``read_printed_fields``), building nothing — no dump
+  of these protobuf events written in Python can take less;
 * ``oplog dump --json`` in full (to /dev/null) and filtered by one block id;
 * ``oplog history BLOCK_ID --json`` for the most edited block;
 * the same at 10 % of the events (``--to``), to show peak RSS does not grow with events.
@@ -280,6 +283,49 @@ class _CountingSink:
         return os.open(os.devnull, os.O_WRONLY)
 
 
+# ---------------------------------------------------------------- the --json read floor
+
+
+def _read_value(value: Any) -> None:
+    kind = value.WhichOneof("kind")
+    if kind == "struct_value":
+        fields = value.struct_value.fields
+        for key in fields:
+            _read_value(fields[key])
+    elif kind == "list_value":
+        for item in value.list_value.values:
+            _read_value(item)
+    elif kind is not None:
+        getattr(value, kind)
+
+
+def _read_spec(spec: pb.BlockSpec) -> None:
+    spec.id, spec.type, spec.subtype, spec.markdown  # noqa: B018
+    for attr in spec.attrs:
+        attr.name, attr.value  # noqa: B018
+    for child in spec.children:
+        _read_spec(child)
+
+
+def read_printed_fields(event: pb.Event) -> None:
+    """Read, once each, every field ``dump --json`` prints of an event — and build nothing.
+
+    The floor of any dump of protobuf events written in Python: whatever turns
+    the event into text has to read at least these.
+    """
+    event.device_id, event.device_seq, event.hlc, event.time_ms, event.req_id  # noqa: B018
+    event.app, event.session, event.tx_index, event.tx_count  # noqa: B018
+    for op in event.transaction.do_operations:
+        op.action, op.id, op.parent_id, op.previous_id, op.next_id, op.data_type, op.is_detached  # noqa: B018
+        _read_value(op.data)
+        _read_value(op.ret_data)
+        for spec in op.blocks:
+            _read_spec(spec)
+        for attr in op.attrs:
+            attr.name, attr.value  # noqa: B018
+        op.updated, op.text, op.box, op.parent_doc  # noqa: B018
+
+
 def _child(step: str, folder: Path, block: str, to: int | None) -> dict[str, Any]:
     # Imports (every subcommand module, gRPC included) happen before the clock starts, for every step.
     from oplog.tools.cli import build_parser
@@ -295,6 +341,16 @@ def _child(step: str, folder: Path, block: str, to: int | None) -> dict[str, Any
         logs = open_logs_readonly(folder)
         for log in logs.values():
             for _ in log.read():
+                lines += 1
+        for log in logs.values():
+            log.close()
+    elif step == "fields":
+        from oplog.tools.replay import open_logs_readonly
+
+        logs = open_logs_readonly(folder)
+        for log in logs.values():
+            for event in log.read():
+                read_printed_fields(event)
                 lines += 1
         for log in logs.values():
             log.close()
@@ -356,6 +412,7 @@ def measure(folder: Path, meta: dict[str, Any]) -> dict[str, Any]:
     for to in (small, None):
         bare = _spawn("bare", folder, block, None)
         merged = _spawn("scan", folder, block, None) if to is None else None
+        floor = _spawn("fields", folder, block, None) if to is None else None
         n = events if to is None else small
         target = block if to is None else meta["early_block"]
         for step in ("dump", "dump-human", "dump-block", "history"):
@@ -367,13 +424,15 @@ def measure(folder: Path, meta: dict[str, Any]) -> dict[str, Any]:
                 row["cpu_ratio_to_bare"] = round(row["cpu_s"] / bare["cpu_s"], 2)
                 row["block"] = target if step in ("dump-block", "history") else None
             rows.append(row)
-        if to is None and merged is not None:
-            bare["events"] = merged["events"] = events
+        if to is None and merged is not None and floor is not None:
+            bare["events"] = events
             bare["events_per_s"] = round(events / bare["seconds"])
-            merged["events_per_s"] = round(events / merged["seconds"])
-            merged["ratio_to_bare"] = round(merged["seconds"] / bare["seconds"], 2)
-            merged["cpu_ratio_to_bare"] = round(merged["cpu_s"] / bare["cpu_s"], 2)
-            rows[len(rows) - 4 : len(rows) - 4] = [bare, merged]
+            for row in (merged, floor):
+                row["events"] = events
+                row["events_per_s"] = round(events / row["seconds"])
+                row["ratio_to_bare"] = round(row["seconds"] / bare["seconds"], 2)
+                row["cpu_ratio_to_bare"] = round(row["cpu_s"] / bare["cpu_s"], 2)
+            rows[len(rows) - 4 : len(rows) - 4] = [bare, merged, floor]
     return {"history": meta, "steps": rows}
 
 

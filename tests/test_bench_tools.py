@@ -51,9 +51,11 @@ def test_quick_run_reports_every_step(tmp_path: Path) -> None:
     assert set(steps) == {
         ("bare", None),
         ("scan", None),
+        ("fields", None),
         *((s, t) for s in ("dump", "dump-human", "dump-block", "history") for t in (small, None)),
     }
     assert steps[("bare", None)]["lines"] == steps[("scan", None)]["lines"] == events
+    assert steps[("fields", None)]["lines"] == events
     assert steps[("dump", None)]["lines"] == events and steps[("dump-human", None)]["lines"] == events
     assert steps[("dump", small)]["lines"] == small
     hot, early = meta["hot_block"], meta["early_block"]
