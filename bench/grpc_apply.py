@@ -2,12 +2,19 @@
 
 Runs a server in a child process (its own interpreter, so client and server
 do not share a GIL): the real ``oplog.v1.OpLog`` service over a fresh store,
-with the same interceptor, thread pool and options, plus a bench-only
-``/bench.Echo/Echo`` method that returns its request bytes. Then, with 1 and
-with 8 client threads, it measures the echo (sent the same bytes as an Apply
-request) and a durable one-operation ``Apply``: throughput, p50, p99,
-Apply's share of the echo ceiling, and the CPU time per call of the server
-and of the client process.
+with the same interceptor, thread pool and options, plus bench-only methods
+(generic handlers defined here, not in the product proto), each sent the
+bytes of an Apply request:
+
+* ``echo`` returns them: the ceiling of the gRPC stack;
+* ``log`` also appends them durably to a group-committed device log;
+* ``floor`` also rewrites one row of a ``blocks.db`` with the view's pragmas
+  before replying: the least a durable Apply that a ``sqlite3`` reader sees
+  at once can cost, with no engine (see ``Floor``).
+
+Then, with 1 and with 8 client threads, it measures those and a durable
+one-operation ``Apply``: throughput, p50, p99, each one's share of the echo
+ceiling, and the CPU time per call of the server and of the client process.
 
     python bench/grpc_apply.py                 # defaults: 2,000 calls per case
     python bench/grpc_apply.py --calls 5000 --durability interval --json
@@ -38,15 +45,66 @@ from oplog import wire
 from oplog.server.client import Client
 from oplog.v1 import oplog_pb2 as pb
 
-ECHO_METHOD = "/bench.Echo/Echo"
 DOC = "20240720090000-benchdc"
 BOX = "20240720085959-benchbx"
-
-
+#: The bench-only methods, by case name (``apply`` is the product's ``Apply``).
+METHODS = {"echo": "/bench.Echo/Echo", "log": "/bench.Echo/Log", "floor": "/bench.Echo/Floor"}
 CPU_METHOD = "/bench.Echo/Cpu"
+#: The one ``blocks`` row the floor case rewrites.
+FLOOR_ROW = "20240720090001-floorrw"
 
 
-def _echo_handler() -> grpc.GenericRpcHandler:
+class Floor:
+    """What a durable, visible Apply must cost at least, with the engine left out.
+
+    ``log``: the echo plus a durable append of the request bytes to a
+    group-committed device log (``DeviceLog.append`` + ``wait_durable``, as
+    ``Store.apply`` does). ``floor``: that, then one row of a ``blocks``
+    table with the blocks view's schema and pragmas (``BlocksView``: WAL,
+    ``synchronous=OFF``) rewritten before the reply, batched as the store
+    batches its view writes: the first request back from the fsync writes
+    the rows of every request waiting so far in one SQLite transaction. What
+    "durable before the acknowledgement, visible to a reader of blocks.db
+    after it" costs with no request parsing, engine, state hash or change
+    feed.
+    """
+
+    def __init__(self, folder: Path, durability: str) -> None:
+        from oplog.devicelog import DeviceLog
+        from oplog.sqlview import VIEW_FILE, BlocksView
+
+        self.log = DeviceLog.open(folder / "log", "f100f100f100f100", durability=durability)
+        self.view = BlocksView(folder / VIEW_FILE)
+        self.conn = self.view.db.conn
+        with self.conn:
+            self.conn.execute("INSERT OR REPLACE INTO blocks (id, markdown) VALUES (?, '')", (FLOOR_ROW,))
+        self.lock = threading.Lock()
+        self.rows: list[tuple[bytes, str]] = []  # waiting for the next view write
+        self.written = 0  # requests whose row is in the file
+
+    def durable(self, request: bytes, _context: grpc.ServicerContext) -> bytes:
+        self.log.wait_durable(self.log.append([request]))
+        return request
+
+    def visible(self, request: bytes, _context: grpc.ServicerContext) -> bytes:
+        with self.lock:
+            seq = self.log.append([request])
+            self.rows.append((request, FLOOR_ROW))
+        self.log.wait_durable(seq)
+        with self.lock:
+            if self.written < seq:
+                self.conn.executemany("UPDATE blocks SET markdown = ? WHERE id = ?", self.rows)
+                self.conn.commit()
+                self.rows = []
+                self.written = self.log.last_seq
+        return request
+
+    def close(self) -> None:
+        self.log.close()
+        self.view.close()
+
+
+def _bench_handler(floor: Floor) -> grpc.GenericRpcHandler:
     def echo(request: bytes, _context: grpc.ServicerContext) -> bytes:
         return request
 
@@ -55,12 +113,9 @@ def _echo_handler() -> grpc.GenericRpcHandler:
         usage = resource.getrusage(resource.RUSAGE_SELF)
         return f"{time.process_time()!r} {usage.ru_nvcsw + usage.ru_nivcsw}".encode()
 
+    handlers = {"Echo": echo, "Log": floor.durable, "Floor": floor.visible, "Cpu": cpu}
     return grpc.method_handlers_generic_handler(
-        "bench.Echo",
-        {
-            "Echo": grpc.unary_unary_rpc_method_handler(echo),
-            "Cpu": grpc.unary_unary_rpc_method_handler(cpu),
-        },
+        "bench.Echo", {name: grpc.unary_unary_rpc_method_handler(f) for name, f in handlers.items()}
     )
 
 
@@ -71,8 +126,8 @@ def _server_cpu(address: str) -> tuple[float, int]:
     return float(cpu), int(switches)
 
 
-def serve_child(data: str, durability: str, workers: int) -> None:
-    """Child process: open a store, serve it plus the echo method, print the port, run until stdin closes."""
+def serve_child(data: str, floor_dir: str, durability: str, workers: int) -> None:
+    """Child process: open a store, serve it plus the bench methods, print the port, run until stdin closes."""
     from oplog.clock import RandomIds, SystemClock
     from oplog.server.app import start_server, tune_gc
     from oplog.store import Store, StoreOptions
@@ -80,11 +135,15 @@ def serve_child(data: str, durability: str, workers: int) -> None:
     store = Store.open(
         data, options=StoreOptions(durability=durability), clock=SystemClock(), ids=RandomIds()
     )
-    running = start_server(store, listen="127.0.0.1:0", workers=workers, extra_handlers=[_echo_handler()])
+    floor = Floor(Path(floor_dir), durability)
+    running = start_server(
+        store, listen="127.0.0.1:0", workers=workers, extra_handlers=[_bench_handler(floor)]
+    )
     tune_gc()  # as ``oplog serve`` does
     print(running.port, flush=True)
     sys.stdin.read()
     running.stop(grace=5)
+    floor.close()
     store.close()
 
 
@@ -174,14 +233,15 @@ def _run_case(
     def worker(t: int) -> None:
         try:
             with Client(address) as c:
-                call = c.channel.unary_unary(ECHO_METHOD)
+                # The bench methods are sent the bytes of an Apply request like the ones Apply gets.
+                call = c.channel.unary_unary(METHODS.get(kind, METHODS["echo"]))
                 payload = _apply_request(t * 10_000_000, op).SerializeToString()
 
                 def one(n: int) -> None:
-                    if kind == "echo":
-                        call(payload, timeout=300)
-                    else:
+                    if kind == "apply":
                         c.stub.Apply(_apply_request(n, op), timeout=300)
+                    else:
+                        call(payload, timeout=300)
 
                 for i in range(warmup):
                     one(t * 10_000_000 + i)
@@ -237,8 +297,7 @@ def _run_case(
     }
 
 
-def main(argv: list[str] | None = None) -> int:
-    """Run the benchmark and print a table (or JSON)."""
+def _parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
@@ -247,6 +306,12 @@ def main(argv: list[str] | None = None) -> int:
         "--warmup", type=int, default=50, help="unmeasured calls per thread first (default 50)"
     )
     parser.add_argument("--threads", default="1,8", help="client thread counts (default 1,8)")
+    parser.add_argument(
+        "--cases",
+        default="echo,log,floor,apply",
+        help="cases in the order run, echo first (default echo,log,floor,apply): "
+        "log = echo + durable append of the request bytes; floor = log + a one-row blocks.db write",
+    )
     parser.add_argument("--durability", choices=("always", "interval"), default="always")
     parser.add_argument(
         "--op",
@@ -265,9 +330,56 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--data", help="data directory (default: a fresh temporary one)")
     parser.add_argument("--json", action="store_true")
     parser.add_argument("--serve-child", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--floor-dir", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
+    args.cases = args.cases.split(",")
+    if args.cases[0] != "echo" or not set(args.cases) <= {"echo", "apply", *METHODS}:
+        parser.error(f"--cases: echo first, then any of log, floor, apply; got {','.join(args.cases)}")
+    return args
+
+
+def _run_all(args: argparse.Namespace, address: str, callgrind: Callgrind | None) -> list[dict[str, Any]]:
+    """Every case with every client thread count; each case's share of the echo of the same count."""
+    results = []
+    for threads in (int(x) for x in args.threads.split(",")):
+        echo = _run_case(address, "echo", threads, args.calls, args.warmup, args.op, callgrind)
+        results.append(echo)
+        for kind in args.cases[1:]:
+            r = _run_case(address, kind, threads, args.calls, args.warmup, args.op, callgrind)
+            r["of_echo"] = r["per_s"] / echo["per_s"]
+            if callgrind:
+                r["of_echo_instr"] = echo["server_minstr"] / r["server_minstr"]
+            results.append(r)
+    return results
+
+
+def _print_table(results: list[dict[str, Any]], callgrind: bool) -> None:
+    if callgrind:
+        print("| rpc | client threads | server M instructions/call | echo/rpc (instructions) |")
+        print("|---|---:|---:|---:|")
+        for r in results:
+            share = f"{r['of_echo_instr']:.0%}" if "of_echo_instr" in r else ""
+            print(f"| {r['kind']} | {r['threads']} | {r['server_minstr']:.3f} | {share} |")
+        return
+    print(
+        "| rpc | client threads | calls/s | p50 ms | p99 ms | share of echo | p99/p50 "
+        "| server CPU ms/call | client CPU ms/call | server context switches/call |"
+    )
+    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+    for r in results:
+        share = f"{r['of_echo']:.0%}" if "of_echo" in r else ""
+        print(
+            f"| {r['kind']} | {r['threads']} | {r['per_s']:,.0f} | {r['p50_ms']:.2f} | {r['p99_ms']:.2f} "
+            f"| {share} | {r['p99_ms'] / r['p50_ms']:.2f} | {r['server_cpu_ms']:.3f} | {r['client_cpu_ms']:.3f} "
+            f"| {r['server_switches']:.1f} |"
+        )
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the benchmark and print a table (or JSON)."""
+    args = _parse_args(argv)
     if args.serve_child:
-        serve_child(args.data, args.durability, args.workers)
+        serve_child(args.data, args.floor_dir, args.durability, args.workers)
         return 0
 
     with tempfile.TemporaryDirectory(
@@ -283,6 +395,8 @@ def main(argv: list[str] | None = None) -> int:
                 "--serve-child",
                 "--data",
                 data,
+                "--floor-dir",
+                str(Path(tmp) / "floor"),
                 "--durability",
                 args.durability,
                 "--workers",
@@ -300,15 +414,7 @@ def main(argv: list[str] | None = None) -> int:
             address = f"127.0.0.1:{port}"
             with Client(address) as c:
                 c.stub.Apply(_setup_request(), timeout=300)
-            results = []
-            for threads in (int(x) for x in args.threads.split(",")):
-                echo = _run_case(address, "echo", threads, args.calls, args.warmup, args.op, callgrind)
-                apply = _run_case(address, "apply", threads, args.calls, args.warmup, args.op, callgrind)
-                apply["of_echo"] = apply["per_s"] / echo["per_s"]
-                apply["p99_over_p50"] = apply["p99_ms"] / apply["p50_ms"]
-                if callgrind:
-                    apply["of_echo_instr"] = echo["server_minstr"] / apply["server_minstr"]
-                results += [echo, apply]
+            results = _run_all(args, address, callgrind)
         finally:
             child.stdin.close()  # type: ignore[union-attr]
             child.wait(timeout=600)
@@ -319,26 +425,7 @@ def main(argv: list[str] | None = None) -> int:
     print(
         f"op={args.op}, durability={args.durability}, {args.calls} calls per case, server workers={args.workers}"
     )
-    if callgrind:
-        print("| rpc | client threads | server M instructions/call | echo/apply (instructions) |")
-        print("|---|---:|---:|---:|")
-        for r in results:
-            share = f"{r['of_echo_instr']:.0%}" if "of_echo_instr" in r else ""
-            print(f"| {r['kind']} | {r['threads']} | {r['server_minstr']:.3f} | {share} |")
-        return 0
-    print(
-        "| rpc | client threads | calls/s | p50 ms | p99 ms | share of echo | p99/p50 "
-        "| server CPU ms/call | client CPU ms/call | server context switches/call |"
-    )
-    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
-    for r in results:
-        share = f"{r['of_echo']:.0%}" if "of_echo" in r else ""
-        ratio = f"{r['p99_over_p50']:.2f}" if "p99_over_p50" in r else f"{r['p99_ms'] / r['p50_ms']:.2f}"
-        print(
-            f"| {r['kind']} | {r['threads']} | {r['per_s']:,.0f} | {r['p50_ms']:.2f} | {r['p99_ms']:.2f} "
-            f"| {share} | {ratio} | {r['server_cpu_ms']:.3f} | {r['client_cpu_ms']:.3f} "
-            f"| {r['server_switches']:.1f} |"
-        )
+    _print_table(results, callgrind is not None)
     return 0
 
 

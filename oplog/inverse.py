@@ -28,7 +28,7 @@ from oplog.tree import (
     render_subtree,
 )
 from oplog.v1 import oplog_pb2 as pb
-from oplog.wire import to_value
+from oplog.wire import fill_value
 
 __all__ = ["inverse_of", "Inverse"]
 
@@ -41,15 +41,11 @@ def _op(
     *,
     data: Any = None,
     markdown: bool = False,
-    where: dict[str, str] | None = None,
+    where: dict[str, Any] | None = None,
 ) -> pb.Operation:
-    op = pb.Operation(action=action, id=block_id)
-    for name, value in (where or {}).items():
-        setattr(op, name, value)
+    op = pb.Operation(action=action, id=block_id, data_type="markdown" if markdown else "", **(where or {}))
     if data is not None:
-        op.data.CopyFrom(to_value(data))
-    if markdown:
-        op.data_type = "markdown"
+        fill_value(op.data, data)
     return op
 
 

@@ -12,9 +12,11 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Callable, Iterable
+from functools import cache
+from types import ModuleType
 from typing import Any
 
-from oplog.actions import HANDLERS, is_attribute_view_action
+from oplog.actions import ALIASES, HANDLERS, is_attribute_view_action
 from oplog.clock import IdSource
 from oplog.errors import BlockNotFound, InvalidTransaction, UnsupportedAction
 from oplog.model import BLOCK_TYPES, BlockSpec, is_block_id
@@ -40,9 +42,16 @@ _NEEDS_ID = {
 
 def seed_action(action: str) -> str:
     """The seed name for a kernel alias (other names unchanged)."""
-    from oplog.actions import ALIASES
-
     return ALIASES.get(action, action)
+
+
+@cache
+def _kramdown() -> ModuleType:
+    # Imported on first use, so replay does not load markdown-it; cached, because an import
+    # statement on the request path costs more than this call.
+    from oplog import kramdown
+
+    return kramdown
 
 
 class _Ids:
@@ -78,15 +87,22 @@ def _check_attrs(attrs: dict[str, str], where: str) -> None:
             raise InvalidTransaction(f"{where}: attribute {name} must be a string")
 
 
-def _to_pb(spec: BlockSpec, ids: _Ids, stamp: str, wanted: str = "") -> pb.BlockSpec:
+def _add_pb(
+    into: Any, spec: BlockSpec, ids: _Ids, stamp: str, wanted: str = "", *, block_id: str | None = None
+) -> pb.BlockSpec:
+    """Add the resolved ``spec`` (and its subtree) to the repeated field ``into``; return it.
+
+    Its id is ``block_id`` if given, else the spec's own, else ``wanted``, when
+    free (``_Ids.take``). Built in place: appending a finished message would copy it.
+    """
     if spec.type not in BLOCK_TYPES or spec.type == "d":
         raise InvalidTransaction(f"unsupported block type {spec.type!r} in data")
     attrs = {k: v for k, v in spec.attrs.items() if k != "id"}
     _check_attrs(attrs, "data")
     if "updated" not in attrs and stamp:
         attrs["updated"] = stamp
-    out = pb.BlockSpec(
-        id=ids.take(spec.id or wanted),
+    out = into.add(
+        id=ids.take(spec.id or wanted if block_id is None else block_id),
         type=spec.type,
         subtype=spec.subtype,
         markdown=spec.markdown,
@@ -94,7 +110,7 @@ def _to_pb(spec: BlockSpec, ids: _Ids, stamp: str, wanted: str = "") -> pb.Block
     for name in sorted(attrs):
         out.attrs.add(name=name, value=attrs[name])
     for child in spec.children:
-        out.children.append(_to_pb(child, ids, stamp))
+        _add_pb(out.children, child, ids, stamp)
     return out
 
 
@@ -112,9 +128,7 @@ def _text_data(op: pb.Operation) -> str:
 def _parse_content(op: pb.Operation, text: str) -> list[BlockSpec]:
     kind = op.data_type or "dom"
     if kind == "markdown":
-        from oplog.kramdown import parse_markdown
-
-        return parse_markdown(text)
+        return _kramdown().parse_markdown(text)
     if kind == "dom":
         from oplog.dom import parse_dom
 
@@ -156,7 +170,8 @@ def _resolve_content(
         free = {n.id for n in iter_blocks(node)} if node is not None else set()
         allot = _Ids(ws, ids, time_ms, free)
         if node is not None and node.type == "d":
-            out.blocks.extend(_to_pb(spec, allot, stamp) for spec in specs)
+            for spec in specs:
+                _add_pb(out.blocks, spec, allot, stamp)
             return
         if (
             node is not None
@@ -169,21 +184,16 @@ def _resolve_content(
             specs = [*specs[0].children, *specs[1:]]
         if not specs:
             specs = [BlockSpec(type="p")]
-        first = specs[0]
-        head = _to_pb(
-            BlockSpec(first.type, first.subtype, first.markdown, first.attrs, [], op.id), allot, stamp
-        )
-        head.id = op.id
-        for child in first.children:
-            head.children.append(_to_pb(child, allot, stamp))
-        out.blocks.append(head)
-        out.blocks.extend(_to_pb(spec, allot, stamp) for spec in specs[1:])
+        # The first block is the updated one: it keeps the operation's id whatever the data says.
+        _add_pb(out.blocks, specs[0], allot, stamp, block_id=op.id).id = op.id
+        for spec in specs[1:]:
+            _add_pb(out.blocks, spec, allot, stamp)
         return
     if not specs:
         raise InvalidTransaction(f"{op.action}: data holds no block")
     allot = _Ids(ws, ids, time_ms, set())
     for index, spec in enumerate(specs):
-        out.blocks.append(_to_pb(spec, allot, stamp, op.id if index == 0 else ""))
+        _add_pb(out.blocks, spec, allot, stamp, op.id if index == 0 else "")
 
 
 def _resolve_set_attrs(op: pb.Operation, out: pb.Operation) -> None:
@@ -247,14 +257,12 @@ def _resolve_create_doc(
     out.text = _str_field(data, "title", "createDoc") or "Untitled"
     markdown = _str_field(data, "markdown", "createDoc")
     if markdown:
-        from oplog.kramdown import parse_markdown
-
-        out.blocks.extend(_to_pb(spec, allot, stamp) for spec in parse_markdown(markdown))
+        for spec in _kramdown().parse_markdown(markdown):
+            _add_pb(out.blocks, spec, allot, stamp)
 
 
 def _title_of(node: Node | None) -> str:
-    from oplog.kramdown import plain_text
-
+    plain_text = _kramdown().plain_text
     if node is None:
         return ""
     if node.type == "i":

@@ -37,7 +37,8 @@ import sqlite3
 from collections.abc import Iterable, Iterator, Sequence
 from functools import lru_cache
 from hashlib import sha256
-from operator import attrgetter
+from itertools import islice
+from operator import attrgetter, itemgetter
 from pathlib import Path
 from typing import Any
 
@@ -80,8 +81,10 @@ _INSERT_BLOCK = f"INSERT OR REPLACE INTO blocks ({', '.join(BLOCK_COLUMNS)}) VAL
 # Columns a row's indexes do not cover: a block that stays where it was is rewritten with an
 # UPDATE of these, which leaves the id, root_id and parent_id indexes untouched (fewer pages).
 _UPDATED_COLUMNS = tuple(c for c in BLOCK_COLUMNS if c not in ("id", "parent_id", "root_id"))
-_UPDATED_AT = tuple(BLOCK_COLUMNS.index(c) for c in _UPDATED_COLUMNS)
+_UPDATED_AT = itemgetter(*(BLOCK_COLUMNS.index(c) for c in _UPDATED_COLUMNS))
 _UPDATE_BLOCK = f"UPDATE blocks SET {', '.join(f'{c} = ?' for c in _UPDATED_COLUMNS)} WHERE id = ?"
+_UPSERT_META = "INSERT INTO meta (key, value) VALUES ('position', ?)"
+_ON_META_CONFLICT = " ON CONFLICT (key) DO UPDATE SET value = excluded.value"
 _INSERT_ATTR = f"INSERT OR REPLACE INTO attributes ({', '.join(ATTRIBUTE_COLUMNS)}) VALUES ({', '.join('?' * len(ATTRIBUTE_COLUMNS))})"
 _INSERT_CONFLICT = f"INSERT OR IGNORE INTO conflicts ({', '.join(CONFLICT_COLUMNS)}) VALUES ({', '.join('?' * len(CONFLICT_COLUMNS))})"
 
@@ -270,6 +273,13 @@ def view_rows(
     return blocks, attributes
 
 
+#: What the view knows of a block's row: parent_id, root_id, hpath, type, and its attribute
+#: rows (None when not known).
+_Placed = tuple[str, str, str, str, "tuple[tuple[Any, ...], ...] | None"]
+#: Blocks whose rows ``BlocksView`` remembers at most (a few MB).
+_KNOWN_MAX = 1 << 14
+
+
 def _chunks(items: Sequence[str], size: int = 500) -> Iterator[Sequence[str]]:
     for start in range(0, len(items), size):
         yield items[start : start + size]
@@ -291,6 +301,10 @@ class BlocksView:
         # Blocks known to have no heading child, so appending to a long document does not
         # scan all its children on every write; forgotten whenever a heading comes or goes.
         self._heading_free: set[str] = set()
+        # Where the rows this view wrote last stand (parent_id, root_id, hpath, type) and their
+        # attribute rows, so a write needs no SELECT to find them; this is the file's only
+        # writer. Cleared when a write fails or the view is rebuilt.
+        self._known: dict[str, _Placed] = {}
         try:
             self._db = self._connect()
         except sqlite3.DatabaseError:
@@ -366,16 +380,17 @@ class BlocksView:
         return meta.get("position") == str(position) and meta.get("state_hash") == state_hash
 
     def _set_meta(self, position: int | None, state_hash: str | None) -> None:
+        # An upsert rewrites the value in place; INSERT OR REPLACE would delete and re-insert
+        # the row, rewriting the key's index too.
         conn = self._db.conn
         if position is not None and state_hash is not None:
             conn.execute(
-                "INSERT OR REPLACE INTO meta (key, value) VALUES ('position', ?), ('state_hash', ?)",
-                (str(position), state_hash),
+                _UPSERT_META + ", ('state_hash', ?)" + _ON_META_CONFLICT, (str(position), state_hash)
             )
         elif position is not None:
-            conn.execute("INSERT OR REPLACE INTO meta (key, value) VALUES ('position', ?)", (str(position),))
+            conn.execute(_UPSERT_META + _ON_META_CONFLICT, (str(position),))
         elif state_hash is not None:
-            conn.execute("INSERT OR REPLACE INTO meta (key, value) VALUES ('state_hash', ?)", (state_hash,))
+            conn.execute(_UPSERT_META.replace("position", "state_hash") + _ON_META_CONFLICT, (state_hash,))
 
     # ---- writing
 
@@ -391,6 +406,7 @@ class BlocksView:
         conn = self._db.conn
         deferred = self._deferred
         self._heading_free = set()
+        self._known.clear()
         with self._db.atomic():
             conn.execute("DELETE FROM blocks")
             conn.execute("DELETE FROM attributes")
@@ -463,30 +479,66 @@ class BlocksView:
         state_hash: str | None = None,
     ) -> None:
         """Bring the view up to date after a change that touched/removed these ids (one transaction)."""
-        conn = self._db.conn
         blocks = ws.blocks
         changed = set(touched)
         gone = set(removed)
-        ids = sorted(changed | gone)
+        placed = self._placement(sorted(changed | gone))
+        refresh = self._to_refresh(ws, changed, placed)
+        missing = sorted(refresh.difference(placed))
+        if missing:
+            # Ancestors lifted in: knowing where they stand lets an unmoved one be UPDATEd.
+            placed.update(self._placement(missing))
+        nodes = [blocks[i] for i in sorted(refresh)]
+        rows, attr_rows = view_rows(ws, nodes, self._heading_free)
+        dropped = sorted(i for i in gone if i not in blocks)
+        conn = self._db.conn
+        # BEGIN/COMMIT by hand: sqlite-utils' atomic() costs a generator and a check per write.
+        conn.execute("BEGIN")
+        try:
+            self._write_rows(rows, attr_rows, placed, dropped)
+            conflict_rows = [tuple(c) for c in conflicts]
+            if conflict_rows:
+                conn.executemany(_INSERT_CONFLICT, conflict_rows)
+            self._set_meta(position, state_hash)
+            conn.execute("COMMIT")
+        except BaseException:
+            conn.rollback()
+            # Rolled back: what was remembered about the rows may no longer hold.
+            self._known.clear()
+            raise
+
+    def _placement(self, ids: Sequence[str]) -> dict[str, _Placed]:
+        """Where these blocks' rows stand in the file (absent ids: no row), from memory or a SELECT."""
+        known = self._known
+        placed = {i: known[i] for i in ids if i in known}
+        if len(placed) < len(ids):
+            unknown = [i for i in ids if i not in placed]
+            for chunk in _chunks(unknown):
+                marks = ",".join("?" * len(chunk))
+                for block_id, parent_id, root_id, hpath, kind in self._db.conn.execute(
+                    f"SELECT id, parent_id, root_id, hpath, type FROM blocks WHERE id IN ({marks})",
+                    tuple(chunk),
+                ):
+                    placed[block_id] = (parent_id, root_id, hpath, kind, None)
+        return placed
+
+    def _to_refresh(self, ws: Workspace, changed: set[str], placed: dict[str, _Placed]) -> set[str]:
+        """The ids whose rows change: the changed blocks, the containers above them and above where
+        they were, and every block of a document whose ``hpath`` changed."""
+        blocks = ws.blocks
         refresh: set[str] = set()
         docs_moved: list[Node] = []
         old_parents: set[str] = set()
-        placed: dict[str, tuple[str, str]] = {}
         # A heading that was, or is, among the changed blocks may have come to or left any parent.
         heading_moved = False
-        for chunk in _chunks(ids):
-            marks = ",".join("?" * len(chunk))
-            for block_id, parent_id, root_id, hpath, kind in conn.execute(
-                f"SELECT id, parent_id, root_id, hpath, type FROM blocks WHERE id IN ({marks})", tuple(chunk)
-            ):
-                placed[block_id] = (parent_id, root_id)
-                if kind == "h":
-                    heading_moved = True
-                if parent_id:
-                    old_parents.add(parent_id)
-                doc = ws.docs.get(block_id)
-                if doc is not None and block_id in changed and hpath != hpath_of(ws, doc):
-                    docs_moved.append(doc)
+        for block_id, (parent_id, _root_id, hpath, kind, _attrs) in placed.items():
+            if kind == "h":
+                heading_moved = True
+            if parent_id:
+                old_parents.add(parent_id)
+            doc = ws.docs.get(block_id)
+            if doc is not None and block_id in changed and hpath != hpath_of(ws, doc):
+                docs_moved.append(doc)
 
         def lift(node: Node | None) -> None:
             # Every container above a changed block renders it, so its row changes too.
@@ -512,32 +564,67 @@ class BlocksView:
         for doc in docs_moved:
             for owner in (doc, *descendant_docs(ws, doc)):
                 refresh.update(n.id for n in iter_blocks(owner))
+        return refresh
 
-        nodes = [blocks[i] for i in sorted(refresh)]
-        rows, attr_rows = view_rows(ws, nodes, self._heading_free)
-        updates = [
-            (*(row[i] for i in _UPDATED_AT), row[0]) for row in rows if placed.get(row[0]) == (row[1], row[2])
-        ]
+    def _write_rows(
+        self,
+        rows: list[tuple[Any, ...]],
+        attr_rows: list[tuple[Any, ...]],
+        placed: dict[str, _Placed],
+        dropped: list[str],
+    ) -> None:
+        """Write block and attribute rows and delete dropped blocks' (inside a transaction); remember them."""
+        conn = self._db.conn
+        attrs: dict[str, list[tuple[Any, ...]]] = {row[0]: [] for row in rows}
+        for attr in attr_rows:
+            attrs[attr[4]].append(attr)
+        updates: list[tuple[Any, ...]] = []
+        inserts: list[tuple[Any, ...]] = []
+        stale: list[str] = []  # blocks whose attribute rows are rewritten
+        fresh: list[tuple[Any, ...]] = []
+        for row in rows:
+            block_id = row[0]
+            old = placed.get(block_id)
+            if old is not None and old[0] == row[1] and old[1] == row[2]:
+                updates.append((*_UPDATED_AT(row), block_id))
+            else:
+                inserts.append(row)
+            new_attrs = tuple(attrs[block_id])
+            if old is None or old[4] != new_attrs:
+                if old is None or old[4] is None or old[4]:
+                    stale.append(block_id)
+                fresh.extend(new_attrs)
+        # A dropped block with no row (not in ``placed``) has no attribute rows either.
+        stale.extend(i for i in dropped if i in placed and placed[i][4] != ())
+        for chunk in _chunks(dropped):
+            marks = ",".join("?" * len(chunk))
+            conn.execute(f"DELETE FROM blocks WHERE id IN ({marks})", tuple(chunk))
+        for chunk in _chunks(stale):
+            marks = ",".join("?" * len(chunk))
+            conn.execute(f"DELETE FROM attributes WHERE block_id IN ({marks})", tuple(chunk))
         if updates:
-            rows = [row for row in rows if placed.get(row[0]) != (row[1], row[2])]
-        dropped = sorted(i for i in gone if i not in blocks)
-        with self._db.atomic():
-            for chunk in _chunks(dropped):
-                marks = ",".join("?" * len(chunk))
-                conn.execute(f"DELETE FROM blocks WHERE id IN ({marks})", tuple(chunk))
-            for chunk in _chunks(dropped + [n.id for n in nodes]):
-                marks = ",".join("?" * len(chunk))
-                conn.execute(f"DELETE FROM attributes WHERE block_id IN ({marks})", tuple(chunk))
-            if updates:
-                conn.executemany(_UPDATE_BLOCK, updates)
-            if rows:
-                conn.executemany(_INSERT_BLOCK, rows)
-            if attr_rows:
-                conn.executemany(_INSERT_ATTR, attr_rows)
-            conflict_rows = [tuple(c) for c in conflicts]
-            if conflict_rows:
-                conn.executemany(_INSERT_CONFLICT, conflict_rows)
-            self._set_meta(position, state_hash)
+            conn.executemany(_UPDATE_BLOCK, updates)
+        if inserts:
+            conn.executemany(_INSERT_BLOCK, inserts)
+        if fresh:
+            conn.executemany(_INSERT_ATTR, fresh)
+        self._remember(rows, attrs, dropped)
+
+    def _remember(
+        self, rows: list[tuple[Any, ...]], attrs: dict[str, list[tuple[Any, ...]]], dropped: list[str]
+    ) -> None:
+        known = self._known
+        for block_id in dropped:
+            known.pop(block_id, None)
+        for row in rows:
+            block_id = row[0]
+            # Re-inserted, so the dict's order is least recently written first.
+            known.pop(block_id, None)
+            known[block_id] = (row[1], row[2], row[6], row[15], tuple(attrs[block_id]))
+        excess = len(known) - _KNOWN_MAX
+        if excess > 0:
+            for block_id in list(islice(known, excess + _KNOWN_MAX // 4)):
+                del known[block_id]
 
     def record_conflicts(self, conflicts: Iterable[ConflictRecord]) -> None:
         """Add conflict rows (one transaction)."""

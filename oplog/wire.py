@@ -21,6 +21,7 @@ __all__ = [
     "operation_to_json",
     "transaction_to_json",
     "to_value",
+    "fill_value",
     "from_value",
 ]
 
@@ -40,11 +41,12 @@ _OP_ALIASES = {"parentId": "parentID", "previousId": "previousID", "nextId": "ne
 def to_value(obj: Any, where: str = "data") -> struct_pb2.Value:
     """Convert a JSON value (as ``json.loads`` returns it) to ``google.protobuf.Value``."""
     value = struct_pb2.Value()
-    _fill_value(value, obj, where)
+    fill_value(value, obj, where)
     return value
 
 
-def _fill_value(value: struct_pb2.Value, obj: Any, where: str) -> None:
+def fill_value(value: struct_pb2.Value, obj: Any, where: str = "data") -> None:
+    """Set ``value`` (a message's field, say) to the JSON value ``obj`` in place, with no copy."""
     if obj is None:
         value.null_value = struct_pb2.NULL_VALUE
     elif isinstance(obj, bool):
@@ -58,13 +60,13 @@ def _fill_value(value: struct_pb2.Value, obj: Any, where: str) -> None:
     elif isinstance(obj, list | tuple):
         value.list_value.SetInParent()
         for i, item in enumerate(obj):
-            _fill_value(value.list_value.values.add(), item, f"{where}[{i}]")
+            fill_value(value.list_value.values.add(), item, f"{where}[{i}]")
     elif isinstance(obj, dict):
         value.struct_value.SetInParent()
         for key, item in obj.items():
             if not isinstance(key, str):
                 raise InvalidTransaction(f"{where}: object keys must be strings")
-            _fill_value(value.struct_value.fields[key], item, f"{where}.{key}")
+            fill_value(value.struct_value.fields[key], item, f"{where}.{key}")
     else:
         raise InvalidTransaction(f"{where}: not a JSON value: {type(obj).__name__}")
 

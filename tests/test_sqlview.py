@@ -14,6 +14,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from oplog import sqlview
 from oplog.checkpoint import ConflictRecord
 from oplog.clock import FakeClock, RandomIds
 from oplog.engine import Engine, apply_event
@@ -286,3 +287,48 @@ def test_a_heading_arriving_in_a_long_document_regroups_its_section(data_dir: Pa
             full.rebuild(store.ws)
             q = "SELECT * FROM blocks ORDER BY id"
             assert store._view.db.conn.execute(q).fetchall() == full.db.conn.execute(q).fetchall()
+
+
+def _same_tables(view: BlocksView, ws: Workspace, folder: Path) -> None:
+    with BlocksView(folder / "full.db") as full:
+        full.rebuild(ws)
+        for table in ("blocks", "attributes"):
+            q = f"SELECT * FROM {table} ORDER BY id"
+            assert view.db.conn.execute(q).fetchall() == full.db.conn.execute(q).fetchall(), table
+
+
+@pytest.mark.parametrize("seed", [61, 62])
+def test_incremental_equals_rebuild_when_few_rows_are_remembered(
+    seed: int, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The view remembers where the rows it wrote stand; forgetting the oldest of them (a small
+    # bound here) only means reading those back from the file.
+    monkeypatch.setattr(sqlview, "_KNOWN_MAX", 8)
+    ws = Workspace()
+    with BlocksView(tmp_path / "inc.db") as inc:
+        for event in merge_events(simulate(seed, devices=3, rounds=5, per_round=12).values()):
+            result = apply_event(ws, event)
+            inc.apply(ws, result.touched, result.removed)
+            assert len(inc._known) <= 8
+        _same_tables(inc, ws, tmp_path)
+
+
+def test_a_rolled_back_write_forgets_what_it_remembered(tmp_path: Path) -> None:
+    # A write that fails inside its transaction leaves the file as it was; what the view had
+    # remembered of the rows it was writing must go too, or the retry would skip them.
+    engine = Engine(Workspace(), FakeClock(), RandomIds(3))
+    create = {"action": "createDoc", "id": ROOT, "data": {"box": BOX, "title": "T"}}
+    append = {"action": "appendBlock", "parentID": ROOT, "id": A, "dataType": "markdown", "data": "x"}
+    engine.apply_request(request_from_json({"transactions": [{"doOperations": [create, append]}]}))
+    attrs = {"action": "setBlockAttrs", "id": A, "data": {"custom-k": "v"}}
+    with BlocksView(tmp_path / "blocks.db") as view:
+        view.rebuild(engine.ws)
+        view.apply(engine.ws, [A])
+        applied = engine.apply_request(request_from_json({"transactions": [{"doOperations": [attrs]}]}))
+        unbindable = ConflictRecord("0000000000000001", 1, 0, "updateBlock", A, object())  # type: ignore[arg-type]
+        with pytest.raises(sqlite3.Error):
+            view.apply(engine.ws, applied.touched, conflicts=[unbindable])
+        assert view.db.conn.execute("SELECT count(*) FROM attributes").fetchone() == (0,)
+        view.apply(engine.ws, applied.touched)
+        _same_tables(view, engine.ws, tmp_path)
+        assert view.db.conn.execute("SELECT name, value FROM attributes").fetchall() == [("custom-k", "v")]
