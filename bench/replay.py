@@ -241,12 +241,10 @@ def child_floor(folder: Path) -> dict[str, Any]:
     """
     import heapq
 
-    from oplog.replay import _read_log
-
     logs = _open(folder)
     start = time.perf_counter()
     count = 0
-    for _, _, _, event in heapq.merge(*(_read_log(log, 1) for log in logs.values())):
+    for _, _, _, event, _ in heapq.merge(*(log.records() for log in logs.values())):
         for op in event.transaction.do_operations:
             action = op.action
             op.id, op.updated  # noqa: B018

@@ -688,7 +688,7 @@ class DeviceLog:
                 frame_end = pos + header_size + length
                 if frame_end > end:
                     break  # the rest of this frame is in the next chunk
-                if index + len(pending) < start and not flags & flag_seal:
+                if start and index + len(pending) < start and not flags & flag_seal:
                     # Before the range asked for: walked by its header only (start-up reads a tail from
                     # mid-segment). The open segment's frames were checked on open, a sealed
                     # segment's by the whole-data CRC below.

@@ -22,7 +22,7 @@ from oplog.model import stamp_from_ms
 from oplog.resolve import resolve_op, seed_action
 from oplog.tree import Conflict, UndoJournal, Workspace, previous_sibling
 from oplog.v1 import oplog_pb2 as pb
-from oplog.wire import to_value
+from oplog.wire import fill_value
 
 __all__ = ["Engine", "Applied", "EventResult", "apply_event", "replay_operations"]
 
@@ -103,7 +103,7 @@ class Engine:
         ret = apply_op(ws, rop, time_stamp=stamp, strict=True, journal=journal)
         _rewrite_reply(ws, rop, ret)
         if ret is not None:
-            rop.ret_data.CopyFrom(to_value(ret))
+            fill_value(rop.ret_data, ret)
         if inverses is not None and inverse is not None:
             inverses.append(inverse(ret) if callable(inverse) else inverse)
         return rop

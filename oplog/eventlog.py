@@ -95,8 +95,15 @@ class EventLog:
         """Block until ``seq`` is durable (see ``DeviceLog.wait_durable``)."""
         self.log.wait_durable(seq)
 
-    def records(self, from_seq: int = 1, to_seq: int | None = None) -> Iterator[tuple[int, bytes, Event]]:
-        """Yield ``(seq, record bytes, event)`` in seq order, checking each event's device_id and device_seq."""
+    def records(
+        self, from_seq: int = 1, to_seq: int | None = None
+    ) -> Iterator[tuple[int, str, int, Event, bytes]]:
+        """Yield ``(hlc, device_id, seq, event, record bytes)`` in seq order, checking each event's device_id and seq.
+
+        The leading ``(hlc, device_id, seq)`` is the event's key in the merged
+        order and unique, so these tuples go straight into a k-way merge (their
+        comparison never reaches the event).
+        """
         device_id = self.log.device_id
         parse = Event.FromString
         for seq, data in self.log.read(from_seq, to_seq):
@@ -110,12 +117,12 @@ class EventLog:
                 raise StorageError(
                     f"log {self.log.folder}: record {seq} holds event {event.device_id!r}#{event.device_seq}"
                 )
-            yield seq, data, event
+            yield event.hlc, device_id, seq, event, data
 
     def read(self, from_seq: int = 1, to_seq: int | None = None) -> Iterator[Event]:
         """Yield events in seq order, checking each one's device_id and device_seq."""
-        for _, _, event in self.records(from_seq, to_seq):
-            yield event
+        for record in self.records(from_seq, to_seq):
+            yield record[3]
 
     def close(self) -> None:
         """Close the underlying log."""

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import datetime
 import re
 from dataclasses import dataclass, field
+from functools import lru_cache
 
 __all__ = [
     "BlockSpec",
@@ -58,10 +60,13 @@ def id_time(block_id: str) -> str:
 
 def stamp_from_ms(time_ms: int) -> str:
     """Format milliseconds since the epoch (UTC) as SiYuan's ``YYYYMMDDHHMMSS``."""
-    import datetime as _dt
+    return _stamp_of_second(time_ms // 1000)
 
-    moment = _dt.datetime.fromtimestamp(time_ms / 1000, tz=_dt.UTC)
-    return moment.strftime("%Y%m%d%H%M%S")
+
+@lru_cache(maxsize=8)
+def _stamp_of_second(second: int) -> str:
+    # Every request formats its stamp; requests of the same second share one strftime.
+    return datetime.datetime.fromtimestamp(second, tz=datetime.UTC).strftime("%Y%m%d%H%M%S")
 
 
 @dataclass(slots=True)

@@ -86,20 +86,14 @@ class ReplayResult:
         return self.last_key[0] if self.last_key else 0
 
 
-#: What the merge orders: the event's ``order_key`` fields, then the event (never compared: keys are unique).
-Keyed = tuple[int, str, int, pb.Event]
-
-
-def _read_log(log: EventLog, from_seq: int) -> Iterator[Keyed]:
-    """Decode a device's events from ``from_seq`` on (``EventLog.records`` checks each sits where it should)."""
-    device_id = log.log.device_id
-    for seq, _, event in log.records(from_seq):
-        yield event.hlc, device_id, seq, event
+#: What the merge orders: ``EventLog.records``' tuples — the event's ``order_key`` fields, then the
+#: event and its record bytes (never compared: keys are unique).
+Keyed = tuple[int, str, int, pb.Event, bytes]
 
 
 def _keyed(events: Iterable[pb.Event]) -> Iterator[Keyed]:
     for event in events:
-        yield event.hlc, event.device_id, event.device_seq, event
+        yield event.hlc, event.device_id, event.device_seq, event, b""
 
 
 def _streams(sources: Sources, base: Base | None) -> list[Iterator[Keyed]]:
@@ -110,7 +104,7 @@ def _streams(sources: Sources, base: Base | None) -> list[Iterator[Keyed]]:
     for item in items:
         if isinstance(item, EventLog):
             head = heads.get(item.log.device_id, 0)
-            streams.append(_read_log(item, max(head, 1)))
+            streams.append(item.records(max(head, 1)))
         else:
             streams.append(_keyed(item))
     return streams
@@ -260,7 +254,7 @@ def _fold(
                 # Nobody reads them after a full replay: keep memory flat.
                 journal.touched.clear()
                 journal.removed.clear()
-    for device, (hlc, _, seq, _) in lasts.items():
+    for device, (hlc, _, seq, _, _) in lasts.items():
         heads[device] = seq
         hlcs[device] = hlc
     return count, item

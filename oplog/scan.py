@@ -53,17 +53,10 @@ def total_events(logs: Mapping[str, EventLog]) -> int:
     return sum(log.last_seq for log in logs.values())
 
 
-def _device_records(log: EventLog, from_seq: int) -> Iterator[tuple[int, str, int, pb.Event, bytes]]:
-    device_id = log.log.device_id
-    # (hlc, device, seq) is unique, so the tuple compare never reaches the event.
-    for seq, data, event in log.records(from_seq):
-        yield event.hlc, device_id, seq, event, data
-
-
 def _merged(
     logs: Mapping[str, EventLog], heads: Mapping[str, int]
 ) -> Iterator[tuple[int, str, int, pb.Event, bytes]]:
-    streams = [_device_records(log, heads.get(device, 0) + 1) for device, log in sorted(logs.items())]
+    streams = [log.records(heads.get(device, 0) + 1) for device, log in sorted(logs.items())]
     return streams[0] if len(streams) == 1 else heapq.merge(*streams)
 
 
