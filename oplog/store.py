@@ -201,6 +201,8 @@ class Store:
         self._subscribers: list[Subscription] = []
         self._pending: list[pb.Event] = []
         self._journal = Journal(data_dir / JOURNAL_FILE, device_id)
+        if not options.readonly:
+            self._journal_unrecorded()
         self._published = self._journal.length(self._local.last_seq)
         self._failed: str | None = None
         self._closed = False
@@ -218,6 +220,29 @@ class Store:
         self._rebuild()
         self._hlc = HybridClock(clock, last=self._max_hlc)
         self._engine = Engine(self.ws, clock, ids)
+
+    def _journal_unrecorded(self) -> None:
+        """Give change-feed positions to pulled events a crash left out of the journal.
+
+        Sync stores pulled segments first and records their runs in the journal
+        after; a crash in between leaves events in the logs (and in the state)
+        that no ``Subscribe`` position names. They are recorded now, after every
+        recorded event, device by device in id order (they were never published,
+        so no reader has seen another order).
+        """
+        from oplog.journal import Run
+
+        missing = [
+            Run(device, self._journal.stored_seq(device) + 1, events.last_seq)
+            for device, events in sorted(self._logs.items())
+            if device != self.device_id and events.last_seq > self._journal.stored_seq(device)
+        ]
+        if missing:
+            log.warning(
+                "journal.json lacked %d pulled events (a sync was cut short); they follow its last position",
+                sum(run.count for run in missing),
+            )
+            self._journal.record(missing, self._local.last_seq)
 
     # ---- opening and closing ----
 

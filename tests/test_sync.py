@@ -350,6 +350,34 @@ def test_live_subscriber_gets_pulled_events_in_journal_order(pair) -> None:  # t
     sub.close()
 
 
+def test_pulled_events_a_crash_left_out_of_the_journal_get_positions(pair, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    """A crash after storing pulled segments but before recording them: the restart gives them positions."""
+    a, b, remote = pair
+    _doc(b, 1)
+    _doc(a, 2)
+    _doc(a, 3)
+    run_sync(a, remote, a._clock)
+    journal = b.data_dir / "journal.json"
+    assert not journal.exists()  # local appends never write it
+    assert run_sync(b, remote, b._clock).pulled_events == 2
+    b.close()
+    # The journal is replaced by rename, so such a crash leaves the one from before the pull: none.
+    journal.unlink()
+    again = _open(tmp_path, "b", 2)
+    try:
+        assert again.journal_length() == 3 and journal.is_file()
+        sub = again.subscribe(0)
+        got = _take(iter(sub), 3)
+        sub.close()
+        assert _seen(got) == [(1, b.device_id, 1), (2, a.device_id, 1), (3, a.device_id, 2)]
+        assert len(again.ws.docs) == 3
+    finally:
+        again.close()
+    recorded = journal.read_bytes()
+    _open(tmp_path, "b", 2).close()
+    assert journal.read_bytes() == recorded  # nothing left to record: the file is not rewritten
+
+
 def _first(store: Store) -> list[pb.CommittedEvent]:
     return list(store._read_journal(0, 1))
 
