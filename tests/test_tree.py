@@ -25,6 +25,7 @@ from oplog.tree import (
     next_sibling,
     previous_sibling,
     relocate_document,
+    remove_child,
     render_subtree,
     section_parent,
     set_attrs,
@@ -165,13 +166,13 @@ def test_iteration_is_tree_order_and_render(ws: Workspace) -> None:
     assert "> inner" in text and bid(2) in text and "after" in text
 
 
-def _labelled_list(count: int) -> tuple[Node, list[Node]]:
+def _unlabelled(count: int) -> Node:
     parent = Node("p", "d")
     for i in range(count):
         child = Node(f"c{i}", "p")
         child.parent = parent
         parent.children.append(child)  # unlabelled, as a checkpoint load or a parsed subtree builds it
-    return parent, parent.children
+    return parent
 
 
 def test_child_index_matches_list_index_through_random_edits() -> None:
@@ -180,7 +181,8 @@ def test_child_index_matches_list_index_through_random_edits() -> None:
     seed = random.randrange(2**32)
     print(f"seed {seed}")
     rng = random.Random(seed)
-    parent, siblings = _labelled_list(50)
+    parent = _unlabelled(50)
+    siblings = parent.children
     serial = 50
     for _ in range(3000):
         roll = rng.random()
@@ -190,24 +192,28 @@ def test_child_index_matches_list_index_through_random_edits() -> None:
             child = Node(f"c{serial}", "p")
             serial += 1
             child.parent = parent
-            insert_child(siblings, index, child)
+            insert_child(parent, index, child)
         elif roll < 0.75:
-            del siblings[child_index(rng.choice(siblings))]
+            remove_child(parent, child_index(rng.choice(siblings)))
         else:
             node = rng.choice(siblings)
-            del siblings[child_index(node)]
-            insert_child(siblings, rng.randrange(len(siblings) + 1), node)
+            remove_child(parent, child_index(node))
+            insert_child(parent, rng.randrange(len(siblings) + 1), node)
         for node in rng.sample(siblings, min(5, len(siblings))):
             assert child_index(node) == siblings.index(node)
+        assert parent.orders is None or list(parent.orders) == sorted(set(parent.orders))
     assert [child_index(n) for n in siblings] == list(range(len(siblings)))
 
 
-def test_child_index_heals_stale_labels() -> None:
-    parent, siblings = _labelled_list(10)
+def test_child_index_heals_edits_made_behind_its_back() -> None:
+    parent = _unlabelled(10)
+    siblings = parent.children
     assert [child_index(n) for n in siblings] == list(range(10))
-    siblings.append(siblings.pop(3))  # moved behind the helpers' back: the labels are now out of order
+    siblings.append(siblings.pop(3))  # moved without remove_child/insert_child: labels out of order
     assert [child_index(n) for n in siblings] == list(range(10))
     extra = Node("x", "p")
     extra.parent = parent
-    siblings.insert(0, extra)  # labelled 0, like the old first child
+    siblings.insert(0, extra)  # one more child than labels
     assert child_index(extra) == 0 and child_index(siblings[1]) == 1
+    del siblings[5]  # one fewer
+    assert [child_index(n) for n in siblings] == list(range(10))
