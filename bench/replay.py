@@ -224,14 +224,6 @@ _ANCHORS = {
 }
 
 
-def _read_spec(spec: pb.BlockSpec) -> None:
-    spec.id, spec.type, spec.subtype, spec.markdown  # noqa: B018
-    for attr in spec.attrs:
-        attr.name, attr.value  # noqa: B018
-    for child in spec.children:
-        _read_spec(child)
-
-
 def child_floor(folder: Path) -> dict[str, Any]:
     """The read floor of replay: read, decode and merge every event and read what its fold needs — apply nothing.
 
@@ -240,6 +232,8 @@ def child_floor(folder: Path) -> dict[str, Any]:
     could fold these events faster than this, whatever it did with them.
     """
     import heapq
+
+    from floors import read_spec
 
     logs = _open(folder)
     start = time.perf_counter()
@@ -251,7 +245,7 @@ def child_floor(folder: Path) -> dict[str, Any]:
             for name in _ANCHORS.get(action, ()):
                 getattr(op, name)
             for spec in op.blocks:
-                _read_spec(spec)
+                read_spec(spec)
             for attr in op.attrs:
                 attr.name, attr.value  # noqa: B018
             if action == "createDoc":

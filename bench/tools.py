@@ -283,49 +283,6 @@ class _CountingSink:
         return os.open(os.devnull, os.O_WRONLY)
 
 
-# ---------------------------------------------------------------- the --json read floor
-
-
-def _read_value(value: Any) -> None:
-    kind = value.WhichOneof("kind")
-    if kind == "struct_value":
-        fields = value.struct_value.fields
-        for key in fields:
-            _read_value(fields[key])
-    elif kind == "list_value":
-        for item in value.list_value.values:
-            _read_value(item)
-    elif kind is not None:
-        getattr(value, kind)
-
-
-def _read_spec(spec: pb.BlockSpec) -> None:
-    spec.id, spec.type, spec.subtype, spec.markdown  # noqa: B018
-    for attr in spec.attrs:
-        attr.name, attr.value  # noqa: B018
-    for child in spec.children:
-        _read_spec(child)
-
-
-def read_printed_fields(event: pb.Event) -> None:
-    """Read, once each, every field ``dump --json`` prints of an event — and build nothing.
-
-    The floor of any dump of protobuf events written in Python: whatever turns
-    the event into text has to read at least these.
-    """
-    event.device_id, event.device_seq, event.hlc, event.time_ms, event.req_id  # noqa: B018
-    event.app, event.session, event.tx_index, event.tx_count  # noqa: B018
-    for op in event.transaction.do_operations:
-        op.action, op.id, op.parent_id, op.previous_id, op.next_id, op.data_type, op.is_detached  # noqa: B018
-        _read_value(op.data)
-        _read_value(op.ret_data)
-        for spec in op.blocks:
-            _read_spec(spec)
-        for attr in op.attrs:
-            attr.name, attr.value  # noqa: B018
-        op.updated, op.text, op.box, op.parent_doc  # noqa: B018
-
-
 def _child(step: str, folder: Path, block: str, to: int | None) -> dict[str, Any]:
     # Imports (every subcommand module, gRPC included) happen before the clock starts, for every step.
     from oplog.tools.cli import build_parser
@@ -345,6 +302,8 @@ def _child(step: str, folder: Path, block: str, to: int | None) -> dict[str, Any
         for log in logs.values():
             log.close()
     elif step == "fields":
+        from floors import read_printed_fields
+
         from oplog.tools.replay import open_logs_readonly
 
         logs = open_logs_readonly(folder)
