@@ -193,7 +193,7 @@ def _open(folder: Path) -> dict[str, EventLog]:
 
 def child_full(folder: Path) -> dict[str, Any]:
     """Full replay from the logs."""
-    from oplog.replay import replay
+    from oplog.replay import replay, replay_uses_reader
 
     logs = _open(folder)
     samples: list[float] = []
@@ -212,6 +212,9 @@ def child_full(folder: Path) -> dict[str, Any]:
         "events_per_s": result.position / seconds,
         "state_hash": result.state_hash.hexdigest(),
         "peak_rss_mb": _rss_mb(),
+        # The log reader process (oplog.replayreader), when replay started one: its own peak.
+        "reader_peak_rss_mb": resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024,
+        "reader": replay_uses_reader(logs),
         "rss_samples_mb": [round(s) for s in samples[:: max(1, len(samples) // 8)]],
     }
 
@@ -461,7 +464,12 @@ def main() -> int:
         full = _child("full", folder)
         print(
             f"full replay:   {full['events_per_s']:>10,.0f} events/s  ({full['seconds']:.2f}s, {full['blocks']:,} blocks, "
-            f"peak RSS {full['peak_rss_mb']:.0f} MB, RSS along the way {full['rss_samples_mb']} MB)"
+            f"peak RSS {full['peak_rss_mb']:.0f} MB, RSS along the way {full['rss_samples_mb']} MB; "
+            + (
+                f"logs read by a reader process, its peak RSS {full['reader_peak_rss_mb']:.0f} MB)"
+                if full["reader"]
+                else "logs read in the same process)"
+            )
         )
         floor = _child("floor", folder)
         print(

@@ -123,11 +123,15 @@ def _adopt_spec(spec: pb.BlockSpec, parent: Node) -> pb.BlockSpec:
     # An item joining a list of another kind takes that kind, so the list renders and re-parses as it is.
     if parent.type != "l" or spec.type != "i" or spec.subtype == parent.subtype:
         return spec
-    copy = pb.BlockSpec()
-    copy.CopyFrom(spec)
-    copy.subtype = parent.subtype
-    copy.markdown = item_marker(parent.subtype, spec.markdown)
-    return copy
+    # Built through the spec's own type: a protobuf BlockSpec, or the replay reader's ReaderSpec.
+    return type(spec)(
+        id=spec.id,
+        type=spec.type,
+        subtype=parent.subtype,
+        markdown=item_marker(parent.subtype, spec.markdown),
+        attrs=spec.attrs,
+        children=spec.children,
+    )
 
 
 def _adopt_node(node: Node, parent: Node, journal: UndoJournal) -> None:

@@ -569,6 +569,12 @@ class DeviceLog:
             return
         self._lead_until(seq)
 
+    def flush(self) -> None:
+        """Write buffered batches to the open segment (no fsync), so another reader of the files sees them."""
+        with self._wlock:
+            if self._buf:
+                self._flush_locked()
+
     def sync(self) -> None:
         """Make everything appended so far durable, whatever the durability mode."""
         if self.writable and not self._closed:

@@ -72,6 +72,12 @@ class OplogError(Exception):
         OplogError.__init__(clone, self.reason, location=location)
         return clone
 
+    def __reduce__(self) -> tuple[object, ...]:
+        # Subclasses take keyword-only arguments (path=, offset=...), so the default
+        # reduce (cls(*args)) cannot rebuild them; an error crossing a process boundary
+        # (the replay reader process) comes back with its class, message and attributes.
+        return (_rebuild_error, (type(self), self.args, self.__dict__))
+
 
 class InvalidArgument(OplogError):
     """Malformed input."""
@@ -162,3 +168,10 @@ class ChangeFeedRewritten(OplogError):
 
 class ReadOnlyStore(OplogError):
     """A write was attempted on a store opened read-only."""
+
+
+def _rebuild_error(cls: type[OplogError], args: tuple[object, ...], state: dict[str, object]) -> OplogError:
+    error = cls.__new__(cls)
+    Exception.__init__(error, *args)
+    error.__dict__.update(state)
+    return error

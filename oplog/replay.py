@@ -17,11 +17,13 @@ before anything is folded, and ``rewind`` tries an older checkpoint.
 from __future__ import annotations
 
 import heapq
+import os
+import sys
 import warnings
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from itertools import chain, islice, takewhile
-from typing import Any, Protocol
+from typing import Any, Protocol, cast
 
 from oplog.checkpoint import Checkpoint, CheckpointInfo, CheckpointStore, ConflictRecord, DamagedCheckpoint
 from oplog.collector import collector_paused
@@ -29,11 +31,22 @@ from oplog.engine import replay_operations
 from oplog.errors import InvalidArgument, StorageError
 from oplog.eventlog import EventLog
 from oplog.hlc import COUNTER_BITS
+from oplog.replayreader import read_merged
 from oplog.statehash import StateHash
 from oplog.tree import UndoJournal, Workspace
 from oplog.v1 import oplog_pb2 as pb
 
-__all__ = ["ReplayResult", "Base", "StaleBase", "replay", "rewind", "base_fits", "Sources"]
+__all__ = [
+    "ReplayResult",
+    "Base",
+    "StaleBase",
+    "replay",
+    "replay_uses_reader",
+    "rewind",
+    "base_fits",
+    "Sources",
+    "READER_MIN_EVENTS",
+]
 
 Key = tuple[int, str, int]
 Sources = Mapping[str, EventLog] | Iterable[EventLog | Iterable[pb.Event]]
@@ -110,7 +123,7 @@ def _streams(sources: Sources, base: Base | None) -> list[Iterator[Keyed]]:
     return streams
 
 
-def _prime(streams: list[Iterator[Keyed]], base: Base | None) -> list[Iterator[Keyed]]:
+def prime(streams: list[Iterator[Keyed]], base: Any) -> list[Iterator[Keyed]]:
     """Check the base against each stream's first events; return streams positioned just after the heads."""
     heads = base.heads if base is not None else {}
     hlcs = base.head_hlcs if base is not None else {}
@@ -154,6 +167,7 @@ def replay(
     until_position: int | None = None,
     until_time_ms: int | None = None,
     progress: Callable[[int], None] | None = None,
+    reader: bool | None = None,
 ) -> ReplayResult:
     """Fold every event in merged order (from ``base`` if given) and return the state, hash and heads.
 
@@ -164,13 +178,16 @@ def replay(
     thousand events with the number folded so far. The base's workspace and
     hash are updated in place (the base is consumed). ``StaleBase`` if the base
     is not a prefix of these logs' merged order.
+
+    ``reader``: read the logs in a child process (``oplog.replayreader``) while
+    this one folds — True, False, or None to decide by size (``READER_MIN_EVENTS``
+    events to fold from ``EventLog``s, and more than one CPU). Same result either way.
     """
     if until_position is not None and until_position < 0:
         raise InvalidArgument("until position must not be negative")
     start = base.position if base is not None else 0
     if base is not None and until_position is not None and until_position < start:
         raise StaleBase(f"the base is at position {start}, past {until_position}")
-    streams = _prime(_streams(sources, base), base)
     ws = base.ws if base is not None else Workspace()
     heads = dict(base.heads) if base is not None else {}
     hlcs = dict(base.head_hlcs) if base is not None else {}
@@ -180,9 +197,16 @@ def replay(
     limit = None if until_position is None else until_position - start
     time_limit = None if until_time_ms is None else ((until_time_ms + 1) << COUNTER_BITS)
 
-    # Keyed tuples merge without a key function (plain tuple comparison), and give the fold the
-    # device, seq and hlc without reading them from the event again.
-    merged: Iterator[Keyed] = streams[0] if len(streams) == 1 else heapq.merge(*streams)
+    merged: Iterator[Any]
+    if _use_reader(reader, sources, base, limit):
+        merged = read_merged(cast("Mapping[str, EventLog] | list[EventLog]", sources), base)
+        events = False
+    else:
+        streams = prime(_streams(sources, base), base)
+        # Keyed tuples merge without a key function (plain tuple comparison), and give the fold
+        # the device, seq and hlc without reading them from the event again.
+        merged = streams[0] if len(streams) == 1 else heapq.merge(*streams)
+        events = True
     if limit is not None:
         merged = islice(merged, limit)
     # One journal for the whole fold: touched/removed ids accumulate (the same union as per-event
@@ -191,7 +215,7 @@ def replay(
     if time_limit is not None:
         merged = takewhile(lambda item: item[0] < time_limit, merged)
     with collector_paused():
-        count, last = _fold(ws, merged, journal, conflicts, heads, hlcs, track, progress)
+        count, last = _fold(ws, merged, events, journal, conflicts, heads, hlcs, track, progress)
     if last is not None:
         last_key = last[:3]  # type: ignore[assignment]
     if progress is not None and count % PROGRESS_EVERY:
@@ -224,7 +248,8 @@ def replay(
 
 def _fold(
     ws: Workspace,
-    merged: Iterator[Keyed],
+    merged: Iterator[Any],
+    events: bool,
     journal: UndoJournal,
     conflicts: list[ConflictRecord],
     heads: dict[str, int],
@@ -232,14 +257,21 @@ def _fold(
     track: bool,
     progress: Callable[[int], None] | None,
 ) -> tuple[int, Keyed | None]:
-    """Apply each merged event in turn; return how many were folded and the last one."""
+    """Apply each merged item in turn; return how many were folded and the last one.
+
+    Items are ``(hlc, device_id, seq, event, ...)`` (``events``) or, from the
+    reader process, ``(hlc, device_id, seq, operations)``.
+    """
     pending = journal.conflicts
     # The newest item per device; heads and hlcs are set from them once, after the loop.
-    lasts: dict[str, Keyed] = {}
+    lasts: dict[str, Any] = {}
     count = 0
-    item: Keyed | None = None
+    item: Any = None
     for item in merged:
-        replay_operations(ws, item[3].transaction.do_operations, journal)
+        ops = item[3]
+        if events:
+            ops = ops.transaction.do_operations
+        replay_operations(ws, ops, journal)
         if pending:
             device, seq = item[1], item[2]
             for c in pending:
@@ -254,10 +286,36 @@ def _fold(
                 # Nobody reads them after a full replay: keep memory flat.
                 journal.touched.clear()
                 journal.removed.clear()
-    for device, (hlc, _, seq, _, _) in lasts.items():
-        heads[device] = seq
-        hlcs[device] = hlc
+    for device, last in lasts.items():
+        heads[device] = last[2]
+        hlcs[device] = last[0]
     return count, item
+
+
+#: Events to fold from which ``replay`` reads the logs in a child process (when there is a second CPU):
+#: below this, starting the child (≈ 0.2 s) costs more than it saves.
+READER_MIN_EVENTS = 200_000
+
+
+def replay_uses_reader(sources: Sources, base: Base | None = None, until_position: int | None = None) -> bool:
+    """Whether ``replay`` with ``reader=None`` would read these logs in a child process."""
+    start = base.position if base is not None else 0
+    limit = None if until_position is None else until_position - start
+    return _use_reader(None, sources, base, limit)
+
+
+def _use_reader(reader: bool | None, sources: Sources, base: Base | None, limit: int | None) -> bool:
+    items: Iterable[Any] = sources.values() if isinstance(sources, Mapping) else sources
+    logs = list(items) if isinstance(sources, Mapping | list) else []
+    if not logs or not all(isinstance(log, EventLog) for log in logs):
+        return False  # in-memory event streams: nothing to read
+    if reader is not None:
+        return reader
+    if (os.cpu_count() or 1) < 2 or not sys.executable:
+        return False  # nothing to overlap with, or no interpreter to start
+    heads = base.heads if base is not None else {}
+    pending = sum(max(0, log.last_seq - heads.get(log.log.device_id, 0)) for log in logs)
+    return min(pending, limit if limit is not None else pending) >= READER_MIN_EVENTS
 
 
 def base_fits(info: CheckpointInfo, logs: Mapping[str, EventLog]) -> bool:
