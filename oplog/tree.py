@@ -243,7 +243,10 @@ def child_index(node: Node) -> int:
         if index < len(siblings) and siblings[index] is node:
             return index
     _relabel(parent)
-    return node.order // _ORDER_GAP
+    index = node.order // _ORDER_GAP
+    if index < len(siblings) and siblings[index] is node:
+        return index
+    raise ValueError(f"block {node.id} is not among its parent's children")  # as list.index would
 
 
 def insert_child(parent: Node, index: int, node: Node) -> None:

@@ -217,3 +217,7 @@ def test_child_index_heals_edits_made_behind_its_back() -> None:
     assert child_index(extra) == 0 and child_index(siblings[1]) == 1
     del siblings[5]  # one fewer
     assert [child_index(n) for n in siblings] == list(range(10))
+    stray = Node("stray", "p")
+    stray.parent = parent  # claims a parent that does not hold it
+    with pytest.raises(ValueError, match="not among its parent's children"):
+        child_index(stray)
