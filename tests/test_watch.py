@@ -178,6 +178,20 @@ def _eventually(check: Callable[[], Any], what: str) -> Any:
         time.sleep(0.1)
 
 
+def _settled(count: Callable[[], int], still_s: float = 1.0) -> int:
+    """``count()`` once it has not changed for ``still_s`` seconds (a sync takes milliseconds)."""
+    deadline = time.monotonic() + TIMEOUT_S
+    value, since = count(), time.monotonic()
+    while time.monotonic() - since < still_s:
+        if time.monotonic() > deadline:
+            pytest.fail("the daemons kept syncing")
+        time.sleep(0.1)
+        now = count()
+        if now != value:
+            value, since = now, time.monotonic()
+    return value
+
+
 def _same_state(
     a: Path, b: Path, *, events: int
 ) -> Callable[[], tuple[dict[str, Any], dict[str, Any]] | None]:
@@ -260,8 +274,9 @@ def test_two_daemons_converge_without_a_manual_sync(tmp_path: Path, started: lis
     assert any(r["pulled_segments"] > 0 for r in wb.syncs())
     assert all(r["result"] == "ok" for r in wa.syncs() + wb.syncs())
     _check_remote_whole(remote / "main")
-    # Quiet now: no sync feeds another (each daemon's own pushes and seals are not news).
-    count = len(wa.syncs()) + len(wb.syncs())
+    # Quiet now: no sync feeds another (each daemon's own pushes and seals are not news). A sync
+    # still running when the states matched is logged when it ends: let those land first.
+    count = _settled(lambda: len(wa.syncs()) + len(wb.syncs()))
     time.sleep(2.0)
     assert len(wa.syncs()) + len(wb.syncs()) == count
     for child in (wa, wb):
