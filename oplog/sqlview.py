@@ -82,6 +82,8 @@ _INSERT_BLOCK = f"INSERT OR REPLACE INTO blocks ({', '.join(BLOCK_COLUMNS)}) VAL
 # UPDATE of these, which leaves the id, root_id and parent_id indexes untouched (fewer pages).
 _UPDATED_COLUMNS = tuple(c for c in BLOCK_COLUMNS if c not in ("id", "parent_id", "root_id"))
 _UPDATED_AT = itemgetter(*(BLOCK_COLUMNS.index(c) for c in _UPDATED_COLUMNS))
+_HPATH_AT = BLOCK_COLUMNS.index("hpath")
+_TYPE_AT = BLOCK_COLUMNS.index("type")
 _UPDATE_BLOCK = f"UPDATE blocks SET {', '.join(f'{c} = ?' for c in _UPDATED_COLUMNS)} WHERE id = ?"
 _UPSERT_META = "INSERT INTO meta (key, value) VALUES ('position', ?)"
 _ON_META_CONFLICT = " ON CONFLICT (key) DO UPDATE SET value = excluded.value"
@@ -620,7 +622,7 @@ class BlocksView:
             block_id = row[0]
             # Re-inserted, so the dict's order is least recently written first.
             known.pop(block_id, None)
-            known[block_id] = (row[1], row[2], row[6], row[15], tuple(attrs[block_id]))
+            known[block_id] = (row[1], row[2], row[_HPATH_AT], row[_TYPE_AT], tuple(attrs[block_id]))
         excess = len(known) - _KNOWN_MAX
         if excess > 0:
             for block_id in list(islice(known, excess + _KNOWN_MAX // 4)):
