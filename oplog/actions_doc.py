@@ -9,6 +9,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
+from oplog.actions import _refuse, _target
 from oplog.errors import BlockNotFound, InvalidTransaction, StructureError
 from oplog.tree import (
     Node,
@@ -41,14 +42,6 @@ def relevel(markdown: str, level: int) -> str:
     match = _ATX.match(markdown)
     text = markdown[match.end() :] if match else markdown.split("\n", 1)[0]
     return "#" * level + " " + text if text else "#" * level
-
-
-def _refuse(
-    strict: bool, journal: UndoJournal, op: pb.Operation, error: type[Exception], reason: str
-) -> None:
-    if strict:
-        raise error(reason)
-    journal.conflict(op.action, op.id, reason)
 
 
 def _set_level(node: Node, level: int, stamp: str, journal: UndoJournal) -> None:
@@ -216,9 +209,8 @@ def _new_doc_from(
 
 
 def _heading2doc(ws: Workspace, op: pb.Operation, stamp: str, strict: bool, journal: UndoJournal) -> Any:
-    heading = ws.blocks.get(op.id)
+    heading = _target(ws, op, strict, journal)
     if heading is None:
-        _refuse(strict, journal, op, BlockNotFound, f"block {op.id or '(none)'} not found")
         return None
     if heading.type != "h":
         _refuse(strict, journal, op, StructureError, f"block {op.id} is not a heading")
@@ -238,9 +230,8 @@ def _heading2doc(ws: Workspace, op: pb.Operation, stamp: str, strict: bool, jour
 
 
 def _li2doc(ws: Workspace, op: pb.Operation, stamp: str, strict: bool, journal: UndoJournal) -> Any:
-    item = ws.blocks.get(op.id)
+    item = _target(ws, op, strict, journal)
     if item is None:
-        _refuse(strict, journal, op, BlockNotFound, f"block {op.id or '(none)'} not found")
         return None
     if item.type != "i":
         _refuse(strict, journal, op, StructureError, f"block {op.id} is not a list item")
@@ -254,9 +245,8 @@ def _li2doc(ws: Workspace, op: pb.Operation, stamp: str, strict: bool, journal: 
 def _move_outline_heading(
     ws: Workspace, op: pb.Operation, stamp: str, strict: bool, journal: UndoJournal
 ) -> Any:
-    heading = ws.blocks.get(op.id)
+    heading = _target(ws, op, strict, journal)
     if heading is None:
-        _refuse(strict, journal, op, BlockNotFound, f"block {op.id or '(none)'} not found")
         return None
     doc = heading.parent
     if heading.type != "h" or doc is None or doc.type != "d":
