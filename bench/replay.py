@@ -31,13 +31,14 @@ from typing import Any
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from synth import block_id  # noqa: E402
+
 from oplog.eventlog import EventLog  # noqa: E402
 from oplog.v1 import oplog_pb2 as pb  # noqa: E402
 from oplog.wire import to_value  # noqa: E402
 
 BOX = "20240101000000-notebk1"
 T0 = 1_721_527_400_000
-_ALPHA = "0123456789abcdefghijklmnopqrstuvwxyz"
 _WORDS = [
     "alpha",
     "beta",
@@ -73,12 +74,7 @@ class _Device:
 
     def new_id(self) -> str:
         self.serial += 1
-        n = self.serial * 36 + int(self.id, 16)
-        suffix = ""
-        for _ in range(7):
-            n, r = divmod(n, 36)
-            suffix += _ALPHA[r]
-        return f"20240721{self.ms // 1000 % 1000000:06d}-{suffix}"
+        return block_id(self.ms, self.serial * 36 + int(self.id, 16))
 
     def text(self) -> str:
         return " ".join(self.rng.choice(_WORDS) for _ in range(self.rng.randint(3, 12)))
