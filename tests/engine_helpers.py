@@ -16,6 +16,12 @@ T0 = 1_721_527_400_000  # 2024-07-21 02:03:20 UTC
 STAMP0 = "20240721020320"
 
 
+def numbered_doc_body(n: int, *, req_id: int | None = None, app: str = "t") -> dict[str, Any]:
+    """The JSON body of a request creating document ``20240101000000-<n>``, titled ``T<n>``, in ``BOX``."""
+    op = {"action": "createDoc", "id": f"20240101000000-{n:07d}", "data": {"box": BOX, "title": f"T{n}"}}
+    return {"reqId": n if req_id is None else req_id, "app": app, "transactions": [{"doOperations": [op]}]}
+
+
 def bid(n: int) -> str:
     """A valid block id numbered ``n``."""
     return f"20240101000000-{n:07d}"

@@ -21,9 +21,9 @@ from oplog.syncrunner import SyncRunner, run_sync
 from oplog.tree import snapshot
 from oplog.v1 import oplog_pb2 as pb
 from oplog.wire import request_from_json
+from tests.engine_helpers import numbered_doc_body
 
 T0 = 1_721_527_400_000
-BOX = "20240101000000-notebk1"
 
 
 def _open(root: Path, name: str, seed: int) -> Store:
@@ -32,22 +32,7 @@ def _open(root: Path, name: str, seed: int) -> Store:
 
 
 def _doc(store: Store, n: int) -> None:
-    body = {
-        "reqId": n,
-        "app": "t",
-        "transactions": [
-            {
-                "doOperations": [
-                    {
-                        "action": "createDoc",
-                        "id": f"20240101000000-{n:07d}",
-                        "data": {"box": BOX, "title": f"T{n}"},
-                    }
-                ]
-            }
-        ],
-    }
-    store.apply(request_from_json(body))
+    store.apply(request_from_json(numbered_doc_body(n)))
 
 
 def _files(root: Path) -> dict[str, bytes]:

@@ -16,8 +16,8 @@ from oplog.store import Store
 from oplog.tools.cli import main
 from oplog.tree import snapshot
 from oplog.wire import request_from_json
+from tests.engine_helpers import numbered_doc_body
 
-BOX = "20240101000000-notebk1"
 REPO = Path(__file__).resolve().parents[1]
 
 
@@ -25,25 +25,7 @@ def _docs(data: Path, first: int, n: int) -> None:
     warnings.simplefilter("ignore")
     with Store.open(data) as s:
         for i in range(first, first + n):
-            s.apply(
-                request_from_json(
-                    {
-                        "reqId": i,
-                        "app": "t",
-                        "transactions": [
-                            {
-                                "doOperations": [
-                                    {
-                                        "action": "createDoc",
-                                        "id": f"20240101000000-{i:07d}",
-                                        "data": {"box": BOX, "title": f"T{i}"},
-                                    }
-                                ]
-                            }
-                        ],
-                    }
-                )
-            )
+            s.apply(request_from_json(numbered_doc_body(i)))
             s.seal_local()
 
 
@@ -101,23 +83,7 @@ def test_process_killed_mid_sync_recovers(tmp_path: Path, writes: int) -> None:
 
 
 def _create_doc_request(i: int) -> Any:
-    return request_from_json(
-        {
-            "reqId": i,
-            "app": "t",
-            "transactions": [
-                {
-                    "doOperations": [
-                        {
-                            "action": "createDoc",
-                            "id": f"20240101000000-{i:07d}",
-                            "data": {"box": BOX, "title": f"T{i}"},
-                        }
-                    ]
-                }
-            ],
-        }
-    )
+    return request_from_json(numbered_doc_body(i))
 
 
 def test_cli_sync_goes_through_a_running_server(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -20,12 +20,12 @@ from oplog.server.client import Client
 from oplog.tools.cli import main
 from oplog.tools.stats import collect
 from oplog.v1 import oplog_pb2 as pb
+from tests.engine_helpers import numbered_doc_body
 
 from .conftest import shared_dir
 from .test_serve_process import ServeProcess
 
 REPO = Path(__file__).resolve().parents[1]
-BOX = "20240101000000-notebk1"
 #: Process tests poll with a generous bound: the machine is shared and slow at times.
 TIMEOUT_S = 90.0
 
@@ -216,21 +216,7 @@ def _examples() -> list[Path]:
 
 
 def _doc_body(folder: Path, i: int) -> Path:
-    body = {
-        "reqId": 1000 + i,
-        "app": "test",
-        "transactions": [
-            {
-                "doOperations": [
-                    {
-                        "action": "createDoc",
-                        "id": f"20240101000000-{i:07d}",
-                        "data": {"box": BOX, "title": f"T{i}"},
-                    }
-                ]
-            }
-        ],
-    }
+    body = numbered_doc_body(i, req_id=1000 + i, app="test")
     path = folder / f"doc-{i}.json"
     path.write_text(json.dumps(body))
     return path
