@@ -313,14 +313,19 @@ def test_moving_a_block_under_itself_is_failed_precondition(client: Client, seed
     assert error.code() == grpc.StatusCode.FAILED_PRECONDITION, error.details()
 
 
-@pytest.mark.parametrize("error", [errors.SyncInProgress(), errors.BootSyncInProgress()])
-def test_sync_in_progress_is_aborted_with_siyuan_message(tmp_store: Any, error: errors.OplogError) -> None:
-    running = start_server(StoreWrapper(tmp_store, fail_with=error), listen="127.0.0.1:0")
+def _apply_failing_with(store: Any, error: errors.OplogError) -> grpc.RpcError:
+    """Apply against a real server whose store raises ``error``; the client's error."""
+    running = start_server(StoreWrapper(store, fail_with=error), listen="127.0.0.1:0")
     try:
         with Client(running.address) as c:
-            failure = rpc_error(c.stub.Apply, setup_request(), timeout=10)
+            return rpc_error(c.stub.Apply, setup_request(), timeout=10)
     finally:
         running.stop(grace=1)
+
+
+@pytest.mark.parametrize("error", [errors.SyncInProgress(), errors.BootSyncInProgress()])
+def test_sync_in_progress_is_aborted_with_siyuan_message(tmp_store: Any, error: errors.OplogError) -> None:
+    failure = _apply_failing_with(tmp_store, error)
     assert failure.code() == grpc.StatusCode.ABORTED
     assert failure.details() == str(error)
     assert failure.details().endswith("is in progress, please try again later")
@@ -336,12 +341,7 @@ def test_sync_in_progress_is_aborted_with_siyuan_message(tmp_store: Any, error: 
 )
 def test_aborted_errors_map_back_to_their_class(tmp_store: Any, error: errors.OplogError) -> None:
     """The three ABORTED errors travel over a real server and come back as their own classes."""
-    running = start_server(StoreWrapper(tmp_store, fail_with=error), listen="127.0.0.1:0")
-    try:
-        with Client(running.address) as c:
-            failure = rpc_error(c.stub.Apply, setup_request(), timeout=10)
-    finally:
-        running.stop(grace=1)
+    failure = _apply_failing_with(tmp_store, error)
     back = error_from_rpc(failure)
     assert type(back) is type(error)
     if isinstance(error, errors.ChangeFeedRewritten):
