@@ -31,7 +31,7 @@ from typing import Any
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from synth import block_id  # noqa: E402
+from synth import block_id, write_events  # noqa: E402
 
 from oplog.eventlog import EventLog  # noqa: E402
 from oplog.v1 import oplog_pb2 as pb  # noqa: E402
@@ -159,24 +159,7 @@ def write_history(folder: Path, events: int, devices: int, seed: int = 1) -> Non
     """Write ``events`` synthetic events spread over ``devices`` device logs under ``folder/devices``."""
     rng = random.Random(seed)
     fleet = [_Device(i, random.Random(rng.random())) for i in range(devices)]
-    logs = {
-        d.id: EventLog.open(folder / "devices" / d.id, d.id, durability="interval", interval_ms=1000)
-        for d in fleet
-    }
-    (folder / "DEVICE").write_text(fleet[0].id + "\n")
-    batches: dict[str, list[pb.Event]] = {d.id: [] for d in fleet}
-    for _ in range(events):
-        device = rng.choice(fleet)
-        batch = batches[device.id]
-        batch.append(device.event())
-        if len(batch) >= 512:
-            logs[device.id].append(batch)
-            batch.clear()
-    for device_id, batch in batches.items():
-        if batch:
-            logs[device_id].append(batch)
-    for log in logs.values():
-        log.close()
+    write_events(folder, [d.id for d in fleet], (rng.choice(fleet).event() for _ in range(events)))
 
 
 # ---------------------------------------------------------------- children

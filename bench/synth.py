@@ -1,10 +1,21 @@
-"""What the synthetic histories of the benchmarks share: block ids made from a serial number."""
+"""What the synthetic histories of the benchmarks share: serial block ids, and writing the events to logs."""
 
 from __future__ import annotations
 
-__all__ = ["block_id"]
+import sys
+from collections.abc import Iterable
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from oplog.eventlog import EventLog  # noqa: E402
+from oplog.v1 import oplog_pb2 as pb  # noqa: E402
+
+__all__ = ["block_id", "write_events"]
 
 _ALPHA = "0123456789abcdefghijklmnopqrstuvwxyz"
+#: Events appended to a device log at a time.
+BATCH = 512
 
 
 def block_id(ms: int, n: int) -> str:
@@ -14,3 +25,25 @@ def block_id(ms: int, n: int) -> str:
         n, r = divmod(n, 36)
         suffix += _ALPHA[r]
     return f"20240721{ms // 1000 % 1000000:06d}-{suffix}"
+
+
+def write_events(folder: Path, devices: list[str], events: Iterable[pb.Event]) -> None:
+    """Append ``events`` to the device logs under ``folder/devices`` in batches; ``DEVICE`` names the first device."""
+    logs = {
+        d: EventLog.open(folder / "devices" / d, d, durability="interval", interval_ms=1000) for d in devices
+    }
+    (folder / "DEVICE").write_text(devices[0] + "\n")
+    batches: dict[str, list[pb.Event]] = {d: [] for d in devices}
+    try:
+        for event in events:
+            batch = batches[event.device_id]
+            batch.append(event)
+            if len(batch) >= BATCH:
+                logs[event.device_id].append(batch)
+                batch.clear()
+        for device_id, batch in batches.items():
+            if batch:
+                logs[device_id].append(batch)
+    finally:
+        for log in logs.values():
+            log.close()

@@ -33,15 +33,15 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from synth import block_id  # noqa: E402
+from synth import block_id, write_events  # noqa: E402
 
-from oplog.eventlog import EventLog  # noqa: E402
 from oplog.v1 import oplog_pb2 as pb  # noqa: E402
 from oplog.wire import to_value  # noqa: E402
 
@@ -221,28 +221,17 @@ def build_history(folder: Path, events: int, devices: int = 4, seed: int = 7) ->
     if (folder / "devices").exists():
         raise SystemExit(f"{folder} holds another history; remove it or pick another --dir")
     history = _History(devices, seed)
-    logs = {
-        d: EventLog.open(folder / "devices" / d, d, durability="interval", interval_ms=1000)
-        for d in history.devices
-    }
-    (folder / "DEVICE").write_text(history.devices[0] + "\n")
-    batches: dict[str, list[pb.Event]] = {d: [] for d in history.devices}
     started = time.perf_counter()
     early = ""
-    for i in range(events):
-        if i == max(events // 10, 1) - 1 and history.edits:
-            early = max(history.edits, key=lambda b: (history.edits[b], b))
-        event = history.event()
-        batch = batches[event.device_id]
-        batch.append(event)
-        if len(batch) >= 512:
-            logs[event.device_id].append(batch)
-            batch.clear()
-    for device_id, batch in batches.items():
-        if batch:
-            logs[device_id].append(batch)
-    for log in logs.values():
-        log.close()
+
+    def generated() -> Iterator[pb.Event]:
+        nonlocal early
+        for i in range(events):
+            if i == max(events // 10, 1) - 1 and history.edits:
+                early = max(history.edits, key=lambda b: (history.edits[b], b))
+            yield history.event()
+
+    write_events(folder, history.devices, generated())
     hot = max(history.edits, key=lambda b: (history.edits[b], b))
     meta = {
         **want,
