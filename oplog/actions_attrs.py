@@ -11,7 +11,7 @@ from typing import Any
 from oplog.actions import _refuse, _target
 from oplog.errors import BlockNotFound, StructureError
 from oplog.model import CONTAINER_TYPES
-from oplog.tree import UndoJournal, Workspace, heading_section, set_attrs, set_av_name
+from oplog.tree import Node, UndoJournal, Workspace, heading_section, set_attrs, set_av_name
 from oplog.v1 import oplog_pb2 as pb
 
 __all__ = ["HANDLERS"]
@@ -61,13 +61,19 @@ def _do_update_updated(
     return None
 
 
+def _foldable(ws: Workspace, op: pb.Operation, strict: bool, journal: UndoJournal) -> Node | None:
+    """The block ``op`` folds or unfolds, or None (refused) when it is missing or a document."""
+    node = _target(ws, op, strict, journal)
+    if node is not None and node.type == "d":
+        _refuse(strict, journal, op, StructureError, "a document cannot be folded")
+        return None
+    return node
+
+
 def _fold(ws: Workspace, op: pb.Operation, stamp: str, strict: bool, journal: UndoJournal) -> Any:
     # Folding is view state: it does not restamp `updated` (docs/actions.md).
-    node = _target(ws, op, strict, journal)
+    node = _foldable(ws, op, strict, journal)
     if node is None:
-        return []
-    if node.type == "d":
-        _refuse(strict, journal, op, StructureError, "a document cannot be folded")
         return []
     if node.type == "h":
         section = heading_section(node)
@@ -91,11 +97,8 @@ def _without(attrs: dict[str, str], *names: str) -> dict[str, str]:
 
 
 def _unfold(ws: Workspace, op: pb.Operation, stamp: str, strict: bool, journal: UndoJournal) -> Any:
-    node = _target(ws, op, strict, journal)
+    node = _foldable(ws, op, strict, journal)
     if node is None:
-        return []
-    if node.type == "d":
-        _refuse(strict, journal, op, StructureError, "a document cannot be folded")
         return []
     if "fold" in node.attrs:
         set_attrs(node, _without(node.attrs, "fold"), journal)
