@@ -232,11 +232,11 @@ class Store:
         """
         from oplog.journal import Run
 
-        missing = [
-            Run(device, self._journal.stored_seq(device) + 1, events.last_seq)
-            for device, events in sorted(self._logs.items())
-            if device != self.device_id and events.last_seq > self._journal.stored_seq(device)
-        ]
+        missing = []
+        for device, events in sorted(self._logs.items()):
+            stored = self._journal.stored_seq(device)
+            if device != self.device_id and events.last_seq > stored:
+                missing.append(Run(device, stored + 1, events.last_seq))
         if missing:
             log.warning(
                 "journal.json lacked %d pulled events (a sync was cut short); they follow its last position",
