@@ -7,13 +7,9 @@ benchmark can show how much of a step is spent just getting at the data.
 
 from __future__ import annotations
 
-import sys
-from pathlib import Path
 from typing import Any
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from oplog.v1 import oplog_pb2 as pb  # noqa: E402
+from oplog.v1 import oplog_pb2 as pb
 
 __all__ = ["read_value", "read_spec", "read_printed_fields"]
 

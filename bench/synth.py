@@ -2,14 +2,11 @@
 
 from __future__ import annotations
 
-import sys
 from collections.abc import Iterable
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from oplog.eventlog import EventLog  # noqa: E402
-from oplog.v1 import oplog_pb2 as pb  # noqa: E402
+from oplog.eventlog import EventLog
+from oplog.v1 import oplog_pb2 as pb
 
 __all__ = ["block_id", "write_events"]
 
