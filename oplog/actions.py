@@ -5,8 +5,9 @@ raises ``BlockNotFound``, an impossible structure ``StructureError``) and
 replay (``strict=False``: nothing raises; when a concurrent edit removed the
 target or an anchor, a documented deterministic rule applies and a
 ``Conflict`` is recorded). Handlers read only the resolved fields and the
-position fields of the operation — never ``data`` — and take ``updated`` from
-``time_stamp``, so replay is a pure function of (state, event).
+position fields of the operation — never ``data`` — and take the ``updated``
+stamp they write from the operation's own resolved ``updated``, so replay is a
+pure function of (state, event).
 
 Tolerance rules (replay) — see docs/actions.md:
 
@@ -56,7 +57,7 @@ __all__ = [
     "move_group",
 ]
 
-Handler = Callable[[Workspace, pb.Operation, str, bool, UndoJournal], Any]
+Handler = Callable[[Workspace, pb.Operation, bool, UndoJournal], Any]
 
 #: kernel name -> seed name, for the actions both families send.
 ALIASES = {
@@ -331,7 +332,7 @@ def _place_specs(
     return ids
 
 
-def _insert(ws: Workspace, op: pb.Operation, stamp: str, strict: bool, journal: UndoJournal) -> Any:
+def _insert(ws: Workspace, op: pb.Operation, strict: bool, journal: UndoJournal) -> Any:
     place = _place(ws, op, strict, journal)
     if place is None:
         return []
@@ -357,14 +358,14 @@ def _container_target(
     return _inside(parent, first=first)
 
 
-def _append(ws: Workspace, op: pb.Operation, stamp: str, strict: bool, journal: UndoJournal) -> Any:
+def _append(ws: Workspace, op: pb.Operation, strict: bool, journal: UndoJournal) -> Any:
     place = _container_target(ws, op, strict, journal, first=False)
     if place is None:
         return []
     return _place_specs(ws, op, place[0], place[1], strict, journal) or []
 
 
-def _prepend(ws: Workspace, op: pb.Operation, stamp: str, strict: bool, journal: UndoJournal) -> Any:
+def _prepend(ws: Workspace, op: pb.Operation, strict: bool, journal: UndoJournal) -> Any:
     place = _container_target(ws, op, strict, journal, first=True)
     if place is None:
         return []
@@ -378,7 +379,7 @@ def _replace_children(ws: Workspace, node: Node, specs: Any, journal: UndoJourna
         attach(ws, node_from_spec(spec), node, index, journal)
 
 
-def _update(ws: Workspace, op: pb.Operation, stamp: str, strict: bool, journal: UndoJournal) -> Any:
+def _update(ws: Workspace, op: pb.Operation, strict: bool, journal: UndoJournal) -> Any:
     node = ws.blocks.get(op.id)
     if node is None:
         _refuse(strict, journal, op, BlockNotFound, f"block {op.id or '(none)'} not found")
@@ -418,7 +419,7 @@ def _update(ws: Workspace, op: pb.Operation, stamp: str, strict: bool, journal: 
             _refuse(strict, journal, op, InvalidTransaction, f"block id {taken} already exists")
             return {"updateCount": 0}
         _replace_children(ws, node, specs, journal)
-        set_attrs(node, _stamp(node.attrs, stamp), journal)
+        set_attrs(node, _stamp(node.attrs, op.updated), journal)
         return {"updateCount": 1}
     if not specs:
         _refuse(strict, journal, op, InvalidTransaction, "data holds no block")
@@ -456,7 +457,7 @@ def _update(ws: Workspace, op: pb.Operation, stamp: str, strict: bool, journal: 
     return {"updateCount": len(specs)}
 
 
-def _delete(ws: Workspace, op: pb.Operation, stamp: str, strict: bool, journal: UndoJournal) -> Any:
+def _delete(ws: Workspace, op: pb.Operation, strict: bool, journal: UndoJournal) -> Any:
     node = ws.blocks.get(op.id)
     if node is None:
         # Already gone: clients retry deletes, and a concurrent delete is no conflict.
@@ -524,7 +525,8 @@ def _move_to(
     return len(group)
 
 
-def _move(ws: Workspace, op: pb.Operation, stamp: str, strict: bool, journal: UndoJournal) -> Any:
+def _move(ws: Workspace, op: pb.Operation, strict: bool, journal: UndoJournal) -> Any:
+    stamp = op.updated
     node = _target(ws, op, strict, journal)
     if node is None:
         return {"moveCount": 0}
@@ -549,7 +551,8 @@ def _move(ws: Workspace, op: pb.Operation, stamp: str, strict: bool, journal: Un
     return {"moveCount": _move_to(ws, op, node, group, parent, index, stamp, strict, journal)}
 
 
-def _append_to_doc(ws: Workspace, op: pb.Operation, stamp: str, strict: bool, journal: UndoJournal) -> Any:
+def _append_to_doc(ws: Workspace, op: pb.Operation, strict: bool, journal: UndoJournal) -> Any:
+    stamp = op.updated
     node = _target(ws, op, strict, journal)
     if node is None:
         return {"moveCount": 0}
@@ -574,7 +577,7 @@ def _append_to_doc(ws: Workspace, op: pb.Operation, stamp: str, strict: bool, jo
 # ---------------------------------------------------------------- dispatch
 
 
-def _unsupported(ws: Workspace, op: pb.Operation, stamp: str, strict: bool, journal: UndoJournal) -> Any:
+def _unsupported(ws: Workspace, op: pb.Operation, strict: bool, journal: UndoJournal) -> Any:
     _refuse(strict, journal, op, UnsupportedAction, f"unsupported action {op.action}")
     return None
 
@@ -599,15 +602,15 @@ def _register_doc_actions() -> None:
         HANDLERS[kernel] = HANDLERS[seed]
 
 
-def apply_op(ws: Workspace, op: pb.Operation, *, time_stamp: str, strict: bool, journal: UndoJournal) -> Any:
+def apply_op(ws: Workspace, op: pb.Operation, *, strict: bool, journal: UndoJournal) -> Any:
     """Apply one resolved operation; returns its ``retData`` as a JSON value."""
     handler = HANDLERS.get(op.action)
     if handler is None:
         if is_attribute_view_action(op.action):
-            return _unsupported(ws, op, time_stamp, strict, journal)
+            return _unsupported(ws, op, strict, journal)
         _refuse(strict, journal, op, UnsupportedAction, f"unknown action {op.action!r}")
         return None
-    return handler(ws, op, time_stamp, strict, journal)
+    return handler(ws, op, strict, journal)
 
 
 _register_doc_actions()

@@ -17,7 +17,7 @@ from oplog.v1 import oplog_pb2 as pb
 __all__ = ["HANDLERS"]
 
 
-def _set_block_attrs(ws: Workspace, op: pb.Operation, stamp: str, strict: bool, journal: UndoJournal) -> Any:
+def _set_block_attrs(ws: Workspace, op: pb.Operation, strict: bool, journal: UndoJournal) -> Any:
     node = _target(ws, op, strict, journal)
     if node is None:
         return None
@@ -33,22 +33,22 @@ def _set_block_attrs(ws: Workspace, op: pb.Operation, stamp: str, strict: bool, 
             new[name] = attr.value
         else:
             new.pop(name, None)
-    if not explicit_updated and stamp:
-        new["updated"] = stamp
+    if not explicit_updated:
+        stamp = op.updated
+        if stamp:
+            new["updated"] = stamp
     set_attrs(node, new, journal)
     return {"id": node.id, **new}
 
 
-def _set_reminder(ws: Workspace, op: pb.Operation, stamp: str, strict: bool, journal: UndoJournal) -> Any:
-    result = _set_block_attrs(ws, op, stamp, strict, journal)
+def _set_reminder(ws: Workspace, op: pb.Operation, strict: bool, journal: UndoJournal) -> Any:
+    result = _set_block_attrs(ws, op, strict, journal)
     if result is None:
         return None
     return result.get("custom-reminder-wechat", "")
 
 
-def _do_update_updated(
-    ws: Workspace, op: pb.Operation, stamp: str, strict: bool, journal: UndoJournal
-) -> Any:
+def _do_update_updated(ws: Workspace, op: pb.Operation, strict: bool, journal: UndoJournal) -> Any:
     node = _target(ws, op, strict, journal)
     if node is None:
         return None
@@ -70,7 +70,7 @@ def _foldable(ws: Workspace, op: pb.Operation, strict: bool, journal: UndoJourna
     return node
 
 
-def _fold(ws: Workspace, op: pb.Operation, stamp: str, strict: bool, journal: UndoJournal) -> Any:
+def _fold(ws: Workspace, op: pb.Operation, strict: bool, journal: UndoJournal) -> Any:
     # Folding is view state: it does not restamp `updated` (docs/actions.md).
     node = _foldable(ws, op, strict, journal)
     if node is None:
@@ -96,7 +96,7 @@ def _without(attrs: dict[str, str], *names: str) -> dict[str, str]:
     return {k: v for k, v in attrs.items() if k not in names}
 
 
-def _unfold(ws: Workspace, op: pb.Operation, stamp: str, strict: bool, journal: UndoJournal) -> Any:
+def _unfold(ws: Workspace, op: pb.Operation, strict: bool, journal: UndoJournal) -> Any:
     node = _foldable(ws, op, strict, journal)
     if node is None:
         return []
@@ -111,7 +111,7 @@ def _unfold(ws: Workspace, op: pb.Operation, stamp: str, strict: bool, journal: 
     return [child.id for child in node.children]
 
 
-def _set_av_name(ws: Workspace, op: pb.Operation, stamp: str, strict: bool, journal: UndoJournal) -> Any:
+def _set_av_name(ws: Workspace, op: pb.Operation, strict: bool, journal: UndoJournal) -> Any:
     if op.id not in ws.avs:
         _refuse(strict, journal, op, BlockNotFound, f"attribute view {op.id or '(none)'} not found")
         return None

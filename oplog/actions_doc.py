@@ -81,7 +81,8 @@ def _parent_doc(ws: Workspace, op: pb.Operation, strict: bool, journal: UndoJour
     return parent
 
 
-def _create_doc(ws: Workspace, op: pb.Operation, stamp: str, strict: bool, journal: UndoJournal) -> Any:
+def _create_doc(ws: Workspace, op: pb.Operation, strict: bool, journal: UndoJournal) -> Any:
+    stamp = op.updated
     from oplog.actions import node_from_spec
 
     if op.id in ws.blocks or not op.id:
@@ -108,7 +109,7 @@ def _create_doc(ws: Workspace, op: pb.Operation, stamp: str, strict: bool, journ
     return doc.id
 
 
-def _remove_doc(ws: Workspace, op: pb.Operation, stamp: str, strict: bool, journal: UndoJournal) -> Any:
+def _remove_doc(ws: Workspace, op: pb.Operation, strict: bool, journal: UndoJournal) -> Any:
     doc = ws.docs.get(op.id)
     if doc is None:
         if strict:
@@ -120,7 +121,8 @@ def _remove_doc(ws: Workspace, op: pb.Operation, stamp: str, strict: bool, journ
     return [d.id for d in docs]
 
 
-def _doc2heading(ws: Workspace, op: pb.Operation, stamp: str, strict: bool, journal: UndoJournal) -> Any:
+def _doc2heading(ws: Workspace, op: pb.Operation, strict: bool, journal: UndoJournal) -> Any:
+    stamp = op.updated
     src = ws.docs.get(op.id)
     if src is None:
         _refuse(strict, journal, op, BlockNotFound, f"document {op.id or '(none)'} not found")
@@ -208,7 +210,8 @@ def _new_doc_from(
     return doc
 
 
-def _heading2doc(ws: Workspace, op: pb.Operation, stamp: str, strict: bool, journal: UndoJournal) -> Any:
+def _heading2doc(ws: Workspace, op: pb.Operation, strict: bool, journal: UndoJournal) -> Any:
+    stamp = op.updated
     heading = _target(ws, op, strict, journal)
     if heading is None:
         return None
@@ -229,7 +232,8 @@ def _heading2doc(ws: Workspace, op: pb.Operation, stamp: str, strict: bool, jour
     return doc.id
 
 
-def _li2doc(ws: Workspace, op: pb.Operation, stamp: str, strict: bool, journal: UndoJournal) -> Any:
+def _li2doc(ws: Workspace, op: pb.Operation, strict: bool, journal: UndoJournal) -> Any:
+    stamp = op.updated
     item = _target(ws, op, strict, journal)
     if item is None:
         return None
@@ -242,9 +246,8 @@ def _li2doc(ws: Workspace, op: pb.Operation, stamp: str, strict: bool, journal: 
     return doc.id if doc is not None else None
 
 
-def _move_outline_heading(
-    ws: Workspace, op: pb.Operation, stamp: str, strict: bool, journal: UndoJournal
-) -> Any:
+def _move_outline_heading(ws: Workspace, op: pb.Operation, strict: bool, journal: UndoJournal) -> Any:
+    stamp = op.updated
     heading = _target(ws, op, strict, journal)
     if heading is None:
         return None

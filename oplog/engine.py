@@ -100,7 +100,7 @@ class Engine:
         ws = self.ws
         rop = resolve_op(ws, op, ids=self.ids, time_ms=time_ms, stamp=stamp)
         inverse = inverse_of(ws, rop) if inverses is not None else None
-        ret = apply_op(ws, rop, time_stamp=stamp, strict=True, journal=journal)
+        ret = apply_op(ws, rop, strict=True, journal=journal)
         _rewrite_reply(ws, rop, ret)
         if ret is not None:
             fill_value(rop.ret_data, ret)
@@ -148,9 +148,9 @@ def replay_operations(ws: Workspace, ops: Sequence[pb.Operation], journal: UndoJ
         journal.op_index = index
         handler = handlers.get(op.action)
         if handler is None:
-            apply_op(ws, op, time_stamp=op.updated, strict=False, journal=journal)
+            apply_op(ws, op, strict=False, journal=journal)
         else:
-            handler(ws, op, op.updated, False, journal)
+            handler(ws, op, False, journal)
 
 
 def apply_event(ws: Workspace, event: pb.Event) -> EventResult:

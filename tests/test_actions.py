@@ -503,7 +503,7 @@ def test_unknown_action_is_refused(engine) -> None:  # type: ignore[no-untyped-d
 
 def _replay_op(engine, op: pb.Operation):  # type: ignore[no-untyped-def]
     journal = UndoJournal(record=False)
-    ret = apply_op(engine.ws, op, time_stamp="20300101000000", strict=False, journal=journal)
+    ret = apply_op(engine.ws, op, strict=False, journal=journal)
     check_invariants(engine.ws)
     return ret, journal.conflicts
 
