@@ -27,6 +27,7 @@ from oplog.wire import fill_value
 __all__ = ["Engine", "Applied", "EventResult", "apply_event", "replay_operations"]
 
 _INSERTS = {"insertBlock", "appendBlock", "prependBlock"}
+_FIRST = (0,)
 
 
 @dataclass
@@ -143,7 +144,9 @@ def replay_operations(ws: Workspace, ops: Sequence[pb.Operation], journal: UndoJ
     handlers = HANDLERS
     # The hot loop of replay: dispatch straight to the handler, no per-op conversions. A upb
     # container is indexed, not iterated: its iterator costs ≈ 0.4 µs per event (of ≈ 13).
-    for index in range(len(ops)):
+    # Most events hold one operation, and a constant tuple is cheaper to loop over than a range.
+    count = len(ops)
+    for index in _FIRST if count == 1 else range(count):
         op = ops[index]
         journal.op_index = index
         handler = handlers.get(op.action)
