@@ -1,13 +1,16 @@
 """Benchmark: applying resolved events with the engine on a 100,000-block workspace.
 
 Mixed workload: 70% updateBlock, 15% insertBlock, 10% setBlockAttrs, 5% deleteBlock, one
-operation per event. The events are built (resolved, as the log stores them) before timing.
-Two ways through the engine are timed, one after the other, each from a fresh workspace: the fold
-(``replay_operations`` with one journal per run of events — how ``oplog.replay``, start-up and
-checkpoint tails apply stored events) and ``apply_event`` (one event at a time, a fresh journal
-and result each — how a single pulled event or ``oplog history --exact`` applies one). A bare
-dict-based tree loop doing the same mutations is timed as a baseline, and resident memory per
-block is measured with tracemalloc.
+operation per event. The events are built (resolved) before timing and then decoded from their
+serialized form, as every caller of the engine gets them from a log. Three ways through the engine
+are timed, one after the other, each from a fresh workspace and each on its own decoded copy of the
+events, and must reach the same state hash: the fold (``replay_operations`` with one journal per
+run of events — how ``oplog.replay``, start-up and checkpoint tails apply stored events),
+``apply_event`` (one event at a time, a fresh journal and result each — how a single pulled event or
+``oplog history --exact`` applies one), and the reader path (the parent's side of a big replay: the
+reader process's marshalled batches turned back into operations and folded). A bare dict-based tree
+loop doing the same mutations is timed as a baseline, and resident memory per block is measured with
+tracemalloc.
 
     python bench/apply.py [--blocks 100000] [--ops 200000] [--seed 1]
 """
@@ -16,12 +19,14 @@ from __future__ import annotations
 
 import argparse
 import gc
+import marshal
 import random
 import time
 import tracemalloc
 from typing import Any
 
 from oplog.engine import apply_event, replay_operations
+from oplog.replayreader import BATCH, op_tuple, reader_op
 from oplog.statehash import StateHash
 from oplog.tree import UndoJournal, Workspace, check_invariants
 from oplog.v1 import oplog_pb2 as pb
@@ -124,11 +129,33 @@ def build_workload(
     return events, plain
 
 
+def _stored(events: list[pb.Event]) -> list[pb.Event]:
+    """The events as a log reader hands them to the engine: decoded from their serialized form."""
+    return [pb.Event.FromString(event.SerializeToString()) for event in events]
+
+
 def _fold(ws: Workspace, events: list[pb.Event]) -> None:
     """Apply events as ``oplog.replay`` folds them: one journal for the whole run."""
     journal = UndoJournal(False)
     for event in events:
         replay_operations(ws, event.transaction.do_operations, journal)
+
+
+def _batches(events: list[pb.Event]) -> list[bytes]:
+    """What the replay reader process sends for these events: marshalled batches of plain tuples."""
+    items = [
+        (e.hlc, e.device_id, e.device_seq, [op_tuple(op) for op in e.transaction.do_operations])
+        for e in events
+    ]
+    return [marshal.dumps(items[lo : lo + BATCH]) for lo in range(0, len(items), BATCH)]
+
+
+def _fold_batches(ws: Workspace, batches: list[bytes]) -> None:
+    """The parent's side of a replay through the reader process: unmarshal, rebuild, fold."""
+    journal = UndoJournal(False)
+    for payload in batches:
+        for item in marshal.loads(payload):
+            replay_operations(ws, [reader_op(values) for values in item[3]], journal)
 
 
 def _read_floor(events: list[pb.Event]) -> float:
@@ -200,6 +227,34 @@ class _DictTree:
                 blocks[block["parent"]]["children"].remove(step[1])
 
 
+def _fresh(setup: list[pb.Event]) -> Workspace:
+    """A new workspace holding the setup's documents (the previous one should be dropped first)."""
+    gc.collect()
+    ws = Workspace()
+    _fold(ws, setup)
+    gc.collect()
+    return ws
+
+
+def _timed(ws: Workspace, chunks: list[Any], fold: Any) -> list[float]:
+    """Seconds per event of ``fold(ws, chunk)`` for each chunk, without the cyclic collector."""
+    times = []
+    gc.disable()
+    try:
+        for chunk, count in chunks:
+            start = time.perf_counter()
+            fold(ws, chunk)
+            times.append((time.perf_counter() - start) / count)
+    finally:
+        gc.enable()
+    return times
+
+
+def _rates(times: list[float]) -> tuple[float, float]:
+    """Best chunk and mean over the chunks (of equal size), in events per second."""
+    return 1 / min(times), len(times) / sum(times)
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run the benchmark and print a Markdown summary."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -213,7 +268,10 @@ def main(argv: list[str] | None = None) -> int:
     rng = random.Random(args.seed)
     ids = _ids(rng)
     setup, docs = build_setup(args.blocks, args.per_doc, rng, ids)
-    workload, plain = build_workload(docs, args.ops, rng, ids)
+    built, plain = build_workload(docs, args.ops, rng, ids)
+    setup = _stored(setup)
+    chunk = max(1, len(built) // 10)
+    spans = [(lo, min(lo + chunk, len(built))) for lo in range(0, len(built), chunk)]
 
     gc.collect()
     tracemalloc.start()
@@ -226,69 +284,69 @@ def main(argv: list[str] | None = None) -> int:
     block_count = len(ws)
     per_block = resident / block_count
 
-    # Both loops run in chunks, interleaved, without the cyclic collector; the machine may be
-    # shared, so the best chunk of each is compared (and the totals are printed too).
-    gc.collect()
-    gc.disable()
-    chunk = max(1, len(workload) // 10)
+    # apply_event, with the dict baseline and the read floor timed between its chunks. The machine
+    # may be shared, so the best chunk of each is compared (and the means are printed too).
+    workload = _stored(built)
     base = _DictTree(docs)
     times: list[float] = []
-    fold_times: list[float] = []
     base_times: list[float] = []
     floor_times: list[float] = []
     conflicts = 0
-    for lo in range(0, len(workload), chunk):
-        events = workload[lo : lo + chunk]
+    gc.collect()
+    gc.disable()
+    for lo, hi in spans:
+        events = workload[lo:hi]
         start = time.perf_counter()
         for event in events:
             conflicts += len(apply_event(ws, event).conflicts)
         times.append((time.perf_counter() - start) / len(events))
-        base_times.append(base.run(plain[lo : lo + chunk]) / len(events))
-        floor_times.append(_read_floor(workload[lo : lo + chunk]) / len(events))
+        base_times.append(base.run(plain[lo:hi]) / len(events))
+        floor_times.append(_read_floor(events) / len(events))
     gc.enable()
-    elapsed = sum(t * chunk for t in times)
-    rate = 1 / min(times)
-    base_rate = 1 / min(base_times)
-    floor_rate = 1 / min(floor_times)
-
     if args.check:
         check_invariants(ws)
     digest = StateHash.of(ws).hexdigest()
 
-    # The fold, from a fresh workspace (the first one dropped, so the two runs see the same memory).
-    del ws
-    gc.collect()
-    ws = Workspace()
-    _fold(ws, setup)
-    gc.collect()
-    gc.disable()
-    for lo in range(0, len(workload), chunk):
-        events = workload[lo : lo + chunk]
-        start = time.perf_counter()
-        _fold(ws, events)
-        fold_times.append((time.perf_counter() - start) / len(events))
-    gc.enable()
+    # The fold, then the reader path, each from a fresh workspace on its own copy of the events
+    # (the previous workspace dropped first, so every run sees the same memory).
+    del ws, workload
+    ws = _fresh(setup)
+    workload = _stored(built)
+    fold_times = _timed(ws, [(workload[lo:hi], hi - lo) for lo, hi in spans], _fold)
     assert StateHash.of(ws).hexdigest() == digest, "the fold and apply_event reached different states"
     if args.check:
         check_invariants(ws)
+    del ws, workload
+    ws = _fresh(setup)
+    batches = [(_batches(built[lo:hi]), hi - lo) for lo, hi in spans]
+    reader_times = _timed(ws, batches, _fold_batches)
+    assert StateHash.of(ws).hexdigest() == digest, "the reader path and apply_event reached different states"
 
-    fold_rate = 1 / min(fold_times)
-    fold_mean = len(workload) / sum(t * chunk for t in fold_times)
+    rate, mean = _rates(times)
+    fold_rate, fold_mean = _rates(fold_times)
+    reader_rate, reader_mean = _rates(reader_times)
+    base_rate = 1 / min(base_times)
+    floor_rate = 1 / min(floor_times)
     print(f"workspace: {block_count:,} blocks in {len(docs):,} documents ({args.per_doc} blocks each)")
     print(
-        f"workload: {len(workload):,} events, one op each (70% update, 15% insert, 10% setAttrs, 5% delete)"
+        f"workload: {len(built):,} events, one op each (70% update, 15% insert, 10% setAttrs, 5% delete), "
+        "decoded from their serialized form"
     )
     print(
         f"fold (replay_operations, one journal per run): best chunk {fold_rate:,.0f} ops/s, "
         f"mean {fold_mean:,.0f} ops/s (target >= 150,000)"
     )
     print(
-        f"apply_event (fresh journal per event): {elapsed:.3f} s in all; best chunk {rate:,.0f} ops/s, "
-        f"mean {len(workload) / elapsed:,.0f} ops/s; conflicts: {conflicts}"
+        f"apply_event (fresh journal per event): best chunk {rate:,.0f} ops/s, "
+        f"mean {mean:,.0f} ops/s; conflicts: {conflicts}"
+    )
+    print(
+        f"reader path (a big replay's parent side: unmarshal, rebuild, fold): best chunk {reader_rate:,.0f} "
+        f"ops/s, mean {reader_mean:,.0f} ops/s"
     )
     print(
         f"dict baseline: best chunk {base_rate:,.0f} ops/s; fold / baseline = {fold_rate / base_rate:.2f}, "
-        f"apply_event / baseline = {rate / base_rate:.2f}"
+        f"apply_event / baseline = {rate / base_rate:.2f}, reader path / baseline = {reader_rate / base_rate:.2f}"
     )
     print(f"proto read floor (reading the same fields of fresh events, no mutation): {floor_rate:,.0f} ops/s")
     ceiling = 1 / (min(floor_times) + min(base_times))
