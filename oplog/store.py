@@ -24,6 +24,7 @@ import queue
 import sqlite3
 import threading
 from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -579,9 +580,19 @@ class Store:
     # Used by oplog.sync. The caller holds ``sync_lock()`` around every method
     # here that changes files or state, so no request is applied meanwhile.
 
-    def sync_lock(self) -> threading.Lock:
-        """The lock the write path holds; sync holds it while it changes logs and state."""
-        return self._write_lock
+    @contextmanager
+    def sync_lock(self) -> Iterator[None]:
+        """Hold the write path's lock while sync changes logs and state.
+
+        On the way out (the lock released), a checkpoint is written when the
+        state has moved ``checkpoint_every`` events past the last one, as after
+        a request: a rebuild from a base that pulled events made stale leaves
+        a fresh base for the next one, not the old base or none.
+        """
+        with self._write_lock:
+            yield
+        if not self._closed and self._since_checkpoint >= self.options.checkpoint_every:
+            self.checkpoint()
 
     def seal_local(self) -> bool:
         """Seal this device's open segment (sync seals before pushing); True if one was sealed."""

@@ -15,7 +15,7 @@ from oplog.clock import FakeClock, RandomIds
 from oplog.errors import BootSyncInProgress, ChangeFeedRewritten, InvalidSyncArgument, SyncInProgress
 from oplog.remote import FakeRemote, Faults, LocalDirRemote
 from oplog.server.status import status_for
-from oplog.store import Store
+from oplog.store import Store, StoreOptions
 from oplog.sync import RetryPolicy, parse_sync_params
 from oplog.syncrunner import SyncRunner, run_sync
 from oplog.tree import snapshot
@@ -26,9 +26,11 @@ from tests.engine_helpers import numbered_doc_body
 T0 = 1_721_527_400_000
 
 
-def _open(root: Path, name: str, seed: int) -> Store:
+def _open(root: Path, name: str, seed: int, options: StoreOptions | None = None) -> Store:
     warnings.simplefilter("ignore")
-    return Store.open(root / name, clock=FakeClock(T0 + seed, step_ms=11), ids=RandomIds(seed))
+    return Store.open(
+        root / name, options=options, clock=FakeClock(T0 + seed, step_ms=11), ids=RandomIds(seed)
+    )
 
 
 def _doc(store: Store, n: int) -> None:
@@ -91,6 +93,33 @@ def test_two_devices_converge_and_resync_is_a_no_op(pair, tmp_path: Path) -> Non
     after_a = _files(a.data_dir)
     assert set(after_a) == set(before_a)
     assert {k for k in after_a if after_a[k] != before_a[k]} <= {"sync.json"}
+
+
+def test_a_rebuild_past_the_checkpoint_interval_leaves_a_fresh_checkpoint(tmp_path: Path) -> None:
+    """Pulled events that sort inside the local history make the checkpoints stale; sync writes a new one.
+
+    Without it, every later rebuild (each sync that pulls such events) would replay from the old base,
+    or from scratch, until the next local write or the close.
+    """
+    options = StoreOptions(checkpoint_every=5)
+    a, b = _open(tmp_path, "a", 1, options), _open(tmp_path, "b", 2, options)
+    remote = LocalDirRemote(tmp_path / "remote")
+    try:
+        for n in range(6):
+            _doc(a, n)  # a checkpoint at position 5 (the interval)
+            _doc(b, 10 + n)  # stamped between a's events
+        assert [c.position for c in a._checkpoints.list()] == [5]
+        run_sync(b, remote, b._clock)
+        run_sync(a, remote, a._clock)  # b's events sort before a's checkpoint: a full rebuild
+        assert a.position == 12
+        newest = a._checkpoints.list()[0]
+        assert (newest.position, newest.state_hash) == (12, a.state_hash.hexdigest())
+        # The next sync with nothing new writes none.
+        run_sync(a, remote, a._clock)
+        assert [c.position for c in a._checkpoints.list()] == [12, 5]
+    finally:
+        a.close()
+        b.close()
 
 
 def test_force_reverifies_and_repairs_own_segments(pair, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
