@@ -122,6 +122,13 @@ class CountingRemote:
         self.counts.deletes += 1
         self.inner.delete(path)
 
+    def sweep(self, folder: str) -> int:
+        """Count a sweep (a listing, and a delete per leftover)."""
+        self.counts.lists += 1
+        removed = self.inner.sweep(folder)
+        self.counts.deletes += removed
+        return removed
+
 
 def _proc_io() -> dict[str, int]:
     """This process's I/O counters (Linux); empty elsewhere."""

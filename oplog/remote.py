@@ -61,6 +61,13 @@ class Remote(Protocol):
         """Remove a file; no error if it is already gone."""
         ...
 
+    def sweep(self, folder: str) -> int:
+        """Remove what interrupted writes left directly inside ``folder`` (never a listed file); how many.
+
+        Only safe where nobody else is writing: sync sweeps its own device's folder.
+        """
+        ...
+
 
 class LocalDirRemote:
     """A remote that is a folder on a local or mounted file system."""
@@ -134,7 +141,11 @@ class LocalDirRemote:
         final = self._path(path)
         try:
             tmp = self._tmp(final, data)
-            os.replace(tmp, final)
+            try:
+                os.replace(tmp, final)
+            except OSError:
+                tmp.unlink(missing_ok=True)
+                raise
             fsync_dir(final.parent)
         except OSError as exc:
             raise self._io("replace", path, exc) from exc
@@ -145,6 +156,23 @@ class LocalDirRemote:
             self._path(path).unlink(missing_ok=True)
         except OSError as exc:
             raise self._io("delete", path, exc) from exc
+
+    def sweep(self, folder: str) -> int:
+        """Unlink the temporaries (``<name>.tmp-<hex>``) a killed writer left in ``folder``."""
+        target = self._path(folder) if folder else self.root
+        removed = 0
+        try:
+            for name in sorted(os.listdir(target)):
+                if _TMP_MARK in name:
+                    (target / name).unlink(missing_ok=True)
+                    removed += 1
+            if removed:
+                fsync_dir(target)
+        except FileNotFoundError:
+            return removed
+        except OSError as exc:
+            raise self._io("sweep", folder, exc) from exc
+        return removed
 
 
 @dataclass
@@ -254,6 +282,12 @@ class FakeRemote:
             check_remote_path(path)
             self._enter("delete", path)
             self.files.pop(path, None)
+
+    def sweep(self, folder: str) -> int:
+        """Nothing to sweep: a torn upload here leaves the final name, which sync's checks catch."""
+        with self._lock:
+            self._enter("sweep", folder)
+            return 0
 
     def reset_counters(self) -> None:
         """Zero the call, byte and file counters (benchmarks)."""

@@ -284,6 +284,8 @@ class SyncResult:
     rebased_events: int = 0
     bytes_up: int = 0
     bytes_down: int = 0
+    #: temporaries an interrupted upload of this device had left in its remote folder, removed
+    swept_temporaries: int = 0
     #: segments refused (damaged, not matching the manifest, stamped in the future), one line each
     refused: list[str] = field(default_factory=list)
 
@@ -571,6 +573,7 @@ class SyncSession:
         if force:
             present = set(self._call("list", self.remote.list, self._path("devices", self.me)))
         folder = self.store.device_dir(self.me)
+        swept = False
         for entry in local:
             path = self._path("devices", self.me, entry.name)
             listed = remote_entries.get(entry.name)
@@ -580,6 +583,7 @@ class SyncSession:
                 same = data_there is not None and _crc(data_there) == entry.crc
             if same:
                 continue
+            swept = swept or self._sweep_own()
             data = read_file(str(folder / entry.name))
             if listed is None and not self._call("upload", self.remote.write_new, path, data):
                 existing = self._call("read", self.remote.read, path)
@@ -591,6 +595,7 @@ class SyncSession:
             self.result.bytes_up += len(data)
         manifest = Manifest(epoch, self.me, local)
         if remote is None or remote.encode() != manifest.encode():
+            swept = swept or self._sweep_own()
             self._call(
                 "write manifest",
                 self.remote.replace,
@@ -602,6 +607,18 @@ class SyncSession:
         for name in sorted(stale):
             self._call("delete", self.remote.delete, self._path("devices", self.me, name))
         self.state.pushed_seq = local[-1].last_seq if local else 0
+
+    def _sweep_own(self) -> bool:
+        """Before this device's first upload of a sync: remove what an interrupted upload left behind.
+
+        Only this device writes its remote folder, and this process holds its writer lock, so any
+        temporary there is a leftover. A push that uploads nothing costs no extra remote call.
+        """
+        removed = self._call("sweep", self.remote.sweep, self._path("devices", self.me))
+        if removed:
+            self.result.swept_temporaries += removed
+            self._log(f"removed {removed} temporary file(s) an interrupted upload left in devices/{self.me}")
+        return True
 
     def _fetch_device(self, device_id: str, view: list[SegEntry] | None) -> list[Fetched]:
         """Make the local copy of a foreign device's log a prefix of its view; download and check the rest."""

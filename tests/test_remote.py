@@ -48,6 +48,22 @@ def test_local_leaves_no_temporaries(tmp_path: Path) -> None:
     assert sorted(p.name for p in (tmp_path / "c").iterdir()) == ["f", "g"]
 
 
+def test_local_sweep_removes_only_temporaries(tmp_path: Path) -> None:
+    """``sweep`` unlinks what a killed writer left in one folder, nothing listed, nothing elsewhere."""
+    r = LocalDirRemote(tmp_path)
+    r.write_new("c/d/1.seg", b"abc")
+    r.replace("c/d/MANIFEST", b"m")
+    (tmp_path / "c/d/2.seg.tmp-0123abcd").write_bytes(b"partial")
+    (tmp_path / "c/d/MANIFEST.tmp-4567ef01").write_bytes(b"m2")
+    (tmp_path / "c/EPOCH.tmp-89ab").write_bytes(b"e")
+    assert r.sweep("c/d") == 2
+    assert sorted(p.name for p in (tmp_path / "c/d").iterdir()) == ["1.seg", "MANIFEST"]
+    assert (tmp_path / "c/EPOCH.tmp-89ab").exists()
+    assert r.sweep("c/d") == 0
+    assert r.sweep("c/missing") == 0
+    assert FakeRemote(1).sweep("c/d") == 0
+
+
 def test_fake_faults_are_seeded() -> None:
     """The same seed gives the same faults; each kind shows up."""
 

@@ -82,6 +82,31 @@ def test_process_killed_mid_sync_recovers(tmp_path: Path, writes: int) -> None:
         assert snapshot(sa.ws) == snapshot(sb.ws) and len(sa.ws.docs) == 5
 
 
+@pytest.mark.parametrize("writes", [2, 3, 4, 5])
+def test_temporary_a_killed_upload_left_is_swept(
+    tmp_path: Path, writes: int, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """SIGKILL once an upload's temporary is written (a segment or the manifest): the next sync removes it."""
+    a, remote = tmp_path / "a", tmp_path / "r"
+    _docs(a, 1, 3)
+    proc = subprocess.run(
+        [sys.executable, str(REPO / "tests/sync_kill_child.py"), str(a), str(remote), str(writes)]
+        + ["after-temporary"],
+        cwd=REPO,
+        capture_output=True,
+        timeout=60,
+    )
+    assert proc.returncode == -signal.SIGKILL
+    left = [p for p in remote.rglob("*") if ".tmp-" in p.name]
+    assert len(left) == 1 and left[0].parent.parent.name == "devices", left  # in the device's own folder
+    capsys.readouterr()
+    assert main(["sync", "--data", str(a), "--remote", str(remote), "--json"]) == 0
+    assert json.loads(capsys.readouterr().out.strip().splitlines()[-1])["swept_temporaries"] == 1
+    assert not [p for p in remote.rglob("*") if ".tmp-" in p.name]
+    assert main(["sync", "--data", str(a), "--remote", str(remote), "--json"]) == 0
+    assert json.loads(capsys.readouterr().out.strip().splitlines()[-1])["swept_temporaries"] == 0
+
+
 def _create_doc_request(i: int) -> Any:
     return request_from_json(numbered_doc_body(i))
 

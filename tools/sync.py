@@ -95,6 +95,7 @@ def run(args: argparse.Namespace) -> int:
         "pulled_events": result.pulled_events,
         "archived_segments": result.archived_segments,
         "rebased_events": result.rebased_events,
+        "swept_temporaries": result.swept_temporaries,
         "refused": result.refused,
         "last_sync_time": info["last_sync_time"],
     }
