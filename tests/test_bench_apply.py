@@ -7,23 +7,12 @@ reader path) reach the same state hash, and ``--check`` checks the tree invarian
 from __future__ import annotations
 
 import re
-import subprocess
-import sys
-from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
+from tests.bench_helpers import run_bench
 
 
 def test_small_run_reports_every_path() -> None:
-    proc = subprocess.run(
-        [sys.executable, str(REPO / "bench" / "apply.py"), "--blocks", "3000", "--per-doc", "100"]
-        + ["--ops", "5000", "--check"],
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
-    assert proc.returncode == 0, proc.stderr
-    out = proc.stdout
+    out = run_bench("apply.py", "--blocks", "3000", "--per-doc", "100", "--ops", "5000", "--check")
     assert "workspace: 3,000 blocks in 30 documents" in out
     assert "workload: 5,000 events" in out
     for label in ("fold", "apply_event", "reader path", "dict baseline", "proto read floor", "ceiling"):

@@ -3,23 +3,23 @@
 from __future__ import annotations
 
 import re
-import subprocess
-import sys
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
+from tests.bench_helpers import run_bench
 
 
 def test_small_run_reports_every_step(tmp_path: Path) -> None:
-    proc = subprocess.run(
-        [sys.executable, str(REPO / "bench" / "replay.py"), "--events", "4000", "--tail", "500"]
-        + ["--no-peer", "--no-view", "--dir", str(tmp_path / "work")],
-        capture_output=True,
-        text=True,
-        timeout=600,
+    out = run_bench(
+        "replay.py",
+        "--events",
+        "4000",
+        "--tail",
+        "500",
+        "--no-peer",
+        "--no-view",
+        "--dir",
+        str(tmp_path / "work"),
     )
-    assert proc.returncode == 0, proc.stderr
-    out = proc.stdout
     assert "history: 4,000 events on 4 devices" in out
     # Every step printed a rate, and start-up reached the full replay's state (the script checks the hash).
     for label in ("full replay:", "read floor:", "checkpoint:", "start-up:"):

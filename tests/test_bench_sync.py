@@ -3,33 +3,16 @@
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
+from tests.bench_helpers import run_bench
 
 
 def test_quick_run_prints_and_writes_its_figures(tmp_path: Path) -> None:
     """The quick run measures both sizes, push and pull, the ratios and the initial pull next to cp."""
     out = tmp_path / "figures.json"
-    run = subprocess.run(
-        [
-            sys.executable,
-            str(REPO / "bench" / "sync.py"),
-            "--quick",
-            "--dir",
-            str(tmp_path / "w"),
-            "--json",
-            str(out),
-        ],
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=False,
-    )
-    assert run.returncode == 0, run.stderr
-    assert "worst ratio" in run.stdout and "cp -r:" in run.stdout and "of cp" in run.stdout
+    stdout = run_bench("sync.py", "--quick", "--dir", str(tmp_path / "w"), "--json", str(out), timeout=300)
+    assert "worst ratio" in stdout and "cp -r:" in stdout and "of cp" in stdout
     figures = json.loads(out.read_text())
     rows = figures["incremental"]
     assert [r["events"] for r in rows] == [100, 1000]

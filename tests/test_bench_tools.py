@@ -3,13 +3,10 @@
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from pathlib import Path
 
+from tests.bench_helpers import run_bench
 from tests.workload import open_logs
-
-REPO = Path(__file__).resolve().parents[1]
 
 
 def _naming(data: Path, block: str, limit: int | None = None) -> int:
@@ -35,14 +32,7 @@ def _naming(data: Path, block: str, limit: int | None = None) -> int:
 
 def test_quick_run_reports_every_step(tmp_path: Path) -> None:
     data = tmp_path / "history"
-    proc = subprocess.run(
-        [sys.executable, str(REPO / "bench" / "tools.py"), "--quick", "--dir", str(data)],
-        capture_output=True,
-        text=True,
-        timeout=900,
-    )
-    assert proc.returncode == 0, proc.stderr
-    report = json.loads(proc.stdout)
+    report = json.loads(run_bench("tools.py", "--quick", "--dir", str(data), timeout=900))
     meta = report["history"]
     events = meta["events"]
     assert events == 20_000 and (data / "bench-meta.json").is_file()
@@ -68,11 +58,5 @@ def test_quick_run_reports_every_step(tmp_path: Path) -> None:
         if row["to"] is None and row["step"] != "bare":
             assert row["ratio_to_bare"] > 0
     # A second run reuses the history it built.
-    again = subprocess.run(
-        [sys.executable, str(REPO / "bench" / "tools.py"), "--quick", "--dir", str(data)],
-        capture_output=True,
-        text=True,
-        timeout=900,
-    )
-    assert again.returncode == 0, again.stderr
-    assert json.loads(again.stdout)["history"] == meta
+    again = run_bench("tools.py", "--quick", "--dir", str(data), timeout=900)
+    assert json.loads(again)["history"] == meta
