@@ -82,9 +82,9 @@ def _parent_doc(ws: Workspace, op: pb.Operation, strict: bool, journal: UndoJour
 
 
 def _create_doc(ws: Workspace, op: pb.Operation, strict: bool, journal: UndoJournal) -> Any:
-    stamp = op.updated
     from oplog.actions import node_from_spec
 
+    stamp = op.updated
     if op.id in ws.blocks or not op.id:
         _refuse(strict, journal, op, InvalidTransaction, f"block id {op.id or '(empty)'} already exists")
         return None
