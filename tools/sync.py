@@ -174,10 +174,11 @@ def _run_through_server(args: argparse.Namespace, server: str) -> int:
         "epoch": result.epoch,
         "pushed_segments": result.pushed_segments,
         "pulled_segments": result.pulled_segments,
-        # The server's events do not carry these two counts.
+        # The server's events do not carry these counts.
         "pulled_events": None,
         "archived_segments": result.archived_segments,
         "rebased_events": None,
+        "swept_temporaries": None,
         "refused": result.refused,
         "last_sync_time": result.last_sync_time,
         "server": server,
