@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
 import pytest
@@ -12,22 +11,15 @@ from oplog.clock import FakeClock, RandomIds
 from oplog.engine import Engine
 from oplog.tree import Workspace, check_invariants, snapshot
 from oplog.wire import request_from_json
-from tests.engine_helpers import events_of, replay, strip_updated, undo_request
+from tests.conftest import shared_dir
+from tests.engine_helpers import EXAMPLE_IDS, EXAMPLE_ROOT, events_of, replay, strip_updated, undo_request
 
-ROOT = "20240720090000-rootdoc"
-A, H, M, Q, L = (
-    "20240721100000-a1b2c3d",
-    "20240721101100-h2h2h2h",
-    "20240720093000-m1n2b3v",
-    "20240721100512-q7w8e9r",
-    "20240721101000-l1i2t3m",
-)
+ROOT = EXAMPLE_ROOT
+A, H, M, Q, L = EXAMPLE_IDS
 
 
 def _examples() -> Path:
-    override = os.environ.get("OPLOG_SHARED")
-    shared = Path(override) if override else Path(__file__).resolve().parents[2] / "shared"
-    path = shared / "examples"
+    path = shared_dir() / "examples"
     if not path.is_dir():
         pytest.skip(f"shared examples not found at {path}")
     return path

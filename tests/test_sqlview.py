@@ -24,17 +24,12 @@ from oplog.sqlview import BLOCK_COLUMNS, BlocksView, _leaf_text, sort_weight
 from oplog.store import Store
 from oplog.tree import Workspace
 from oplog.wire import request_from_json
+from tests.engine_helpers import EXAMPLE_IDS, EXAMPLE_ROOT
 from tests.workload import simulate
 
-ROOT = "20240720090000-rootdoc"
+ROOT = EXAMPLE_ROOT
 BOX = "20240720085959-notebk1"
-A, H, M, Q, L = (
-    "20240721100000-a1b2c3d",
-    "20240721101100-h2h2h2h",
-    "20240720093000-m1n2b3v",
-    "20240721100512-q7w8e9r",
-    "20240721101000-l1i2t3m",
-)
+A, H, M, Q, L = EXAMPLE_IDS
 
 
 def _rows(view: BlocksView) -> dict[str, dict[str, Any]]:
