@@ -22,6 +22,7 @@ from oplog.syncrunner import run_sync
 from oplog.tools.cli import main
 from oplog.tools.replay import replay_data_dir
 from oplog.wire import request_from_json
+from tests.cli_helpers import run_cli
 
 from .test_serve_process import ServeProcess
 
@@ -191,21 +192,7 @@ def test_list_of_a_directory_without_archive_is_empty(
 
 def test_list_json_in_a_real_process(dataset: DataSet) -> None:
     """``python -m oplog.tools.cli archive list --json`` prints parseable JSON."""
-    proc = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "oplog.tools.cli",
-            "archive",
-            "list",
-            "--json",
-            "--data",
-            str(dataset.data("c")),
-        ],
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    proc = run_cli("archive", "list", "--json", "--data", str(dataset.data("c")))
     assert proc.returncode == 0, proc.stderr
     assert [e["events"] for e in json.loads(proc.stdout)] == [1]
 
@@ -448,12 +435,7 @@ def test_restore_with_the_lock_held_by_another_writer(
     )
     try:
         assert holder.stdout is not None and holder.stdout.readline().strip() == "held"
-        proc = subprocess.run(
-            [sys.executable, "-m", "oplog.tools.cli", "archive", "list", "--json", "--data", str(data)],
-            capture_output=True,
-            text=True,
-            timeout=120,
-        )
+        proc = run_cli("archive", "list", "--json", "--data", str(data))
         assert proc.returncode == 0, proc.stderr
         [left] = json.loads(proc.stdout)
         code, _, err = cli(

@@ -4,9 +4,6 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-import os
-import subprocess
-import sys
 import warnings
 from collections.abc import Iterator
 from pathlib import Path
@@ -26,9 +23,9 @@ from oplog.tools.cli import main
 from oplog.tools.dump import iso_time
 from oplog.v1 import oplog_pb2 as pb
 from oplog.wire import request_from_json
+from tests.cli_helpers import run_cli
 from tests.workload import open_logs, simulate, write_logs
 
-REPO = Path(__file__).resolve().parents[1]
 T0 = 1_721_527_400_000
 BOX = "20240101000000-notebk1"
 DOC = "20240101000000-doc0001"
@@ -394,15 +391,8 @@ def test_tools_run_while_the_writer_holds_the_lock(
     synced: tuple[Store, Store], capsys: pytest.CaptureFixture[str]
 ) -> None:
     a, _ = synced  # a is open: this process holds a's writer lock
-    env = {**os.environ, "PYTHONPATH": str(REPO)}
     for argv in (["dump", "--json", "--block", PARA], ["history", PARA, "--json"], ["conflicts", "--json"]):
-        proc = subprocess.run(
-            [sys.executable, "-m", "oplog.tools.cli", *argv, "--data", str(a.data_dir)],
-            capture_output=True,
-            text=True,
-            env=env,
-            timeout=120,
-        )
+        proc = run_cli(*argv, "--data", str(a.data_dir))
         assert proc.returncode == 0, proc.stderr
         assert proc.stdout.strip()
     _apply(a, {"action": "setBlockAttrs", "id": PARA, "data": {"custom-after": "1"}})  # still the writer
@@ -433,11 +423,5 @@ def test_bad_input_is_one_line_and_exit_1(
         assert code == 1, argv
         assert err.count("\n") == 1 and err.startswith("oplog: error:") and message in err, (argv, err)
         assert "Traceback" not in err
-    proc = subprocess.run(
-        [sys.executable, "-m", "oplog.tools.cli", "history", "--data", data, "20991231000000-nothere"],
-        capture_output=True,
-        text=True,
-        env={**os.environ, "PYTHONPATH": str(REPO)},
-        timeout=120,
-    )
+    proc = run_cli("history", "--data", data, "20991231000000-nothere")
     assert proc.returncode == 1 and proc.stderr.count("\n") == 1 and "Traceback" not in proc.stderr

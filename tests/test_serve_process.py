@@ -18,6 +18,7 @@ import pytest
 
 from oplog.server.client import Client
 from oplog.v1 import oplog_pb2 as pb
+from tests.cli_helpers import run_cli
 
 from .test_server import append_request, block_id, open_store, setup_request
 
@@ -181,21 +182,14 @@ def test_sigkill_under_load_loses_no_acknowledged_transaction(
 
 
 def test_public_address_without_token_is_refused_in_one_line(tmp_path: Path) -> None:
-    done = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "oplog.tools.cli",
-            "serve",
-            "--data",
-            str(tmp_path / "d"),
-            "--listen",
-            "0.0.0.0:0",
-        ],
-        capture_output=True,
-        text=True,
-        timeout=60,
+    done = run_cli(
+        "serve",
+        "--data",
+        str(tmp_path / "d"),
+        "--listen",
+        "0.0.0.0:0",
         env={k: v for k, v in os.environ.items() if k != "OPLOG_TOKEN"},
+        timeout=60,
     )
     assert done.returncode != 0
     assert "Traceback" not in done.stderr
@@ -207,32 +201,13 @@ def test_public_address_without_token_is_refused_in_one_line(tmp_path: Path) -> 
 def test_bad_auth_file_is_one_line(tmp_path: Path) -> None:
     bad = tmp_path / "auth.toml"
     bad.write_text('[[token]]\ntoken = "x"\nrole = "owner"\n', encoding="utf-8")
-    done = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "oplog.tools.cli",
-            "serve",
-            "--data",
-            str(tmp_path / "d"),
-            "--auth-file",
-            str(bad),
-        ],
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    done = run_cli("serve", "--data", str(tmp_path / "d"), "--auth-file", str(bad), timeout=60)
     assert done.returncode != 0
     assert done.stderr.strip().count("\n") == 0 and "role must be one of" in done.stderr
 
 
 def test_help_explains_boot_sync() -> None:
-    done = subprocess.run(
-        [sys.executable, "-m", "oplog.tools.cli", "serve", "--help"],
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    done = run_cli("serve", "--help", timeout=60)
     assert done.returncode == 0
     assert "--boot-sync" in done.stdout and "--no-boot-sync" in done.stdout and "PerformSync" in done.stdout
 
@@ -242,11 +217,11 @@ def test_oplog_apply_through_the_server(tmp_path: Path, serve_factory: list[Serv
 
     child = _start(serve_factory, tmp_path / "data", "--token", "cli-token")
     body = shared_dir() / "examples" / "00-setup.json"
-    base = [sys.executable, "-m", "oplog.tools.cli", "apply", str(body), "--server", child.address]
-    ok = subprocess.run([*base, "--token", "cli-token", "--json"], capture_output=True, text=True, timeout=60)
+    base = ["apply", str(body), "--server", child.address]
+    ok = run_cli(*base, "--token", "cli-token", "--json", timeout=60)
     assert ok.returncode == 0, ok.stderr
     assert '"deviceSeq": 1' in ok.stdout
-    denied = subprocess.run([*base, "--token", "nope"], capture_output=True, text=True, timeout=60)
+    denied = run_cli(*base, "--token", "nope", timeout=60)
     assert denied.returncode != 0
     assert "UNAUTHENTICATED" in denied.stderr and "Traceback" not in denied.stderr
     assert len(denied.stderr.strip().splitlines()) == 1
@@ -262,18 +237,7 @@ def test_apply_finds_the_running_server_through_the_server_file(
     child = _start(serve_factory, data)
     assert json.loads((data / "SERVER").read_text())["address"] == child.address
     body = shared_dir() / "examples" / "00-setup.json"
-    cmd = [
-        sys.executable,
-        "-m",
-        "oplog.tools.cli",
-        "apply",
-        str(body),
-        "--data",
-        str(data),
-        "--lock-wait",
-        "0",
-    ]
-    ok = subprocess.run([*cmd, "--json"], capture_output=True, text=True, timeout=60)
+    ok = run_cli("apply", str(body), "--data", str(data), "--lock-wait", "0", "--json", timeout=60)
     assert ok.returncode == 0, ok.stderr
     assert '"deviceSeq": 1' in ok.stdout
     code, err = child.stop()

@@ -28,6 +28,7 @@ from oplog.tools.replay import open_logs_readonly
 from oplog.tree import Workspace, iter_blocks
 from oplog.v1 import oplog_pb2 as pb
 from oplog.wire import request_from_json
+from tests.cli_helpers import run_cli
 
 REPO = Path(__file__).resolve().parents[1]
 T0 = 1_721_527_400_000
@@ -338,7 +339,7 @@ def test_verify_shows_a_progress_bar_on_a_terminal(world: World) -> None:
         os.close(leader)
     assert child.returncode == 0
     assert b"verify" in shown and b"B/s" in shown
-    piped = _cli("verify", "--data", str(world.a))
+    piped = run_cli("verify", "--data", str(world.a))
     assert piped.returncode == 0 and piped.stderr == ""
 
 
@@ -647,13 +648,6 @@ store.close()
 """
 
 
-def _cli(*argv: str) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "PYTHONPATH": str(REPO)}
-    return subprocess.run(
-        [sys.executable, "-m", "oplog.tools.cli", *argv], capture_output=True, text=True, env=env, timeout=120
-    )
-
-
 def test_verify_and_diff_run_beside_a_writer_that_holds_the_lock(world: World) -> None:
     """A real writer process holds the writer's lock and appends; verify and diff read beside it."""
     env = {**os.environ, "PYTHONPATH": str(REPO)}
@@ -675,11 +669,11 @@ def test_verify_and_diff_run_beside_a_writer_that_holds_the_lock(world: World) -
         for _ in range(3):
             writer.stdin.write("go\n")
             writer.stdin.flush()
-            verify = _cli("verify", "--data", str(world.a), "--json")
+            verify = run_cli("verify", "--data", str(world.a), "--json")
             assert verify.returncode == 0, verify.stdout + verify.stderr
             assert json.loads(verify.stdout)["damage"] == 0
             assert writer.stdout.readline().startswith("wrote")
-        diff = _cli("diff", "--data", str(world.a), "--other", str(world.b), "--json")
+        diff = run_cli("diff", "--data", str(world.a), "--other", str(world.b), "--json")
         assert diff.returncode == 0, diff.stderr
         report = json.loads(diff.stdout)
         assert report["first_theirs_only"]["seq"] == world.b_unsynced[0].device_seq
@@ -688,5 +682,5 @@ def test_verify_and_diff_run_beside_a_writer_that_holds_the_lock(world: World) -
         writer.stdin.close()
         writer.wait(timeout=60)
     assert writer.returncode == 0
-    final = _cli("verify", "--data", str(world.a))
+    final = run_cli("verify", "--data", str(world.a))
     assert final.returncode == 0, final.stdout
