@@ -11,9 +11,9 @@ from __future__ import annotations
 import base64
 import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any, ParamSpec, Protocol, TypeVar
 
 import grpc
 from google.protobuf import struct_pb2
@@ -27,23 +27,29 @@ from oplog.v1 import oplog_pb2_grpc as pb_grpc
 
 __all__ = ["Limits", "StoreLike", "SubscriptionLike", "OpLogService", "server_timing"]
 
+_P = ParamSpec("_P")
+_T = TypeVar("_T")
+
 
 class SubscriptionLike(Protocol):
     """What ``Store.subscribe`` returns: an iterator of committed events that can be closed."""
 
     def __iter__(self) -> Iterator[pb.CommittedEvent]: ...
 
-    def __next__(self) -> pb.CommittedEvent: ...
-
     def close(self) -> None: ...
 
 
 class QueryResultLike(Protocol):
-    """What ``Store.query`` returns."""
+    """What ``Store.query`` returns (read-only: ``QueryResult`` is a frozen dataclass)."""
 
-    columns: Sequence[str]
-    rows: Sequence[Sequence[Any]]
-    truncated: bool
+    @property
+    def columns(self) -> Sequence[str]: ...
+
+    @property
+    def rows(self) -> Sequence[Sequence[Any]]: ...
+
+    @property
+    def truncated(self) -> bool: ...
 
 
 class StoreLike(Protocol):
@@ -59,7 +65,9 @@ class StoreLike(Protocol):
 
     def subscribe(self, from_position: int, *, buffer: int = ...) -> SubscriptionLike: ...
 
-    def query(self, sql: str, args: list[Any], *, max_rows: int, time_budget_s: float) -> QueryResultLike: ...
+    def query(
+        self, sql: str, args: Sequence[Any], *, max_rows: int, time_budget_s: float
+    ) -> QueryResultLike: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -130,10 +138,13 @@ class OpLogService(pb_grpc.OpLogServicer):
 
     # ---- helpers ----
 
-    def _call(self, context: grpc.ServicerContext, method: str, *args: Any, **kwargs: Any) -> Any:
-        """Call ``store.<method>``, ending the call with the mapped status if it raises."""
+    @staticmethod
+    def _call(
+        context: grpc.ServicerContext, method: Callable[_P, _T], *args: _P.args, **kwargs: _P.kwargs
+    ) -> _T:
+        """Call ``method`` (a bound store method), ending the call with the mapped status if it raises."""
         try:
-            return getattr(self.store, method)(*args, **kwargs)
+            return method(*args, **kwargs)
         except Exception as exc:
             abort_with(context, exc)
 
@@ -235,7 +246,7 @@ class OpLogService(pb_grpc.OpLogServicer):
             if closing:
                 abort(context, grpc.StatusCode.UNAVAILABLE, "the server is shutting down")
             subscription = self._call(
-                context, "subscribe", request.from_position, buffer=self.limits.subscriber_buffer
+                context, self.store.subscribe, request.from_position, buffer=self.limits.subscriber_buffer
             )
             with self._lock:
                 self._subscriptions.add(subscription)
@@ -275,14 +286,14 @@ class OpLogService(pb_grpc.OpLogServicer):
     def GetBlock(self, request: pb.GetBlockRequest, context: grpc.ServicerContext) -> pb.Block:
         """One block by id."""
         self._require_id(context, request.id)
-        return self._call(context, "get_block", request.id)
+        return self._call(context, self.store.get_block, request.id)
 
     def GetDocument(
         self, request: pb.GetDocumentRequest, context: grpc.ServicerContext
     ) -> pb.GetDocumentResponse:
         """A document's blocks: the document first, then depth first."""
         self._require_id(context, request.id)
-        blocks = self._call(context, "get_document", request.id)
+        blocks = self._call(context, self.store.get_document, request.id)
         return pb.GetDocumentResponse(blocks=blocks)
 
     def Query(self, request: pb.QueryRequest, context: grpc.ServicerContext) -> pb.QueryResponse:
@@ -299,7 +310,7 @@ class OpLogService(pb_grpc.OpLogServicer):
             budget = max(0.001, min(budget, remaining - 0.01))
         result = self._call(
             context,
-            "query",
+            self.store.query,
             request.sql,
             args,
             max_rows=self.limits.query_max_rows,
@@ -318,4 +329,4 @@ class OpLogService(pb_grpc.OpLogServicer):
 
     def GetState(self, request: pb.GetStateRequest, context: grpc.ServicerContext) -> pb.GetStateResponse:
         """State hash, block count, per-device heads and position."""
-        return self._call(context, "state")
+        return self._call(context, self.store.state)

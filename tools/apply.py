@@ -16,7 +16,9 @@ __all__ = ["register", "run", "apply_local"]
 DEFAULT_LOCK_WAIT_S = 10.0
 
 
-def register(subparsers: Any, parent: argparse.ArgumentParser) -> None:
+def register(
+    subparsers: argparse._SubParsersAction[argparse.ArgumentParser], parent: argparse.ArgumentParser
+) -> None:
     """Add the ``apply`` subcommand."""
     cmd = subparsers.add_parser(
         "apply",

@@ -45,7 +45,9 @@ __all__ = [
 DEFAULT_LOCK_WAIT_S = 10.0
 
 
-def register(subparsers: Any, parent: argparse.ArgumentParser) -> None:
+def register(
+    subparsers: argparse._SubParsersAction[argparse.ArgumentParser], parent: argparse.ArgumentParser
+) -> None:
     """Add the ``archive`` subcommand group (``list``, ``show``, ``restore``)."""
     group = subparsers.add_parser(
         "archive",

@@ -17,7 +17,9 @@ from oplog.tools.replay import progress_bar
 __all__ = ["register", "run", "conflict_records"]
 
 
-def register(subparsers: Any, parent: argparse.ArgumentParser) -> None:
+def register(
+    subparsers: argparse._SubParsersAction[argparse.ArgumentParser], parent: argparse.ArgumentParser
+) -> None:
     """Add the ``conflicts`` subcommand."""
     cmd = subparsers.add_parser(
         "conflicts",

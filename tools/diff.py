@@ -39,7 +39,9 @@ _BAR_MIN_EVENTS = 10_000
 _PREVIEW = 60
 
 
-def register(subparsers: Any, parent: argparse.ArgumentParser) -> None:
+def register(
+    subparsers: argparse._SubParsersAction[argparse.ArgumentParser], parent: argparse.ArgumentParser
+) -> None:
     """Add the ``diff`` subcommand."""
     cmd = subparsers.add_parser(
         "diff",

@@ -33,7 +33,9 @@ __all__ = [
 ]
 
 
-def register(subparsers: Any, parent: argparse.ArgumentParser) -> None:
+def register(
+    subparsers: argparse._SubParsersAction[argparse.ArgumentParser], parent: argparse.ArgumentParser
+) -> None:
     """Add the ``dump`` subcommand."""
     cmd = subparsers.add_parser(
         "dump",

@@ -14,7 +14,9 @@ from oplog.sqlquery import QueryResult, run_query
 __all__ = ["register", "run", "query_data_dir"]
 
 
-def register(subparsers: Any, parent: argparse.ArgumentParser) -> None:
+def register(
+    subparsers: argparse._SubParsersAction[argparse.ArgumentParser], parent: argparse.ArgumentParser
+) -> None:
     """Add the ``query`` subcommand."""
     cmd = subparsers.add_parser(
         "query",

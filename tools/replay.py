@@ -32,7 +32,9 @@ __all__ = [
 ]
 
 
-def register(subparsers: Any, parent: argparse.ArgumentParser) -> None:
+def register(
+    subparsers: argparse._SubParsersAction[argparse.ArgumentParser], parent: argparse.ArgumentParser
+) -> None:
     """Add the ``replay`` subcommand."""
     cmd = subparsers.add_parser(
         "replay",

@@ -9,9 +9,13 @@ import os
 import signal
 import sys
 import threading
-from typing import Any
+from typing import TYPE_CHECKING
 
 from oplog.errors import InvalidArgument
+
+if TYPE_CHECKING:
+    from oplog.server.auth import AuthConfig
+    from oplog.server.service import Limits
 
 __all__ = ["register", "serve", "auth_from_args", "limits_from_args"]
 
@@ -22,7 +26,9 @@ DEFAULT_LOCK_WAIT_S = 10.0
 DEFAULT_GRACE_S = 10.0
 
 
-def register(subparsers: Any, parent: argparse.ArgumentParser) -> None:
+def register(
+    subparsers: argparse._SubParsersAction[argparse.ArgumentParser], parent: argparse.ArgumentParser
+) -> None:
     """Add the ``serve`` subcommand."""
     from oplog.server.app import DEFAULT_LISTEN, DEFAULT_WORKERS
     from oplog.server.service import Limits
@@ -132,7 +138,7 @@ def register(subparsers: Any, parent: argparse.ArgumentParser) -> None:
     p.set_defaults(func=serve)
 
 
-def auth_from_args(args: argparse.Namespace) -> Any:
+def auth_from_args(args: argparse.Namespace) -> AuthConfig:
     """The ``AuthConfig`` that ``--token`` / ``--auth-file`` describe."""
     from oplog.server.auth import AuthConfig, load_auth_file
 
@@ -143,7 +149,7 @@ def auth_from_args(args: argparse.Namespace) -> Any:
     return AuthConfig.none()
 
 
-def limits_from_args(args: argparse.Namespace) -> Any:
+def limits_from_args(args: argparse.Namespace) -> Limits:
     """The service ``Limits`` the flags describe."""
     from oplog.server.service import Limits
 

@@ -25,7 +25,9 @@ __all__ = ["register", "run", "DEFAULT_REMOTE"]
 DEFAULT_REMOTE = "./oplog-remote"
 
 
-def register(subparsers: Any, parent: argparse.ArgumentParser) -> None:
+def register(
+    subparsers: argparse._SubParsersAction[argparse.ArgumentParser], parent: argparse.ArgumentParser
+) -> None:
     """Add the ``sync`` subcommand."""
     cmd = subparsers.add_parser("sync", parents=[parent], help="one sync with a remote folder")
     cmd.add_argument(

@@ -12,7 +12,6 @@ import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
 
 from oplog.errors import InvalidArgument, NotADataDir, OplogError
 from oplog.verify import VerifyReport, verify_data_dir
@@ -21,7 +20,9 @@ from oplog.verify_remote import verify_remote
 __all__ = ["register", "run", "usage_error"]
 
 
-def register(subparsers: Any, parent: argparse.ArgumentParser) -> None:
+def register(
+    subparsers: argparse._SubParsersAction[argparse.ArgumentParser], parent: argparse.ArgumentParser
+) -> None:
     """Add the ``verify`` subcommand."""
     cmd = subparsers.add_parser(
         "verify",

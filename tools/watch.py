@@ -71,7 +71,9 @@ _WATCH_TICK_MS = 500
 _LOOP_TICK_S = 1.0
 
 
-def register(subparsers: Any, parent: argparse.ArgumentParser) -> None:
+def register(
+    subparsers: argparse._SubParsersAction[argparse.ArgumentParser], parent: argparse.ArgumentParser
+) -> None:
     """Add the ``watch`` subcommand."""
     p = subparsers.add_parser(
         "watch",
