@@ -22,10 +22,10 @@ from grpc_reflection.v1alpha import reflection
 
 from oplog.errors import InvalidArgument
 from oplog.server.auth import AuthConfig, AuthInterceptor, check_listen_address
+from oplog.server.decode import add_service
 from oplog.server.service import Limits, OpLogService, StoreLike
 from oplog.syncrunner import SyncRunner
 from oplog.v1 import oplog_pb2 as pb
-from oplog.v1 import oplog_pb2_grpc as pb_grpc
 
 __all__ = ["SERVICE_NAME", "DEFAULT_LISTEN", "DEFAULT_WORKERS", "RunningServer", "start_server", "tune_gc"]
 
@@ -122,7 +122,8 @@ def start_server(
         options=_server_options(limits),
         maximum_concurrent_rpcs=max_concurrent_rpcs,
     )
-    pb_grpc.add_OpLogServicer_to_server(service, server)
+    # Not the generated add_OpLogServicer_to_server: its decoders make a malformed body INTERNAL.
+    add_service(service, server)
     health_servicer = health.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     if extra_handlers:

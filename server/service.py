@@ -20,6 +20,7 @@ from google.protobuf import struct_pb2
 
 from oplog import wire
 from oplog.errors import InvalidArgument, SubscriberTooSlow
+from oplog.model import is_block_id
 from oplog.server.status import abort, abort_with
 from oplog.syncrunner import SyncRunner, event_message
 from oplog.v1 import oplog_pb2 as pb
@@ -64,6 +65,8 @@ class StoreLike(Protocol):
     def state(self) -> pb.GetStateResponse: ...
 
     def subscribe(self, from_position: int, *, buffer: int = ...) -> SubscriptionLike: ...
+
+    def journal_length(self) -> int: ...
 
     def query(
         self, sql: str, args: Sequence[Any], *, max_rows: int, time_budget_s: float
@@ -152,6 +155,12 @@ class OpLogService(pb_grpc.OpLogServicer):
     def _require_id(context: grpc.ServicerContext, block_id: str) -> None:
         if not block_id:
             abort_with(context, InvalidArgument("id is required"))
+        if not is_block_id(block_id):
+            # A lookup would only say NOT_FOUND; the caller's id is malformed, not missing.
+            abort_with(
+                context,
+                InvalidArgument(f"id {block_id[:64]!r} is not a block id (YYYYMMDDHHMMSS-xxxxxxx)"),
+            )
 
     def begin_shutdown(self) -> None:
         """Refuse new subscriptions and end the open ones (they resume elsewhere or later)."""
@@ -175,6 +184,9 @@ class OpLogService(pb_grpc.OpLogServicer):
     def Apply(self, request: pb.ApplyRequest, context: grpc.ServicerContext) -> pb.ApplyResponse:
         """Apply a performTransactions request; reply with the processed transactions and log positions."""
         started = time.perf_counter()
+        if not request.transactions:
+            context.set_trailing_metadata(server_timing(started))
+            abort_with(context, InvalidArgument("transactions: at least one transaction is required"))
         try:
             response: pb.ApplyResponse = self.store.apply(request)
         except Exception as exc:
@@ -245,6 +257,15 @@ class OpLogService(pb_grpc.OpLogServicer):
                 closing = self._closing
             if closing:
                 abort(context, grpc.StatusCode.UNAVAILABLE, "the server is shutting down")
+            end = self._call(context, self.store.journal_length)
+            if request.from_position > end:
+                # Subscribing there would silently skip the events numbered up to from_position.
+                abort(
+                    context,
+                    grpc.StatusCode.OUT_OF_RANGE,
+                    f"from_position {request.from_position} is beyond the end of the change feed: "
+                    f"the current end is position {end}",
+                )
             subscription = self._call(
                 context, self.store.subscribe, request.from_position, buffer=self.limits.subscriber_buffer
             )
