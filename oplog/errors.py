@@ -17,6 +17,7 @@
     │   └── BootSyncInProgress     the boot sync is running      -> ABORTED
     ├── QueryRefused               SQL that is not a read         -> INVALID_ARGUMENT
     ├── QueryTimeout               SQL past its time budget       -> DEADLINE_EXCEEDED
+    ├── QueryOverLimit             SQL past a size or memory limit, or too many at once -> RESOURCE_EXHAUSTED
     ├── SubscriberTooSlow          a change-feed reader fell behind -> RESOURCE_EXHAUSTED
     ├── ChangeFeedRewritten        sync renumbered the change feed  -> ABORTED
     └── ReadOnlyStore              a write on a read-only store   -> PERMISSION_DENIED
@@ -45,6 +46,7 @@ __all__ = [
     "BootSyncInProgress",
     "QueryRefused",
     "QueryTimeout",
+    "QueryOverLimit",
     "SubscriberTooSlow",
     "ChangeFeedRewritten",
     "ReadOnlyStore",
@@ -152,6 +154,10 @@ class QueryRefused(InvalidArgument):
 
 class QueryTimeout(OplogError):
     """SQL that ran past its time budget."""
+
+
+class QueryOverLimit(OplogError):
+    """SQL that needed more than a value-size or memory limit allows, or found every query slot taken."""
 
 
 class SubscriberTooSlow(OplogError):

@@ -49,7 +49,7 @@ from oplog.lockfile import DataDirLock
 from oplog.merge import merge_events, order_key
 from oplog.model import CONTAINER_TYPES
 from oplog.replay import ReplayResult, rewind
-from oplog.sqlquery import QueryResult, run_query
+from oplog.sqlquery import QueryResult, QueryRunner, run_query
 from oplog.sqlview import VIEW_FILE, BlocksView
 from oplog.statehash import StateHash
 from oplog.tree import Node, Workspace, iter_blocks
@@ -546,9 +546,15 @@ class Store:
             )
 
     def query(
-        self, sql: str, args: Sequence[object] = (), *, max_rows: int = 1000, time_budget_s: float = 5.0
+        self,
+        sql: str,
+        args: Sequence[object] = (),
+        *,
+        max_rows: int = 1000,
+        time_budget_s: float = 5.0,
+        runner: QueryRunner = run_query,
     ) -> QueryResult:
-        """Read-only SQL over the blocks view (see oplog.sqlquery for what is refused)."""
+        """Read-only SQL over the blocks view (see oplog.sqlquery for what is refused); ``runner`` runs it."""
         self._check_usable()
         if self._view.pending:
             try:
@@ -556,7 +562,7 @@ class Store:
                     self._flush_view()
             except sqlite3.Error as exc:
                 raise StorageError(f"the blocks view could not be updated: {exc}") from exc
-        return run_query(self.data_dir / VIEW_FILE, sql, args, max_rows=max_rows, time_budget_s=time_budget_s)
+        return runner(self.data_dir / VIEW_FILE, sql, args, max_rows=max_rows, time_budget_s=time_budget_s)
 
     def conflicts(self) -> list[ConflictRecord]:
         """Operations replay skipped, with why, in merged order."""

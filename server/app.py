@@ -58,6 +58,7 @@ class RunningServer:
         # Subscriptions never end on their own: close them so they do not hold the grace period.
         self.service.begin_shutdown()
         self.server.stop(grace).wait()
+        self.service.close()
         self._stopped.set()
 
     def wait(self, timeout: float | None = None) -> bool:
@@ -112,6 +113,8 @@ def start_server(
     check_listen_address(listen, auth)
     if workers < 2:
         raise InvalidArgument("workers must be at least 2")
+    if limits.max_queries < 1:
+        raise InvalidArgument("max_queries must be at least 1")
     if limits.max_subscribers >= workers:
         # Subscriptions hold their worker; leave some for unary calls.
         limits = dataclasses.replace(limits, max_subscribers=max(1, workers // 2))

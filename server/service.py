@@ -21,7 +21,9 @@ from google.protobuf import struct_pb2
 from oplog import wire
 from oplog.errors import InvalidArgument, SubscriberTooSlow
 from oplog.model import is_block_id
+from oplog.server.querypool import DEFAULT_QUERY_MEMORY, DEFAULT_QUERY_WORKERS, QueryPool
 from oplog.server.status import abort, abort_with
+from oplog.sqlquery import QueryRunner
 from oplog.syncrunner import SyncRunner, event_message
 from oplog.v1 import oplog_pb2 as pb
 from oplog.v1 import oplog_pb2_grpc as pb_grpc
@@ -69,7 +71,7 @@ class StoreLike(Protocol):
     def journal_length(self) -> int: ...
 
     def query(
-        self, sql: str, args: Sequence[Any], *, max_rows: int, time_budget_s: float
+        self, sql: str, args: Sequence[Any], *, max_rows: int, time_budget_s: float, runner: QueryRunner
     ) -> QueryResultLike: ...
 
 
@@ -83,8 +85,12 @@ class Limits:
     query_max_rows: int = 10_000
     #: Bytes of rows a query reply carries at most; more set ``truncated``.
     query_max_reply_bytes: int = 8 * 1024 * 1024
-    #: Seconds a query may run (less when the caller's deadline is nearer).
+    #: Seconds a query may run (less when the caller's deadline is nearer), waiting for a slot included.
     query_time_budget_s: float = 2.0
+    #: Queries run at once, each in its own worker process; more wait within their budget.
+    max_queries: int = DEFAULT_QUERY_WORKERS
+    #: Bytes of SQLite heap one query worker process may use.
+    query_memory_bytes: int = DEFAULT_QUERY_MEMORY
     #: Committed events buffered per subscriber before it is ended as too slow.
     subscriber_buffer: int = 10_000
     #: Subscriptions served at once (each holds a worker thread).
@@ -134,6 +140,12 @@ class OpLogService(pb_grpc.OpLogServicer):
         self.sync = sync
         self.limits = limits or Limits()
         self._subscriber_slots = threading.BoundedSemaphore(self.limits.max_subscribers)
+        # Worker processes start on the first query, so a server nobody queries runs none.
+        self.queries = QueryPool(
+            self.limits.max_queries,
+            memory_bytes=self.limits.query_memory_bytes,
+            max_bytes=self.limits.query_max_reply_bytes,
+        )
         self._subscriptions: set[SubscriptionLike] = set()
         self._watch_stops: set[threading.Event] = set()
         self._lock = threading.Lock()
@@ -172,6 +184,10 @@ class OpLogService(pb_grpc.OpLogServicer):
             subscription.close()
         for stop in watches:
             stop.set()
+
+    def close(self) -> None:
+        """Stop the query worker processes (after the server has stopped)."""
+        self.queries.close()
 
     @property
     def subscriber_count(self) -> int:
@@ -336,6 +352,7 @@ class OpLogService(pb_grpc.OpLogServicer):
             args,
             max_rows=self.limits.query_max_rows,
             time_budget_s=budget,
+            runner=self.queries.run,
         )
         response = pb.QueryResponse(columns=list(result.columns), truncated=bool(result.truncated))
         size = 0

@@ -113,6 +113,18 @@ def register(
         help=f"seconds a Query may run (default {defaults.query_time_budget_s})",
     )
     p.add_argument(
+        "--max-queries",
+        type=int,
+        default=defaults.max_queries,
+        help=f"Queries run at once, each in a worker process; more wait within their budget (default {defaults.max_queries})",
+    )
+    p.add_argument(
+        "--query-memory-mb",
+        type=float,
+        default=defaults.query_memory_bytes / (1024 * 1024),
+        help=f"SQLite heap one query worker may use, MiB (default {defaults.query_memory_bytes // (1024 * 1024)})",
+    )
+    p.add_argument(
         "--max-subscribers",
         type=int,
         default=defaults.max_subscribers,
@@ -158,15 +170,20 @@ def limits_from_args(args: argparse.Namespace) -> Limits:
         or args.query_max_rows <= 0
         or args.query_timeout <= 0
         or args.max_subscribers <= 0
+        or args.max_queries <= 0
+        or args.query_memory_mb <= 0
     ):
         raise InvalidArgument(
-            "--max-request-mb, --query-max-rows, --query-timeout and --max-subscribers must be positive"
+            "--max-request-mb, --query-max-rows, --query-timeout, --max-subscribers, --max-queries and "
+            "--query-memory-mb must be positive"
         )
     return Limits(
         max_request_bytes=int(args.max_request_mb * 1024 * 1024),
         query_max_rows=args.query_max_rows,
         query_time_budget_s=args.query_timeout,
         max_subscribers=args.max_subscribers,
+        max_queries=args.max_queries,
+        query_memory_bytes=int(args.query_memory_mb * 1024 * 1024),
     )
 
 
