@@ -39,7 +39,7 @@ __all__ = ["QueryPool", "DEFAULT_QUERY_WORKERS", "DEFAULT_QUERY_MEMORY"]
 #: Queries that run at once (one worker process each).
 DEFAULT_QUERY_WORKERS = 4
 #: SQLite heap per worker process (its address space may be this plus 256 MiB).
-DEFAULT_QUERY_MEMORY = 256 << 20
+DEFAULT_QUERY_MEMORY = 128 << 20
 # Python, SQLite and the libraries mapped into a worker, beyond SQLite's own heap (measured ≈ 30 MiB).
 _ADDRESS_SPACE_BASE = 256 << 20
 
@@ -170,6 +170,8 @@ class QueryPool:
                 kind, payload = worker.conn.recv()
             except (EOFError, OSError):
                 self._discard(worker)
+                if self._closed:
+                    raise StorageError("the server is shutting down") from None
                 raise QueryOverLimit(
                     "the query worker died, most likely out of memory: the query needed more than "
                     f"{self.memory_bytes >> 20} MiB"

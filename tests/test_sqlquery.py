@@ -145,6 +145,9 @@ def test_the_pool_refuses_a_query_past_its_memory_limit_and_goes_on(view_path: P
     try:
         with pytest.raises(QueryOverLimit, match="memory"):
             pool.run(view_path, MEMORY_BOMB, time_budget_s=30)
+        (worker,) = pool.processes
+        # The worker survived its query's failure, having never held much more than its heap limit.
+        assert _vm_hwm_kib(worker) < (64 + 100) * 1024
         assert pool.run(view_path, "SELECT id FROM blocks WHERE id = ?", ["id001"]).rows == [("id001",)]
     finally:
         pool.close()
