@@ -28,7 +28,7 @@ from typing import Any, Protocol, cast
 from oplog.checkpoint import Checkpoint, CheckpointInfo, CheckpointStore, ConflictRecord, DamagedCheckpoint
 from oplog.collector import collector_paused
 from oplog.engine import replay_operations
-from oplog.errors import InvalidArgument, StorageError
+from oplog.errors import InvalidArgument, StaleBase
 from oplog.eventlog import EventLog
 from oplog.hlc import COUNTER_BITS
 from oplog.replayreader import read_merged
@@ -54,10 +54,6 @@ Sources = Mapping[str, EventLog] | Iterable[EventLog | Iterable[pb.Event]]
 #: How often (in events) the progress callback is called (a power of two: the fold tests a mask).
 PROGRESS_EVERY = 4096
 _PROGRESS_MASK = PROGRESS_EVERY - 1
-
-
-class StaleBase(StorageError):
-    """The base (checkpoint) is no longer a prefix of the merged order of these logs."""
 
 
 class Base(Protocol):
