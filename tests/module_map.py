@@ -56,7 +56,7 @@ def _is_type_checking(test: ast.expr) -> bool:
     )
 
 
-def _statements(body: Iterable[ast.stmt], kind: str) -> Iterator[tuple[ast.stmt, str]]:
+def _statements(body: Iterable[ast.AST], kind: str) -> Iterator[tuple[ast.Import | ast.ImportFrom, str]]:
     """Each import statement under ``body`` with its kind (see the module docstring)."""
     for node in body:
         if isinstance(node, ast.Import | ast.ImportFrom):
@@ -70,7 +70,8 @@ def _statements(body: Iterable[ast.stmt], kind: str) -> Iterator[tuple[ast.stmt,
             for field in ("body", "orelse", "finalbody", "handlers", "cases"):
                 inner = getattr(node, field, None)
                 if isinstance(inner, list):
-                    yield from _statements((n for n in inner if isinstance(n, ast.AST)), kind)  # type: ignore[misc]
+                    # Compound statements, except handlers and match cases all keep their statements in lists.
+                    yield from _statements((n for n in inner if isinstance(n, ast.AST)), kind)
 
 
 def _resolve(name: str, known: dict[str, Path]) -> str | None:

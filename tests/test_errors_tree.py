@@ -14,6 +14,7 @@ import inspect
 import re
 import subprocess
 import sys
+from collections.abc import Mapping
 from pathlib import Path
 
 import grpc
@@ -63,9 +64,10 @@ def _import_everything() -> None:
         importlib.import_module(module)
 
 
-def _all_subclasses(cls: type) -> set[type]:
-    found = set()
-    for sub in cls.__subclasses__():
+def _all_subclasses(cls: type[OplogError]) -> set[type[OplogError]]:
+    found: set[type[OplogError]] = set()
+    subclasses: list[type[OplogError]] = cls.__subclasses__()
+    for sub in subclasses:
         found |= {sub, *_all_subclasses(sub)}
     return found
 
@@ -170,7 +172,7 @@ def test_a_status_with_no_class_of_its_own_comes_back_as_remote_call_error(tmp_p
 # ---------------------------------------------------------------- check_invariants under python -O
 
 
-def _apply(store: Store, *ops: dict[str, object]) -> None:
+def _apply(store: Store, *ops: Mapping[str, object]) -> None:
     body = {"reqId": 1, "app": "t", "session": "s", "transactions": [{"doOperations": list(ops)}]}
     store.apply(request_from_json(body))
 
