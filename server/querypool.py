@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import os
 import resource
+import signal
 import socket
 import subprocess
 import sys
@@ -234,6 +235,8 @@ def _serve(conn: Connection) -> None:
 
 def main(argv: Sequence[str]) -> int:
     """Worker entry point: ``python -m oplog.server.querypool FD MEMORY_BYTES``."""
+    # Ctrl-C in a terminal reaches the whole process group: the server decides when its workers stop.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     fd, memory = int(argv[0]), int(argv[1])
     limit = memory + _ADDRESS_SPACE_BASE
     resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
@@ -241,7 +244,7 @@ def main(argv: Sequence[str]) -> int:
     conn = Connection(fd)
     try:
         _serve(conn)
-    except (OSError, KeyboardInterrupt):
+    except OSError:
         pass  # the server went away
     return 0
 
