@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import re
 import subprocess
 import sys
@@ -194,6 +195,9 @@ def test_every_slot_busy_for_the_whole_budget_is_over_limit(view_path: Path) -> 
     assert len(outcome) == 1 and isinstance(outcome[0], OplogError)
 
 
+HOSTILE_ROUNDS = 20 if os.environ.get("OPLOG_SOAK") == "1" else 2
+
+
 def _vm_hwm_kib(pid: int) -> int:
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
         if line.startswith("VmHWM:"):
@@ -202,9 +206,11 @@ def _vm_hwm_kib(pid: int) -> int:
 
 
 def test_hostile_queries_against_a_server_process_end_in_budget_and_memory(tmp_path: Path) -> None:
-    """Four hostile queries at once, twice over, against ``oplog serve``: status codes, times, server peak RSS.
+    """Four hostile queries at once, twice over (OPLOG_SOAK=1: 20 times), against ``oplog serve``.
 
-    Measured figures (docs/server.md) come from this test: run it with ``-s`` to see them.
+    Asserted: the status codes, a generous time bound, the server process's peak RSS.
+
+    ``pytest -s`` prints the figures; docs/server.md's come from ``bench/query_bounds.py``.
     """
     budget = 1.0
     data = tmp_path / "data"
@@ -240,7 +246,7 @@ def test_hostile_queries_against_a_server_process_end_in_budget_and_memory(tmp_p
                 times[sql].append(time.monotonic() - started)
                 codes[sql].append(code)
 
-            for _round in range(2):
+            for _round in range(HOSTILE_ROUNDS):
                 threads = [threading.Thread(target=run, args=(sql,)) for sql in expected]
                 for thread in threads:
                     thread.start()
@@ -255,7 +261,8 @@ def test_hostile_queries_against_a_server_process_end_in_budget_and_memory(tmp_p
         proc.communicate(timeout=60)
     names = dict(zip(expected, ("printf loop", "replace CTE", "memory bomb", "trim n*m"), strict=True))
     for sql, allowed in expected.items():
-        print(f"{names[sql]}: {[c.name for c in codes[sql]]} in {[f'{t:.2f}s' for t in times[sql]]}")
+        counts = {code.name: codes[sql].count(code) for code in set(codes[sql])}
+        print(f"{names[sql]}: {counts}, slowest {max(times[sql]):.2f} s of a {budget:g} s budget")
         assert set(codes[sql]) <= allowed, (names[sql], codes[sql])
         # Generous: the issue's bound is about 1.5x the budget; before the pool these ran 6-30 s.
         assert max(times[sql]) < budget * 1.5 + 3.0, (names[sql], times[sql])
