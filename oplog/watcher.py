@@ -481,7 +481,7 @@ class Watcher:
         self._mono = monotonic
         self._clock = clock
         self._changes = changes
-        self._observe = observe or (lambda _event: None)
+        self._observe = observe if observe is not None else _ignore
         self._events: queue.SimpleQueue[tuple[Any, ...]] = queue.SimpleQueue()
         self._watch_stop = threading.Event()
         self._abandon = threading.Event()
@@ -768,3 +768,7 @@ def _signal_name(signum: int | None) -> str:
         return signal.Signals(signum).name
     except ValueError:
         return f"signal {signum}"
+
+
+def _ignore(_event: WatchEvent) -> None:
+    """The default observer: nobody listens."""
