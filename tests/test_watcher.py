@@ -1,4 +1,4 @@
-"""The daemon's library (oplog/watcher.py) in process: classification, self-write suppression, failures, stop.
+"""The daemon's library (oplog/watcher.py, oplog/watchchanges.py) in process: classification, self-write suppression, failures, stop.
 
 The change source is faked (as watchfiles fakes its own core): the test hands the
 watcher the batches watchfiles would report — the files a real commit or a real
@@ -35,6 +35,7 @@ from oplog.errors import (
 from oplog.remote import LocalDirRemote
 from oplog.store import Store, StoreOptions
 from oplog.syncrunner import run_sync
+from oplog.watchchanges import classify, is_remote_news, remote_fingerprint
 from oplog.watcher import (
     DAEMON_LOCK_FILE,
     Batch,
@@ -47,10 +48,7 @@ from oplog.watcher import (
     WatchConfig,
     Watcher,
     WatchEvent,
-    classify,
     is_permanent,
-    is_remote_news,
-    remote_fingerprint,
 )
 from oplog.wire import request_from_json
 from tests.engine_helpers import numbered_doc_body
