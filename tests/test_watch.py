@@ -338,28 +338,31 @@ def test_bad_flags_are_one_line_errors(tmp_path: Path, capsys: pytest.CaptureFix
 
 
 def test_watch_of_a_file_is_refused(tmp_path: Path) -> None:
-    """A data path that is a file: one line, exit 1, no traceback (a real process)."""
+    """A data path or a remote path that is a file: one line, exit 1, no traceback (a real process)."""
     path = tmp_path / "f"
     path.write_text("x")
-    proc = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "oplog.tools.cli",
-            "watch",
-            "--data",
-            str(path),
-            "--remote",
-            str(tmp_path / "r"),
-        ],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        cwd=tmp_path,
-        env={**os.environ},
-    )
-    assert proc.returncode == 1
-    assert len(proc.stderr.strip().splitlines()) == 1 and "Traceback" not in proc.stderr
+    for data, remote in ((path, tmp_path / "r"), (tmp_path / "d", path / "r")):
+        proc = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "oplog.tools.cli",
+                "watch",
+                "--data",
+                str(data),
+                "--remote",
+                str(remote),
+            ],
+            capture_output=True,
+            text=True,
+            timeout=120,
+            cwd=tmp_path,
+            env={**os.environ},
+        )
+        assert proc.returncode == 1
+        lines = proc.stderr.strip().splitlines()
+        assert len(lines) == 1 and lines[0].startswith("oplog: error:") and "Traceback" not in proc.stderr
+        assert "Not a directory" in lines[0] or "not a directory" in lines[0], lines
 
 
 def test_sigterm_with_a_sync_stuck_waiting_is_bounded(tmp_path: Path, started: list[Any]) -> None:

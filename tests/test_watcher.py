@@ -511,3 +511,24 @@ def test_a_change_source_that_fails_ends_run(tmp_path: Path, running: list[Runni
         local.parent == (tmp_path / "a" / "devices").resolve()
         and cloud == (tmp_path / "remote" / "main").resolve()
     )
+
+
+def test_a_remote_that_became_unusable_ends_run(tmp_path: Path, running: list[Running]) -> None:
+    """The remote folder replaced by a file under the daemon (ENOTDIR): the next sync's failure is permanent."""
+    import shutil
+
+    a, remote = tmp_path / "a", tmp_path / "remote"
+    events, changes = Events(), FakeChanges()
+    r = Running(make_watcher(tmp_path, events, changes))
+    running.append(r)
+    events.ended()
+    shutil.rmtree(remote)
+    remote.write_text("not a folder")
+    state = snapshot(a)
+    commit(a, 1)
+    changes.push(changed(state, snapshot(a)))
+    error = r.join()
+    assert isinstance(error, OplogError) and "will not be retried" in str(error)
+    assert "Not a directory" in str(error)
+    last = events.ends()[-1]
+    assert last.outcome.trigger == "local" and last.outcome.permanent and len(events.ends()) == 2
