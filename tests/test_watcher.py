@@ -453,7 +453,7 @@ def test_a_permanent_failure_ends_run_after_one_attempt(tmp_path: Path, running:
     ends = events.ends()
     assert len(ends) == 1 and len(calls) == 1
     assert ends[0].outcome.result == "failed" and ends[0].outcome.permanent and ends[0].retry_in_s is None
-    # The daemon lock is released: a new daemon may start.
+    # The daemon lock is released (its file stays: deleting lock files races): a new daemon may start.
     assert (tmp_path / "a" / DAEMON_LOCK_FILE).exists()
     again = Running(make_watcher(tmp_path, Events(), FakeChanges(), sync=refused))
     running.append(again)
