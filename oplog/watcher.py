@@ -186,6 +186,7 @@ class LocalSync:
 
     def __call__(self, request: SyncRequest) -> SyncReport:
         """One sync; the report's ``quiet`` compares the local log with how the sync left it."""
+        from oplog.identity import DEVICES_DIR
         from oplog.remote import LocalDirRemote
         from oplog.store import Store, StoreOptions
         from oplog.syncrunner import run_sync
@@ -201,7 +202,7 @@ class LocalSync:
                 sleeper=request.sleep,
             )
             # Still holding the writer's lock: nobody else has written since.
-            folder = self.data / "devices" / store.device_id
+            folder = self.data / DEVICES_DIR / store.device_id
             after = local_fingerprint(folder)
         finally:
             store.close()
@@ -368,6 +369,7 @@ class Watcher:
         self._abandon = threading.Event()
         self._ready = threading.Event()
         self._watch_error: str | None = None
+        self._fatal: OplogError | None = None
         self._stop_signal: int | None = None
         self._stop_requests = 0
         #: a sync was still running when ``run`` returned (its thread is left behind)
@@ -399,7 +401,7 @@ class Watcher:
 
     def _prepare(self) -> None:
         """Find (or create) the device id and the two folders to watch."""
-        from oplog.identity import DEVICE_FILE
+        from oplog.identity import DEVICE_FILE, DEVICES_DIR
         from oplog.sync import DEFAULT_CLOUD, load_state
 
         data = self.config.data
@@ -419,7 +421,7 @@ class Watcher:
         except OSError as exc:
             raise StorageError(f"cannot read {device_file}: {exc.strerror or exc}") from None
         self.cloud_name = explicit_cloud or load_state(data).cloud_name or DEFAULT_CLOUD
-        local_dir = data / "devices" / self.device_id
+        local_dir = data / DEVICES_DIR / self.device_id
         cloud_dir = self.config.remote / self.cloud_name
         try:
             local_dir.mkdir(parents=True, exist_ok=True)
@@ -515,8 +517,7 @@ class Watcher:
                         "abandoning the sync in flight (it is crash-safe; the next sync completes it)"
                     )
                     self.abandoned = True
-                    self._stopped()
-                    return 0
+                    return self._end()
                 timeout = min(timeout, stop_deadline - now)
             try:
                 item = self._events.get(timeout=timeout)
@@ -525,11 +526,14 @@ class Watcher:
             self._handle(item, machine)
         if worker is not None:
             worker.join(timeout=1.0)
-        self._stopped()
-        return 0
+        return self._end()
 
-    def _stopped(self) -> None:
+    def _end(self) -> int:
+        """0 after a stop that was asked for; the fatal error if that is what stopped the daemon."""
+        if self._fatal is not None:
+            raise self._fatal
         self._status(f"stopped on {_signal_name(self._stop_signal)}")
+        return 0
 
     # ---- events ----
 
@@ -567,8 +571,12 @@ class Watcher:
                 raise OplogError(
                     f"sync failed and will not be retried: {outcome.error}"
                 ) from outcome.exception
-        elif kind == "watch-error":
-            raise OplogError(f"watching stopped: {item[1]}")
+        elif kind == "watch-error" and self._fatal is None:
+            # Stop as on a request (a sync in flight may end), then raise this.
+            self._fatal = OplogError(f"watching stopped: {item[1]}")
+            if self._running:
+                self._status(f"{self._fatal}; stopping once the sync in flight ends")
+            self.request_stop()
         # "stop": the loop sees the flag.
 
     def _counts(self, source: str) -> bool:

@@ -532,3 +532,27 @@ def test_a_remote_that_became_unusable_ends_run(tmp_path: Path, running: list[Ru
     assert "Not a directory" in str(error)
     last = events.ends()[-1]
     assert last.outcome.trigger == "local" and last.outcome.permanent and len(events.ends()) == 2
+
+
+def test_a_change_source_failing_during_a_sync_lets_the_sync_end_first(
+    tmp_path: Path, running: list[Running]
+) -> None:
+    """The watch is lost while a sync runs: that sync ends and is logged, then run raises."""
+    events, changes = Events(), FakeChanges()
+    gate = GatedSync(
+        LocalSync(tmp_path / "a", tmp_path / "remote", SystemClock(), lock_wait_s=0, app="t"), "before"
+    )
+    gate.armed = True
+    watcher = make_watcher(tmp_path, events, changes, sync=gate)
+    r = Running(watcher)
+    running.append(r)
+    assert gate.reached.wait(TIMEOUT_S)
+    changes.batches.put(OSError("inotify watch limit reached"))
+    events.wait(lambda e: isinstance(e, Status) and "stopping once the sync in flight ends" in e.message)
+    gate.release.set()
+    error = r.join()
+    assert (
+        isinstance(error, OplogError)
+        and str(error) == "watching stopped: OSError: inotify watch limit reached"
+    )
+    assert [e.outcome.result for e in events.ends()] == ["ok"] and not watcher.abandoned

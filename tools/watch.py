@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from oplog.autosync import Schedule
-from oplog.errors import InvalidArgument
+from oplog.errors import InvalidArgument, OplogError
 from oplog.watcher import (
     Batch,
     LocalSync,
@@ -313,6 +313,11 @@ def run(args: argparse.Namespace) -> int:
     }
     try:
         code = watcher.run()
+    except OplogError as exc:
+        if not watcher.abandoned:
+            raise
+        print(f"oplog: error: {exc}", file=sys.stderr)  # as the command line would, before os._exit
+        code = 1
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
