@@ -22,6 +22,7 @@ import json
 import os
 import signal
 import sys
+import threading
 import time
 from collections.abc import Callable
 from datetime import datetime
@@ -307,9 +308,11 @@ def run(args: argparse.Namespace) -> int:
         clock=SystemClock(),
         observe=printer,
     )
+    # Signal handlers can only be set from the main thread (a caller may run this on another one).
+    in_main = threading.current_thread() is threading.main_thread()
     previous = {
         sig: signal.signal(sig, lambda signum, _frame: watcher.request_stop(signum))
-        for sig in (signal.SIGTERM, signal.SIGINT)
+        for sig in ((signal.SIGTERM, signal.SIGINT) if in_main else ())
     }
     try:
         code = watcher.run()
