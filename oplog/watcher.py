@@ -128,15 +128,6 @@ class ServerRef(Protocol):
 ServerFinder = Callable[[Path], "ServerRef | None"]
 
 
-class _Cancelled(Exception):
-    """Internal signal, never escaping this module: a sync's retry wait was cut short by a stop.
-
-    Raised by :meth:`SyncRequest.sleep` inside the sync function and caught by the
-    daemon's worker, which logs the sync as ``abandoned``; not an ``OplogError``
-    because nothing went wrong.
-    """
-
-
 @dataclass(frozen=True, slots=True)
 class SyncRequest:
     """One sync the daemon asks for."""
@@ -149,9 +140,10 @@ class SyncRequest:
     cancel: threading.Event
 
     def sleep(self, seconds: float) -> None:
-        """A retry wait that a stop cuts short (pass it to the sync as its sleeper)."""
+        """A retry wait that a stop cuts short by raising (pass it to the sync as its sleeper)."""
         if self.cancel.wait(seconds):
-            raise _Cancelled()
+            # The daemon logs any OplogError raised once it is stopping as "abandoned".
+            raise OplogError("stopped while waiting to retry")
 
 
 @dataclass
@@ -621,9 +613,6 @@ class Watcher:
         report: SyncReport | None = None
         try:
             report = self._sync_fn(request)
-        except _Cancelled:
-            outcome.result = "abandoned"
-            outcome.error = "stopped while waiting to retry"
         except Exception as exc:  # noqa: BLE001 - a failed sync is logged and retried, never lost in a thread
             outcome.exception = exc
             outcome.error = str(exc) if isinstance(exc, OplogError) else f"{type(exc).__name__}: {exc}"

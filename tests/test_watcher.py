@@ -556,3 +556,25 @@ def test_a_change_source_failing_during_a_sync_lets_the_sync_end_first(
         and str(error) == "watching stopped: OSError: inotify watch limit reached"
     )
     assert [e.outcome.result for e in events.ends()] == ["ok"] and not watcher.abandoned
+
+
+def test_a_stop_cuts_a_retry_wait_short_and_the_sync_is_abandoned(
+    tmp_path: Path, running: list[Running]
+) -> None:
+    """A sync waiting to retry (``request.sleep``) when the stop comes ends at once, logged as abandoned."""
+    events, changes = Events(), FakeChanges()
+    waiting = threading.Event()
+
+    def retrying(request: SyncRequest) -> SyncReport:
+        waiting.set()
+        request.sleep(TIMEOUT_S * 10)  # a back-off wait far longer than the test may take
+        raise AssertionError("the wait was not cut short")
+
+    watcher = make_watcher(tmp_path, events, changes, sync=retrying)
+    r = Running(watcher)
+    running.append(r)
+    assert waiting.wait(TIMEOUT_S)
+    assert r.stop() == 0
+    (ended,) = events.ends()
+    assert ended.outcome.result == "abandoned" and ended.outcome.error == "stopped while waiting to retry"
+    assert not ended.outcome.permanent and not watcher.abandoned
