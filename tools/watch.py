@@ -137,7 +137,12 @@ def register(subparsers: Any, parent: argparse.ArgumentParser) -> None:
         action="store_true",
         help="poll the folders instead of using file-system notifications (network file systems)",
     )
-    p.add_argument("-v", "--verbose", action="store_true", help="also log a line when each sync starts")
+    p.add_argument(
+        "-v",
+        "--verbose",
+        action="store_true",
+        help="also log sync starts and the changes that were its own writes",
+    )
     p.set_defaults(func=run)
 
 
