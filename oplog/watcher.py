@@ -67,6 +67,7 @@ from oplog.errors import (
     ReadOnlyStore,
     RemoteError,
     StorageError,
+    SyncAbandoned,
 )
 from oplog.lockfile import DataDirLock
 from oplog.watchchanges import (
@@ -142,8 +143,7 @@ class SyncRequest:
     def sleep(self, seconds: float) -> None:
         """A retry wait that a stop cuts short by raising (pass it to the sync as its sleeper)."""
         if self.cancel.wait(seconds):
-            # The daemon logs any OplogError raised once it is stopping as "abandoned".
-            raise OplogError("stopped while waiting to retry")
+            raise SyncAbandoned()
 
 
 @dataclass
