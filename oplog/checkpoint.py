@@ -39,6 +39,7 @@ from typing import Any, NamedTuple
 import sqlite_utils
 
 from oplog.collector import collector_paused
+from oplog.sqlite_readonly import connect_readonly
 from oplog.statehash import StateHash, block_digest, prev_id
 from oplog.tree import Node, Workspace
 
@@ -318,9 +319,7 @@ class CheckpointStore:
         if self.readonly:
             if not self.path.exists():
                 return None
-            conn = sqlite3.connect(
-                f"{self.path.resolve().as_uri()}?mode=ro", uri=True, check_same_thread=False
-            )
+            conn = connect_readonly(self.path)
             self._db = sqlite_utils.Database(conn, execute_plugins=False)
             return self._db
         try:
