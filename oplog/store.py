@@ -42,7 +42,7 @@ from oplog.errors import (
 )
 from oplog.eventlog import EventLog
 from oplog.hlc import HybridClock
-from oplog.identity import DEVICE_FILE, DEVICES_DIR, load_or_create_device_id
+from oplog.identity import DEVICES_DIR, check_data_dir, load_or_create_device_id
 from oplog.journal import JOURNAL_FILE, Journal
 from oplog.kramdown import plain_text, render_markdown
 from oplog.lockfile import DataDirLock
@@ -260,8 +260,8 @@ class Store:
         """Open (creating it if asked) the data directory for writing; takes the writer lock."""
         options = options or StoreOptions()
         path = Path(data_dir)
-        if not create and not (path / DEVICE_FILE).is_file():
-            raise NotADataDir(f"{path} is not an oplog data directory (no {DEVICE_FILE} file)")
+        if not create:
+            check_data_dir(path)
         if path.exists() and not path.is_dir():
             raise NotADataDir(f"{path} is not a directory")
         clock = clock or SystemClock()

@@ -20,7 +20,7 @@ from oplog.remote import LocalDirRemote
 from oplog.store import Store
 from oplog.syncrunner import run_sync
 from oplog.tools.cli import main
-from oplog.tools.replay import replay_data_dir
+from oplog.datadir import replay_data_dir
 from oplog.wire import request_from_json
 from tests.cli_helpers import run_cli
 

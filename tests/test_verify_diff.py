@@ -24,7 +24,7 @@ from oplog.segment import SEGMENT_HEADER_SIZE
 from oplog.store import Store, StoreOptions
 from oplog.syncrunner import run_sync
 from oplog.tools.cli import main
-from oplog.tools.replay import open_logs_readonly
+from oplog.datadir import open_logs_readonly
 from oplog.tree import Workspace, iter_blocks
 from oplog.v1 import oplog_pb2 as pb
 from oplog.wire import request_from_json
