@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -12,7 +11,7 @@ from oplog.checkpoint import ConflictRecord
 from oplog.eventlog import EventLog
 from oplog.scan import scan, total_events
 from oplog.tools.dump import iso_time, reading
-from oplog.tools.replay import progress_bar
+from oplog.tools.progress import progress_bar, wanted
 
 __all__ = ["register", "run", "conflict_records"]
 
@@ -37,7 +36,11 @@ def _positions(
 ) -> dict[tuple[str, int], tuple[int, int]]:
     """(device, seq) -> (merged position, time_ms) for the events in ``wanted``, by one streaming scan."""
     found: dict[tuple[str, int], tuple[int, int]] = {}
-    with progress_bar(total_events(logs), show_progress, min_total=20_000) as progress:
+    with progress_bar(show_progress, min_total=20_000) as bar:
+        progress = None
+        if bar is not None:
+            bar.set_total(total_events(logs))
+            progress = bar.update_to
         for position, event, _ in scan(logs, progress=progress):
             key = (event.device_id, event.device_seq)
             if key in wanted:
@@ -74,10 +77,11 @@ def conflict_records(
 
 def run(args: argparse.Namespace) -> int:
     """Print the conflicts of the current state."""
-    from oplog.tools.replay import replay_data_dir
+    from oplog.datadir import replay_data_dir
 
-    show = sys.stderr.isatty() and not args.json
-    result = replay_data_dir(args.data, show_progress=show)
+    show = wanted(args)
+    with progress_bar(show) as bar:
+        result = replay_data_dir(args.data, progress=bar)
     with reading(args.data) as logs:
         records = conflict_records(result.conflicts, logs, show_progress=show)
     if args.json:

@@ -11,13 +11,13 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import json
-import sys
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
 from pathlib import Path
 from typing import Any
 
 from oplog.checkpoint import CHECKPOINTS_FILE, CheckpointStore
+from oplog.datadir import check_data_dir, opened_readonly
 from oplog.errors import InvalidArgument, NotADataDir
 from oplog.scan import total_events
 from oplog.statediff import (
@@ -30,7 +30,8 @@ from oplog.statediff import (
     diff_positions,
     diff_workspaces,
 )
-from oplog.tools.replay import opened_readonly, progress_bar
+from oplog.tools.options import usage_error
+from oplog.tools.progress import progress_bar, wanted
 
 __all__ = ["register", "run"]
 
@@ -73,10 +74,12 @@ def _checkpoints(stack: ExitStack, data_dir: Path, full: bool) -> CheckpointStor
 @contextmanager
 def _bar(total: int, enabled: bool, desc: str) -> Iterator[Callable[[int], None] | None]:
     """``progress_bar`` across several replay calls, each counting from zero."""
-    with progress_bar(total, enabled, min_total=_BAR_MIN_EVENTS, desc=desc) as show:
-        if show is None:
+    with progress_bar(enabled, min_total=_BAR_MIN_EVENTS, desc=desc) as bar:
+        if bar is None:
             yield None
             return
+        bar.set_total(total)
+        show = bar.update_to
         base = [0, 0]
 
         def update(done: int) -> None:
@@ -160,7 +163,7 @@ def _positions(args: argparse.Namespace, data_dir: Path, show: bool) -> int:
         try:
             check_positions(start, end, total)
         except InvalidArgument as exc:
-            return _usage(str(exc))
+            return usage_error(str(exc))
         checkpoints = _checkpoints(stack, data_dir, args.full)
         with _bar(end, show, "diff") as progress:
             result = diff_positions(logs, checkpoints, start, end, progress=progress)
@@ -198,14 +201,13 @@ def _comparison_json(cmp: LogComparison) -> dict[str, Any]:
 
 def _other(args: argparse.Namespace, ours_dir: Path, show: bool) -> int:
     from oplog.replay import rewind
-    from oplog.tools.replay import check_data_dir
 
     try:
         theirs_dir = check_data_dir(args.other)
     except NotADataDir as exc:
-        return _usage(f"--other: {exc}")
+        return usage_error(f"--other: {exc}")
     if theirs_dir.resolve() == ours_dir.resolve():
-        return _usage("--other names the same data directory as --data")
+        return usage_error("--other names the same data directory as --data")
     with ExitStack() as stack:
         ours = stack.enter_context(opened_readonly(ours_dir))
         theirs = stack.enter_context(opened_readonly(theirs_dir))
@@ -259,24 +261,15 @@ def _other(args: argparse.Namespace, ours_dir: Path, show: bool) -> int:
     return 0
 
 
-def _usage(message: str) -> int:
-    from oplog.tools.verify import usage_error
-
-    return usage_error(message)
-
-
 def run(args: argparse.Namespace) -> int:
     """Diff two positions or two data directories; 0 on success, 2 for bad usage."""
-    from oplog.tools.replay import check_data_dir, one_line_warnings
-
-    one_line_warnings()
     if args.other is not None and (args.start is not None or args.end is not None):
-        return _usage("--other compares two data directories; it does not take --from/--to")
+        return usage_error("--other compares two data directories; it does not take --from/--to")
     try:
         data_dir = check_data_dir(args.data)
     except NotADataDir as exc:
-        return _usage(str(exc))
-    show = sys.stderr.isatty() and not args.json
+        return usage_error(str(exc))
+    show = wanted(args)
     if args.other is not None:
         return _other(args, data_dir, show)
     return _positions(args, data_dir, show)

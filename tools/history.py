@@ -12,7 +12,7 @@ from oplog.blockhistory import BlockState, BlockTracker, ExactTracker, HistoryEn
 from oplog.errors import BlockNotFound, InvalidArgument
 from oplog.scan import EventFilter, scan, total_events
 from oplog.tools.dump import emit, iso_time, reading
-from oplog.tools.replay import progress_bar
+from oplog.tools.progress import progress_bar
 
 __all__ = ["register", "run", "entry_record"]
 
@@ -95,9 +95,10 @@ def run(args: argparse.Namespace) -> int:
         initial = None
         ws = None
         if flt.after:
-            from oplog.tools.replay import replay_data_dir
+            from oplog.datadir import replay_data_dir
 
-            base = replay_data_dir(args.data, until=flt.after, show_progress=sys.stderr.isatty())
+            with progress_bar(sys.stderr.isatty()) as bar:
+                base = replay_data_dir(args.data, until=flt.after, progress=bar)
             start = (base.position, base.heads)
             initial, ws = state_of(base.ws.blocks.get(block_id)), base.ws
         tracker: BlockTracker | ExactTracker = (
@@ -108,7 +109,11 @@ def run(args: argparse.Namespace) -> int:
         counted = [0]
 
         def lines() -> Iterator[str]:
-            with progress_bar(total - flt.after, sys.stderr.isatty(), min_total=20_000) as progress:
+            with progress_bar(sys.stderr.isatty(), min_total=20_000) as bar:
+                progress = None
+                if bar is not None:
+                    bar.set_total(total - flt.after)
+                    progress = bar.update_to
                 feed = tracker.feed
                 for position, event, raw in scan(logs, window, progress=progress, start=start):
                     entry = feed(position, event, raw)

@@ -12,13 +12,11 @@ import threading
 from typing import Any
 
 from oplog.errors import InvalidArgument
+from oplog.tools.options import DEFAULT_REMOTE, add_cloud_name, add_lock_wait, add_remote, listen_address
 
 __all__ = ["register", "serve", "auth_from_args", "limits_from_args"]
 
-DEFAULT_REMOTE = "./oplog-remote"
 DEFAULT_CLOUD_NAME = "main"
-#: A writer without a server (apply, sync, watch) holds the lock only while it writes.
-DEFAULT_LOCK_WAIT_S = 10.0
 DEFAULT_GRACE_S = 10.0
 
 
@@ -65,11 +63,9 @@ def register(subparsers: Any, parent: argparse.ArgumentParser) -> None:
         help="always: fsync before every reply, concurrent requests sharing an fsync (default); "
         "interval: fsync on a timer, faster, the last moments may be lost on power failure",
     )
-    p.add_argument("--remote", default=DEFAULT_REMOTE, help=f"sync remote folder (default {DEFAULT_REMOTE})")
-    p.add_argument(
-        "--cloud-name",
-        default=DEFAULT_CLOUD_NAME,
-        help=f"folder under the remote (default {DEFAULT_CLOUD_NAME})",
+    add_remote(p, help=f"sync remote folder (default {DEFAULT_REMOTE})")
+    add_cloud_name(
+        p, default=DEFAULT_CLOUD_NAME, help=f"folder under the remote (default {DEFAULT_CLOUD_NAME})"
     )
     boot = p.add_mutually_exclusive_group()
     boot.add_argument(
@@ -118,16 +114,7 @@ def register(subparsers: Any, parent: argparse.ArgumentParser) -> None:
         default=DEFAULT_GRACE_S,
         help=f"seconds in-flight calls get to finish on shutdown (default {DEFAULT_GRACE_S:g})",
     )
-    p.add_argument(
-        "--lock-wait",
-        type=float,
-        default=DEFAULT_LOCK_WAIT_S,
-        metavar="SECONDS",
-        help=(
-            "how long to wait for another local writer (an oplog apply, sync or watch) to let go of the "
-            f"data directory (default {DEFAULT_LOCK_WAIT_S:g})"
-        ),
-    )
+    add_lock_wait(p, what="another local writer (an oplog apply, sync or watch)")
     p.add_argument("--log-level", default="warning", choices=("debug", "info", "warning", "error"))
     p.set_defaults(func=serve)
 
@@ -177,7 +164,7 @@ def serve(args: argparse.Namespace) -> int:
     auth = auth_from_args(args)
     limits = limits_from_args(args)
     # Refuse a bad --listen before touching the data directory.
-    check_listen_address(args.listen, auth)
+    check_listen_address(listen_address(args.listen), auth)
 
     stop = threading.Event()
     received: list[int] = []
