@@ -409,8 +409,8 @@ def test_bad_input_is_one_line_and_exit_1(
     cases = [
         (["history", "--data", data, "20991231000000-nothere"], "not found"),
         (["dump", "--data", data, "--from", "9", "--to", "3"], "--from 9 is after --to 3"),
-        (["dump", "--data", data, "--to", str(total + 1)], "beyond the end"),
-        (["history", "--data", data, "x", "--from", str(total + 5)], "beyond the end"),
+        (["dump", "--data", data, "--to", str(total + 1)], "past the end of the history"),
+        (["history", "--data", data, "x", "--from", str(total + 5)], "past the end of the history"),
         (["dump", "--data", data, "--from", "-1"], "negative"),
         (["dump", "--data", data, "--since", "last tuesday"], "--since: not an ISO 8601 time"),
         (["dump", "--data", data, "--device", "ffffffffffffffff"], "no device"),

@@ -73,7 +73,7 @@ def listen_address(text: str) -> str:
     host, sep, port = text.rpartition(":")
     if not sep or not host:
         raise InvalidArgument(
-            f"--listen {text!r}: expected HOST:PORT (for example 127.0.0.1:4460; port 0 picks one)"
+            f"--listen {text!r}: expected HOST:PORT (for example 127.0.0.1:6807; port 0 picks one)"
         )
     if not port.isdigit() or int(port) > 65535:
         raise InvalidArgument(f"--listen {text!r}: the port must be a number from 0 to 65535, got {port!r}")
