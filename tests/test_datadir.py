@@ -1,0 +1,243 @@
+"""The data-directory library (``oplog.datadir``): the one rule, read-only opening, replay, query, stats.
+
+Also every read command on a read-only data directory (a backup on read-only
+media): ``chmod -R a-w`` when not root, and a read-only bind mount when root
+(chmod does not stop root); skipped where neither can be made.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from oplog import datadir
+from oplog.clock import FakeClock, RandomIds
+from oplog.errors import InvalidArgument, NotADataDir, StorageError
+from oplog.sqlite_readonly import connect_readonly
+from oplog.store import Store
+from oplog.wire import request_from_json
+from tests.cli_helpers import run_cli
+from tests.engine_helpers import T0, numbered_doc_body
+
+DOCS = 6
+
+
+def _write(path: Path, docs: int = DOCS) -> str:
+    """A data directory written by a real store (closed cleanly); returns its state hash."""
+    with Store.open(path, clock=FakeClock(T0), ids=RandomIds(5)) as store:
+        for n in range(1, docs + 1):
+            store.apply(request_from_json(numbered_doc_body(n)))
+        store.checkpoint()
+        return str(store.state().state_hash)
+
+
+@pytest.fixture
+def data(tmp_path: Path) -> Path:
+    path = tmp_path / "data"
+    _write(path)
+    return path
+
+
+# ---------------------------------------------------------------- the rule and the layout
+
+
+def test_one_rule_for_a_data_directory(tmp_path: Path, data: Path) -> None:
+    assert datadir.check_data_dir(data) == data
+    logs_only = tmp_path / "logs-only"
+    (logs_only / datadir.DEVICES_DIR).mkdir(parents=True)
+    plain_file = tmp_path / "file"
+    plain_file.write_text("x")
+    for path, why in (
+        (tmp_path / "missing", "no such directory"),
+        (plain_file, "not a directory"),
+        (logs_only, "no DEVICE file"),
+    ):
+        with pytest.raises(NotADataDir, match=why):
+            datadir.check_data_dir(path)
+    # Store.open without create applies the same rule, with the same words.
+    with pytest.raises(NotADataDir, match="no DEVICE file"):
+        Store.open(logs_only, create=False)
+    proc = run_cli("replay", "--data", str(logs_only))
+    assert proc.returncode == 1 and "no DEVICE file" in proc.stderr
+
+
+def test_layout_names_the_files_a_store_writes(data: Path) -> None:
+    layout = datadir.Layout(data)
+    for path in (layout.device_file, layout.devices, layout.checkpoints, layout.view):
+        assert path.exists(), path
+    assert layout.journal.name == "journal.json"  # written once sync has pulled something
+    assert layout.lock.name == "LOCK" and layout.server.name == "SERVER"
+    assert layout.sync_state.name == "sync.json" and layout.archive.name == "archive"
+    assert datadir.local_device_id(data) == layout.device_file.read_text().strip()
+
+
+# ---------------------------------------------------------------- replay, view, query, stats
+
+
+class _Recorder:
+    def __init__(self) -> None:
+        self.total = -1
+        self.done: list[int] = []
+
+    def set_total(self, total: int) -> None:
+        self.total = total
+
+    def update_to(self, done: int) -> None:
+        self.done.append(done)
+
+
+def test_replay_matches_the_store_and_reports_progress(tmp_path: Path) -> None:
+    path = tmp_path / "d"
+    expected = _write(path)
+    progress = _Recorder()
+    result = datadir.replay_data_dir(path, full=True, progress=progress)
+    assert result.state_hash.hexdigest() == expected and result.position == DOCS
+    assert progress.total == DOCS
+    assert datadir.replay_data_dir(path).state_hash.hexdigest() == expected
+    assert datadir.replay_data_dir(path, until=2).position == 2
+
+
+def test_replay_until_past_the_end_names_the_end(data: Path) -> None:
+    with pytest.raises(
+        InvalidArgument, match=f"--until {DOCS + 1} is past the end of the history \\({DOCS} events\\)"
+    ):
+        datadir.replay_data_dir(data, until=DOCS + 1)
+    with pytest.raises(InvalidArgument, match="not negative"):
+        datadir.replay_data_dir(data, until=-1)
+    assert datadir.replay_data_dir(data, until=DOCS).position == DOCS
+
+
+def test_write_view_refusals_and_result(data: Path, tmp_path: Path) -> None:
+    result = datadir.replay_data_dir(data)
+    with pytest.raises(InvalidArgument, match="own blocks.db"):
+        datadir.write_view(result, data / "blocks.db", data_dir=data)
+    with pytest.raises(InvalidArgument, match="is a directory"):
+        datadir.write_view(result, tmp_path, data_dir=data)
+    with pytest.raises(InvalidArgument, match="no such directory"):
+        datadir.write_view(result, tmp_path / "nowhere" / "v.db", data_dir=data)
+    out = datadir.write_view(result, tmp_path / "v.db", data_dir=data)
+    with sqlite3.connect(out) as conn:
+        assert conn.execute("SELECT count(*) FROM blocks").fetchone()[0] == len(result.ws.blocks)
+
+
+def test_query_uses_the_view_or_a_temporary_one(data: Path) -> None:
+    sql = "SELECT count(*) FROM blocks WHERE type = 'd'"
+    assert datadir.query_data_dir(data, sql, [], max_rows=10, time_budget_s=5).rows == [(DOCS,)]
+    for suffix in ("", "-wal", "-shm"):
+        Path(str(data / "blocks.db") + suffix).unlink(missing_ok=True)
+    assert datadir.query_data_dir(data, sql, [], max_rows=10, time_budget_s=5).rows == [(DOCS,)]
+    assert not (data / "blocks.db").exists()
+
+
+def test_collect_stats(data: Path) -> None:
+    stats = datadir.collect_stats(data)
+    assert stats["events"] == DOCS and stats["position"] == DOCS and stats["documents"] == DOCS
+    assert stats["device_id"] == datadir.local_device_id(data)
+    assert [d["local"] for d in stats["devices"].values()] == [True]
+    assert stats["checkpoints"] and stats["view_bytes"] > 0
+    assert "state_hash" not in datadir.collect_stats(data, with_hash=False)
+
+
+# ---------------------------------------------------------------- read-only SQLite
+
+
+def test_connect_readonly_without_a_wal_index(data: Path, tmp_path: Path) -> None:
+    """A WAL database whose -shm cannot be made opens immutable; a pending WAL is refused, not ignored."""
+    view = data / "blocks.db"
+    assert not Path(str(view) + "-shm").exists()  # closed cleanly
+    conn = connect_readonly(view)
+    assert conn.execute("SELECT count(*) FROM blocks WHERE type = 'd'").fetchone()[0] == DOCS
+    conn.close()
+
+
+# ---------------------------------------------------------------- read-only media
+
+READ_COMMANDS: list[tuple[str, ...]] = [
+    ("stats",),
+    ("replay",),
+    ("verify",),
+    ("query", "SELECT count(*) AS n FROM blocks WHERE type = 'd'"),
+    ("conflicts",),
+    ("dump",),
+    ("history", "20240101000000-0000001"),
+    ("diff",),
+    ("archive", "list"),
+]
+
+
+def _can_bind_mount(tmp: Path) -> bool:
+    probe_src, probe_dst = tmp / "probe-src", tmp / "probe-dst"
+    probe_src.mkdir()
+    probe_dst.mkdir()
+    ok = (
+        subprocess.run(["mount", "--bind", str(probe_src), str(probe_dst)], capture_output=True).returncode
+        == 0
+    )
+    if ok:
+        subprocess.run(["umount", str(probe_dst)], check=False)
+    return ok
+
+
+@pytest.fixture(params=["chmod", "ro-mount"])
+def readonly_data(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Path]:
+    """A data directory nobody can write: chmod -R a-w (not root) or a read-only bind mount (root)."""
+    source = tmp_path / "data"
+    _write(source)
+    if request.param == "chmod":
+        if os.geteuid() == 0:
+            pytest.skip("chmod does not stop root; the ro-mount case covers it")
+        for root, dirs, files in os.walk(source):
+            for name in [*dirs, *files]:
+                os.chmod(Path(root) / name, 0o555 if name in dirs else 0o444)
+        os.chmod(source, 0o555)
+        try:
+            yield source
+        finally:
+            for root, dirs, _files in os.walk(source):
+                os.chmod(root, 0o755)
+                for name in dirs:
+                    os.chmod(Path(root) / name, 0o755)
+        return
+    if os.geteuid() != 0 or not _can_bind_mount(tmp_path):
+        pytest.skip("a read-only bind mount needs root and mount(8)")
+    target = tmp_path / "ro"
+    target.mkdir()
+    subprocess.run(["mount", "--bind", str(source), str(target)], check=True)
+    try:
+        subprocess.run(["mount", "-o", "remount,ro,bind", str(target)], check=True)
+        yield target
+    finally:
+        subprocess.run(["umount", str(target)], check=False)
+
+
+def test_every_read_command_works_on_a_read_only_data_directory(readonly_data: Path) -> None:
+    with pytest.raises(OSError):
+        (readonly_data / "probe").write_text("x")
+    for argv in READ_COMMANDS:
+        proc = run_cli(*argv, "--data", str(readonly_data))
+        assert proc.returncode == 0, (argv, proc.stderr)
+        assert proc.stderr == "", (argv, proc.stderr)  # no warning, no false damage
+    verify = run_cli("verify", "--json", "--data", str(readonly_data))
+    report = json.loads(verify.stdout)
+    assert report["sound"] and report["damage"] == 0 and report["checked"]["checkpoints"] >= 1
+    query = run_cli(
+        "query", "--json", "SELECT count(*) FROM blocks WHERE type = 'd'", "--data", str(readonly_data)
+    )
+    assert json.loads(query.stdout)["rows"] == [[DOCS]]
+    stats = json.loads(run_cli("stats", "--json", "--data", str(readonly_data)).stdout)
+    assert stats["checkpoints"] and stats["position"] == DOCS
+    assert not list(readonly_data.glob("*-shm"))
+
+
+def test_readonly_open_errors_are_storage_errors(tmp_path: Path) -> None:
+    broken = tmp_path / "d"
+    _write(broken)
+    (broken / "blocks.db").write_bytes(b"not a database" * 100)
+    with pytest.raises((StorageError, sqlite3.DatabaseError)):
+        datadir.query_data_dir(broken, "SELECT 1", [], max_rows=1, time_budget_s=1)
