@@ -65,11 +65,15 @@ _IPV4_LIKE_RE = re.compile(r"[0-9.]+")
 
 
 def listen_address(text: str) -> str:
-    """``host:port`` checked (port 0-65535, host a name or an IP, IPv6 in brackets); ``InvalidArgument`` otherwise.
+    """``host:port`` checked (port 0-65535, host a name or an IP, IPv6 in brackets) or ``unix:PATH``; else ``InvalidArgument``.
 
     gRPC would otherwise take ``127.0.0.1:70000`` as port 4464 (70000 mod 65536)
     and ``127.0.0.1`` as port 443.
     """
+    if text.startswith(("unix:", "unix-abstract:")):
+        if not text.partition(":")[2]:
+            raise InvalidArgument(f"--listen {text!r}: name the socket, for example unix:/run/oplog.sock")
+        return text
     host, sep, port = text.rpartition(":")
     if not sep or not host:
         raise InvalidArgument(
@@ -125,10 +129,13 @@ def add_server(parser: argparse.ArgumentParser, *, help: str) -> None:
 
 
 def add_token(
-    parser: argparse.ArgumentParser, *, help: str = "API token for the server (default $OPLOG_TOKEN)"
+    parser: argparse._ActionsContainer,
+    *,
+    default: str | None = None,
+    help: str = "API token for the server (default $OPLOG_TOKEN)",
 ) -> None:
-    """``--token TOKEN``: the API token sent to a server (``$OPLOG_TOKEN`` when left out)."""
-    parser.add_argument("--token", metavar="TOKEN", help=help)
+    """``--token TOKEN``: the API token (clients read ``$OPLOG_TOKEN`` when it is left out)."""
+    parser.add_argument("--token", metavar="TOKEN", default=default, help=help)
 
 
 def parse_time_ms(text: str, option: str = "--until-time") -> int:

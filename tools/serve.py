@@ -12,7 +12,14 @@ import threading
 from typing import Any
 
 from oplog.errors import InvalidArgument
-from oplog.tools.options import DEFAULT_REMOTE, add_cloud_name, add_lock_wait, add_remote, listen_address
+from oplog.tools.options import (
+    DEFAULT_REMOTE,
+    add_cloud_name,
+    add_lock_wait,
+    add_remote,
+    add_token,
+    listen_address,
+)
 
 __all__ = ["register", "serve", "auth_from_args", "limits_from_args"]
 
@@ -44,8 +51,8 @@ def register(subparsers: Any, parent: argparse.ArgumentParser) -> None:
         "Without a token only loopback addresses are allowed",
     )
     auth = p.add_mutually_exclusive_group()
-    auth.add_argument(
-        "--token",
+    add_token(
+        auth,
         default=os.environ.get("OPLOG_TOKEN") or None,
         help="one admin token; callers send metadata 'authorization: Token <token>' (env OPLOG_TOKEN)",
     )

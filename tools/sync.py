@@ -18,7 +18,14 @@ from oplog.errors import InvalidArgument
 from oplog.remote import LocalDirRemote
 from oplog.store import Store, StoreOptions
 from oplog.syncrunner import SyncRunner
-from oplog.tools.options import DEFAULT_REMOTE, add_lock_wait, add_remote, add_server, add_token
+from oplog.tools.options import (
+    DEFAULT_REMOTE,
+    add_cloud_name,
+    add_lock_wait,
+    add_remote,
+    add_server,
+    add_token,
+)
 
 __all__ = ["register", "run", "DEFAULT_REMOTE"]
 
@@ -34,9 +41,7 @@ def register(subparsers: Any, parent: argparse.ArgumentParser) -> None:
             "and a different one given here is refused"
         ),
     )
-    cmd.add_argument(
-        "--cloud-name", default=None, help="folder under the remote (default: the current one, or main)"
-    )
+    add_cloud_name(cmd, default=None, help="folder under the remote (default: the current one, or main)")
     cmd.add_argument("--push-mode", default="", help="'' (both ways), force-push or force-pull")
     cmd.add_argument("--force", action="store_true", help="re-list and re-verify the remote")
     cmd.add_argument("--app", default="oplog-cli", help="the app id sent with the sync")
