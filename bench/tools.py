@@ -299,8 +299,8 @@ def _child(step: str, folder: Path, block: str, to: int | None) -> dict[str, Any
         for log in logs.values():
             log.close()
     elif step == "scan":
-        from oplog.scan import scan
         from oplog.datadir import open_logs_readonly
+        from oplog.scan import scan
 
         logs = open_logs_readonly(folder)
         for _ in scan(logs):

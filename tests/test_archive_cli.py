@@ -16,11 +16,11 @@ import pytest
 
 from oplog.archive import list_archive
 from oplog.clock import FakeClock, RandomIds, SystemClock
+from oplog.datadir import replay_data_dir
 from oplog.remote import LocalDirRemote
 from oplog.store import Store
 from oplog.syncrunner import run_sync
 from oplog.tools.cli import main
-from oplog.datadir import replay_data_dir
 from oplog.wire import request_from_json
 from tests.cli_helpers import run_cli
 
