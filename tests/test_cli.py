@@ -23,6 +23,7 @@ from oplog.store import Store
 from oplog.tools.cli import COMMANDS, build_parser, main
 from oplog.wire import request_from_json
 from tests.cli_helpers import REPO, run_cli
+from tests.closed_pipe import run_into_closed_pipe
 from tests.engine_helpers import T0, numbered_doc_body
 
 TOOLS = REPO / "tools"
@@ -236,24 +237,6 @@ def test_bad_option_values_are_one_line(data: Path) -> None:
 
 
 # ---------------------------------------------------------------- a reader that goes away (| head)
-
-
-def run_into_closed_pipe(*argv: str) -> subprocess.CompletedProcess[str]:
-    """Run ``oplog ARGV`` with stdout a pipe whose read end is already closed (``| head`` that has quit)."""
-    read_end, write_end = os.pipe()
-    os.close(read_end)
-    try:
-        return subprocess.run(
-            [sys.executable, "-m", "oplog.tools.cli", *argv],
-            stdout=write_end,
-            stderr=subprocess.PIPE,
-            text=True,
-            env={**os.environ, "PYTHONPATH": str(REPO)},
-            timeout=120,
-            check=False,
-        )
-    finally:
-        os.close(write_end)
 
 
 def test_a_closed_pipe_ends_every_command_quietly(data: Path, tmp_path: Path) -> None:
