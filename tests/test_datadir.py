@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import sqlite3
 import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -22,7 +24,7 @@ from oplog.errors import InvalidArgument, NotADataDir, StorageError
 from oplog.sqlite_readonly import connect_readonly
 from oplog.store import Store
 from oplog.wire import request_from_json
-from tests.cli_helpers import run_cli
+from tests.cli_helpers import REPO, run_cli
 from tests.engine_helpers import T0, numbered_doc_body
 
 DOCS = 6
@@ -241,3 +243,81 @@ def test_readonly_open_errors_are_storage_errors(tmp_path: Path) -> None:
     (broken / "blocks.db").write_bytes(b"not a database" * 100)
     with pytest.raises((StorageError, sqlite3.DatabaseError)):
         datadir.query_data_dir(broken, "SELECT 1", [], max_rows=1, time_budget_s=1)
+
+
+# ---------------------------------------------------------------- oplog serve --readonly
+
+
+def _files(root: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
+
+
+def _serve_readonly(data: Path, remote: Path) -> tuple[subprocess.Popen[str], str]:
+    """``oplog serve --readonly`` as a real process; the process and the address it printed."""
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "oplog.tools.cli",
+            "serve",
+            "--readonly",
+            "--lock-wait",
+            "0",
+            "--listen",
+            "127.0.0.1:0",
+            "--remote",
+            str(remote),
+            "--json",
+            "--data",
+            str(data),
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "PYTHONPATH": str(REPO)},
+    )
+    first = proc.stdout.readline() if proc.stdout is not None else ""
+    if not first.startswith("{"):
+        proc.kill()
+        _, err = proc.communicate(timeout=30)
+        pytest.fail(f"oplog serve --readonly did not start: {first!r} {err}")
+    return proc, json.loads(first)["listening"]
+
+
+def _check_readonly_server(data: Path, remote: Path, expected_hash: str) -> None:
+    import grpc
+
+    from oplog.server.client import Client
+    from oplog.v1 import oplog_pb2 as pb
+
+    proc, address = _serve_readonly(data, remote)
+    try:
+        with Client(address) as client:
+            client.wait_ready(30)
+            assert client.stub.GetState(pb.GetStateRequest(), timeout=30).state_hash == expected_hash
+            reply = client.stub.Query(
+                pb.QueryRequest(sql="SELECT count(*) FROM blocks WHERE type = 'd'"), timeout=30
+            )
+            assert reply.rows[0].values[0].number_value == DOCS
+            with pytest.raises(grpc.RpcError) as refused:
+                client.stub.Apply(request_from_json(numbered_doc_body(99)), timeout=30)
+            assert refused.value.code() == grpc.StatusCode.PERMISSION_DENIED
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 0, err
+
+
+def test_serve_readonly_beside_the_writer_takes_no_lock_and_writes_nothing(tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    expected = _write(data)
+    with Store.open(data, clock=FakeClock(T0), ids=RandomIds(6)):  # the writer holds the lock throughout
+        before = _files(data)
+        _check_readonly_server(data, tmp_path / "remote", expected)
+        assert _files(data) == before
+    assert not (tmp_path / "remote").exists()
+
+
+def test_serve_readonly_on_read_only_media(readonly_data: Path, tmp_path: Path) -> None:
+    expected = datadir.replay_data_dir(readonly_data).state_hash.hexdigest()
+    _check_readonly_server(readonly_data, tmp_path / "remote", expected)

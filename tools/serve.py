@@ -219,7 +219,8 @@ def serve(args: argparse.Namespace) -> int:
         tune_gc()
         from oplog.tools.discover import remove_server_file, write_server_file
 
-        write_server_file(args.data, running.address, args.remote)
+        if not args.readonly:  # a read-only server writes nothing there and holds no lock
+            write_server_file(args.data, running.address, args.remote)
         info = {
             "listening": running.address,
             "data": str(args.data),
