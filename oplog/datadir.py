@@ -10,7 +10,8 @@ function takes a path, opens what it needs read-only and closes it again:
 - ``open_logs_readonly`` / ``opened_readonly`` — every device log, never the
   writer's lock, so all of this works beside a running server and on
   read-only media (SQLite files are opened through ``sqlite_readonly``);
-- ``replay_data_dir``, ``write_view``, ``query_data_dir``, ``collect_stats``.
+- ``replay_data_dir``, ``write_view``, ``query_data_dir``, ``collect_stats``,
+  ``conflicts_data_dir``, ``diff_data_dir``, ``compare_data_dirs``.
 
 Nothing here writes inside the data directory. Progress is reported to an
 optional ``Progress`` object (the CLI's is a tqdm bar), so the library stays
@@ -22,23 +23,32 @@ from __future__ import annotations
 import os
 import sqlite3
 import tempfile
-from collections.abc import Iterator
-from contextlib import contextmanager
+from collections.abc import Iterator, Mapping
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
 from oplog.archive import ARCHIVE_DIR
-from oplog.checkpoint import CHECKPOINTS_FILE, CheckpointStore
-from oplog.errors import InvalidArgument, StorageError
+from oplog.checkpoint import CHECKPOINTS_FILE, CheckpointStore, ConflictRecord
+from oplog.errors import InvalidArgument, NotADataDir, StorageError
 from oplog.eventlog import EventLog
 from oplog.identity import DEVICE_FILE, DEVICES_DIR, check_data_dir
 from oplog.journal import JOURNAL_FILE
 from oplog.lockfile import LOCK_FILE
 from oplog.replay import ReplayResult, replay, rewind
-from oplog.scan import total_events
+from oplog.scan import scan, total_events
 from oplog.sqlquery import QueryResult, run_query
 from oplog.sqlview import VIEW_FILE
+from oplog.statediff import (
+    LogComparison,
+    PositionDiff,
+    StateDiff,
+    check_positions,
+    compare_logs,
+    diff_positions,
+    diff_workspaces,
+)
 
 __all__ = [
     "DEVICE_FILE",
@@ -59,6 +69,13 @@ __all__ = [
     "write_view",
     "query_data_dir",
     "collect_stats",
+    "PlacedConflict",
+    "ConflictList",
+    "conflicts_data_dir",
+    "DataDirDiff",
+    "diff_data_dir",
+    "DataDirComparison",
+    "compare_data_dirs",
 ]
 
 #: Written by ``oplog serve`` while it holds the directory (``oplog.tools.discover``).
@@ -307,3 +324,164 @@ def collect_stats(data: str | os.PathLike[str], *, with_hash: bool = True) -> di
             conflicts=len(result.conflicts),
         )
     return stats
+
+
+# ---------------------------------------------------------------- conflicts
+
+
+@dataclass(frozen=True, slots=True)
+class PlacedConflict:
+    """A conflict with its event's merged position and time (``None`` when the logs no longer hold the event)."""
+
+    conflict: ConflictRecord
+    position: int | None
+    time_ms: int | None
+
+
+@dataclass(frozen=True, slots=True)
+class ConflictList:
+    """The conflicts of a data directory's current state, in merged order."""
+
+    position: int
+    conflicts: list[PlacedConflict]
+
+
+def _place(
+    logs: Mapping[str, EventLog], wanted: set[tuple[str, int]], progress: Progress | None
+) -> dict[tuple[str, int], tuple[int, int]]:
+    """(device, seq) -> (merged position, time_ms) for the events in ``wanted``, by one streaming scan."""
+    found: dict[tuple[str, int], tuple[int, int]] = {}
+    update = None
+    if progress is not None:
+        progress.set_total(total_events(logs))
+        update = progress.update_to
+    for position, event, _ in scan(logs, progress=update):
+        key = (event.device_id, event.device_seq)
+        if key in wanted:
+            found[key] = (position, event.time_ms)
+            if len(found) == len(wanted):
+                break
+    return found
+
+
+def conflicts_data_dir(
+    data: str | os.PathLike[str], *, progress: Progress | None = None, scan_progress: Progress | None = None
+) -> ConflictList:
+    """Replay the directory and place every conflict of the result (``progress``: the replay; ``scan_progress``: the scan)."""
+    result = replay_data_dir(data, progress=progress)
+    conflicts = result.conflicts
+    with opened_readonly(check_data_dir(data)) as logs:
+        wanted = {(c.device_id, c.device_seq) for c in conflicts}
+        where = _place(logs, wanted, scan_progress) if conflicts else {}
+    placed = []
+    for c in conflicts:
+        position, time_ms = where.get((c.device_id, c.device_seq), (None, None))
+        placed.append(PlacedConflict(c, position, time_ms))
+    return ConflictList(result.position, placed)
+
+
+# ---------------------------------------------------------------- diff
+
+
+class _Cumulative:
+    """One ``Progress`` fed by several replay calls that each count from zero."""
+
+    def __init__(self, progress: Progress, total: int) -> None:
+        progress.set_total(total)
+        self._progress = progress
+        self._base = 0
+        self._last = 0
+
+    def __call__(self, done: int) -> None:
+        if done < self._last:  # a smaller count than the last one: the next replay call started
+            self._base += self._last
+        self._last = done
+        self._progress.update_to(self._base + done)
+
+
+@dataclass(frozen=True, slots=True)
+class DataDirDiff:
+    """The state difference between two positions of one data directory (``end``: its number of events)."""
+
+    result: PositionDiff
+    end: int
+
+
+def diff_data_dir(
+    data: str | os.PathLike[str],
+    start: int | None = None,
+    stop: int | None = None,
+    *,
+    full: bool = False,
+    progress: Progress | None = None,
+) -> DataDirDiff:
+    """Compare the states at positions ``start`` (default 0) and ``stop`` (default the end); ``InvalidArgument`` for bad ones."""
+    data_dir = check_data_dir(data)
+    with opened_readonly(data_dir) as logs, ExitStack() as stack:
+        total = total_events(logs)
+        first = 0 if start is None else start
+        last = total if stop is None else stop
+        check_positions(first, last, total)
+        checkpoints = (
+            None if full else stack.enter_context(CheckpointStore(data_dir / CHECKPOINTS_FILE, readonly=True))
+        )
+        update = _Cumulative(progress, last) if progress is not None else None
+        return DataDirDiff(diff_positions(logs, checkpoints, first, last, progress=update), total)
+
+
+@dataclass(frozen=True, slots=True)
+class DataDirComparison:
+    """Two data directories compared: the events each lacks and the block differences from ours to theirs."""
+
+    ours: Path
+    theirs: Path
+    logs: LogComparison
+    blocks: StateDiff
+    ours_hash: str
+    theirs_hash: str
+
+    @property
+    def identical(self) -> bool:
+        """The same events and the same state."""
+        return self.logs.same_events and self.ours_hash == self.theirs_hash
+
+
+def compare_data_dirs(
+    ours: str | os.PathLike[str],
+    theirs: str | os.PathLike[str],
+    *,
+    full: bool = False,
+    progress: Progress | None = None,
+) -> DataDirComparison:
+    """Compare ``ours`` with ``theirs`` (``InvalidArgument``/``NotADataDir`` naming ``--other`` when unusable)."""
+    ours_dir = check_data_dir(ours)
+    try:
+        theirs_dir = check_data_dir(theirs)
+    except NotADataDir as exc:
+        raise NotADataDir(f"--other: {exc}") from None
+    if theirs_dir.resolve() == ours_dir.resolve():
+        raise InvalidArgument("--other names the same data directory as --data")
+    with ExitStack() as stack:
+        a_logs = stack.enter_context(opened_readonly(ours_dir))
+        b_logs = stack.enter_context(opened_readonly(theirs_dir))
+        both = total_events(a_logs) + total_events(b_logs)
+        update = _Cumulative(progress, both) if progress is not None else None
+        cmp = compare_logs(a_logs, b_logs, progress=update)
+        states = []
+        update = _Cumulative(progress, both) if progress is not None else None
+        for logs, folder in ((a_logs, ours_dir), (b_logs, theirs_dir)):
+            checkpoints = (
+                None
+                if full
+                else stack.enter_context(CheckpointStore(folder / CHECKPOINTS_FILE, readonly=True))
+            )
+            states.append(rewind(logs, checkpoints, progress=update, warn_missing=False))
+    a, b = states
+    return DataDirComparison(
+        ours_dir,
+        theirs_dir,
+        cmp,
+        diff_workspaces(a.ws, b.ws),
+        a.state_hash.hexdigest(),
+        b.state_hash.hexdigest(),
+    )

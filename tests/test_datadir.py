@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import sqlite3
 import subprocess
@@ -321,3 +322,66 @@ def test_serve_readonly_beside_the_writer_takes_no_lock_and_writes_nothing(tmp_p
 def test_serve_readonly_on_read_only_media(readonly_data: Path, tmp_path: Path) -> None:
     expected = datadir.replay_data_dir(readonly_data).state_hash.hexdigest()
     _check_readonly_server(readonly_data, tmp_path / "remote", expected)
+
+
+# ---------------------------------------------------------------- conflicts, diff, compare
+
+
+def test_conflicts_are_placed_in_merged_order(tmp_path: Path) -> None:
+    from tests.workload import simulate, write_logs
+
+    path = tmp_path / "sim"
+    write_logs(path, simulate(51, devices=3, rounds=5, per_round=12))
+    replayed = datadir.replay_data_dir(path, full=True)
+    scan_progress = _Recorder()
+    found = datadir.conflicts_data_dir(path, scan_progress=scan_progress)
+    assert found.position == replayed.position
+    assert [p.conflict for p in found.conflicts] == list(replayed.conflicts)
+    positions = [p.position for p in found.conflicts]
+    assert found.conflicts and None not in positions and positions == sorted(positions)  # seed 51 has 11
+    assert scan_progress.total == replayed.position
+
+
+def test_diff_and_compare(data: Path, tmp_path: Path) -> None:
+    whole = datadir.diff_data_dir(data)
+    assert whole.end == DOCS and len(whole.result.diff.added) == DOCS
+    assert not datadir.diff_data_dir(data, 2, 2).result.diff.added
+    assert len(datadir.diff_data_dir(data, 2, full=True).result.diff.added) == DOCS - 2
+    with pytest.raises(InvalidArgument, match="past the end of the history"):
+        datadir.diff_data_dir(data, 0, DOCS + 1)
+    copy = tmp_path / "copy"
+    shutil.copytree(data, copy)
+    assert datadir.compare_data_dirs(data, copy).identical
+    with Store.open(copy, clock=FakeClock(T0 + 10_000), ids=RandomIds(8)) as store:
+        store.apply(request_from_json(numbered_doc_body(50)))
+    progress = _Recorder()
+    cmp = datadir.compare_data_dirs(data, copy, progress=progress)
+    assert not cmp.identical and cmp.logs.first_theirs_only is not None and cmp.logs.first_ours_only is None
+    assert [b.id for b in cmp.blocks.added] == ["20240101000000-0000050"]
+    assert progress.total == 2 * DOCS + 1 and progress.done[-1] <= progress.total
+    with pytest.raises(InvalidArgument, match="same data directory"):
+        datadir.compare_data_dirs(data, data)
+    with pytest.raises(NotADataDir, match="--other"):
+        datadir.compare_data_dirs(data, tmp_path / "nowhere")
+
+
+def test_the_progress_adapter_takes_every_shape(capsys: pytest.CaptureFixture[str]) -> None:
+    from oplog.tools.progress import ProgressBar, progress_bar
+
+    bar = ProgressBar(desc="shapes", min_total=0)
+    bar.set_total(10)
+    bar.update_to(4)
+    bar.update_to(99)  # never past the total
+    bar.add_total(5)
+    bar.advance(2)
+    bar.step(3, 5, "pulling")
+    bar.write("retrying: x")
+    bar.close()
+    small = ProgressBar(min_total=1000)
+    small.set_total(10)  # under min_total: no bar, every call a no-op
+    small.update_to(5)
+    small.close()
+    with progress_bar(False) as nothing:
+        assert nothing is None
+    err = capsys.readouterr().err
+    assert "shapes" in err and "retrying: x" in err
