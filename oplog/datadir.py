@@ -11,7 +11,8 @@ function takes a path, opens what it needs read-only and closes it again:
   writer's lock, so all of this works beside a running server and on
   read-only media (SQLite files are opened through ``sqlite_readonly``);
 - ``replay_data_dir``, ``write_view``, ``query_data_dir``, ``collect_stats``,
-  ``conflicts_data_dir``, ``diff_data_dir``, ``compare_data_dirs``.
+  ``conflicts_data_dir``, ``diff_data_dir``, ``compare_data_dirs``, ``events``
+  (dump) and ``block_history`` (history), both streaming in constant memory.
 
 Nothing here writes inside the data directory. Progress is reported to an
 optional ``Progress`` object (the CLI's is a tqdm bar), so the library stays
@@ -30,14 +31,15 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from oplog.archive import ARCHIVE_DIR
+from oplog.blockhistory import BlockTracker, ExactTracker, HistoryEntry, state_of
 from oplog.checkpoint import CHECKPOINTS_FILE, CheckpointStore, ConflictRecord
-from oplog.errors import InvalidArgument, NotADataDir, StorageError
+from oplog.errors import BlockNotFound, InvalidArgument, NotADataDir, StorageError
 from oplog.eventlog import EventLog
 from oplog.identity import DEVICE_FILE, DEVICES_DIR, check_data_dir
 from oplog.journal import JOURNAL_FILE
 from oplog.lockfile import LOCK_FILE
 from oplog.replay import ReplayResult, replay, rewind
-from oplog.scan import scan, total_events
+from oplog.scan import EventFilter, Item, scan, total_events
 from oplog.sqlquery import QueryResult, run_query
 from oplog.sqlview import VIEW_FILE
 from oplog.statediff import (
@@ -76,6 +78,8 @@ __all__ = [
     "diff_data_dir",
     "DataDirComparison",
     "compare_data_dirs",
+    "events",
+    "block_history",
 ]
 
 #: Written by ``oplog serve`` while it holds the directory (``oplog.tools.discover``).
@@ -485,3 +489,76 @@ def compare_data_dirs(
         a.state_hash.hexdigest(),
         b.state_hash.hexdigest(),
     )
+
+
+# ---------------------------------------------------------------- events and a block's history
+
+
+def events(
+    data: str | os.PathLike[str], flt: EventFilter | None = None, *, progress: Progress | None = None
+) -> Iterator[Item]:
+    """Stream ``(position, event, raw)`` in merged order through ``flt``; its checks run at the first step.
+
+    The logs stay open while the iterator runs and close when it ends or is closed.
+    """
+    flt = flt or EventFilter()
+    with opened_readonly(check_data_dir(data)) as logs:
+        flt.check_against(logs)
+        update = None
+        if progress is not None:
+            progress.set_total(flt.through if flt.through is not None else total_events(logs))
+            update = progress.update_to
+        yield from scan(logs, flt, progress=update)
+
+
+def block_history(
+    data: str | os.PathLike[str],
+    block_id: str,
+    *,
+    after: int = 0,
+    through: int | None = None,
+    exact: bool = False,
+    progress: Progress | None = None,
+    base_progress: Progress | None = None,
+) -> Iterator[HistoryEntry]:
+    """Stream every event that touched ``block_id`` (after position ``after``, through ``through``), oldest first.
+
+    ``exact`` folds every event through the engine (replay's cost) instead of
+    reading only the events that name the block. A block no event names is
+    ``BlockNotFound`` once the scan ends. ``base_progress`` reports the replay
+    up to ``after``, ``progress`` the scan.
+    """
+    block_id = block_id.strip()
+    if not block_id:
+        raise InvalidArgument("BLOCK_ID must not be empty")
+    data_dir = check_data_dir(data)
+    flt = EventFilter(after=after, through=through)
+    with opened_readonly(data_dir) as logs:
+        flt.check_against(logs)
+        start = None
+        initial = None
+        ws = None
+        if flt.after:
+            base = replay_data_dir(data_dir, until=flt.after, progress=base_progress)
+            start = (base.position, base.heads)
+            initial, ws = state_of(base.ws.blocks.get(block_id)), base.ws
+        tracker: BlockTracker | ExactTracker = (
+            ExactTracker(block_id, ws) if exact else BlockTracker(block_id, initial)
+        )
+        total = flt.through if flt.through is not None else total_events(logs)
+        update = None
+        if progress is not None:
+            progress.set_total(total - flt.after)
+            update = progress.update_to
+        feed = tracker.feed
+        count = 0
+        for position, event, raw in scan(
+            logs, EventFilter(through=flt.through), progress=update, start=start
+        ):
+            entry = feed(position, event, raw)
+            if entry is not None:
+                count += 1
+                yield entry
+        if not count and not tracker.seen:
+            where = f" in positions {flt.after}..{total}" if flt.after or flt.through else ""
+            raise BlockNotFound(f"block {block_id} not found: no event names it{where}")

@@ -7,16 +7,13 @@ import datetime as dt
 import functools
 import itertools
 import sys
-from collections.abc import Iterable, Iterator
-from contextlib import contextmanager
-from pathlib import Path
+from collections.abc import Iterable
 from typing import Any
 
 import orjson
 
-from oplog.datadir import check_data_dir, opened_readonly
-from oplog.eventlog import EventLog
-from oplog.scan import EventFilter, scan, total_events
+from oplog.datadir import events
+from oplog.scan import EventFilter
 from oplog.tools.options import parse_time_ms
 from oplog.tools.progress import progress_bar
 from oplog.v1 import oplog_pb2 as pb
@@ -29,7 +26,6 @@ __all__ = [
     "event_json",
     "event_line",
     "iso_time",
-    "reading",
     "emit",
     "filter_from_args",
 ]
@@ -76,13 +72,6 @@ _ISO_MILLIS = tuple(f".{milli:03d}Z" for milli in range(1000))
 @functools.lru_cache(maxsize=64)
 def _iso_second(second: int) -> str:
     return dt.datetime.fromtimestamp(second, dt.UTC).isoformat()[:19]
-
-
-@contextmanager
-def reading(data: str | Path) -> Iterator[dict[str, EventLog]]:
-    """The data directory's device logs opened read-only (never the writer's lock), closed afterwards."""
-    with opened_readonly(check_data_dir(data)) as logs:
-        yield logs
 
 
 # ---------------------------------------------------------------- records
@@ -164,18 +153,11 @@ def filter_from_args(args: argparse.Namespace) -> EventFilter:
 
 def run(args: argparse.Namespace) -> int:
     """Print the events that pass the filters."""
-    flt = filter_from_args(args)
-    with reading(args.data) as logs:
-        flt.check_against(logs)
-        total = flt.through if flt.through is not None else total_events(logs)
-        with progress_bar(sys.stderr.isatty(), min_total=20_000) as bar:
-            if bar is not None:
-                bar.set_total(total)
-            items = scan(logs, flt, progress=bar.update_to if bar is not None else None)
-            if args.json:
-                undo = args.undo
-                lines = (event_json(p, e, undo=undo) for p, e, _ in items)
-            else:
-                lines = (event_line(p, e) for p, e, _ in items)
-            emit(lines)
+    with progress_bar(sys.stderr.isatty(), min_total=20_000) as bar:
+        items = events(args.data, filter_from_args(args), progress=bar)
+        if args.json:
+            undo = args.undo
+            emit(event_json(p, e, undo=undo) for p, e, _ in items)
+        else:
+            emit(event_line(p, e) for p, e, _ in items)
     return 0
