@@ -14,13 +14,13 @@ from google.protobuf import json_format
 
 from oplog.clock import FakeClock, RandomIds
 from oplog.hlc import COUNTER_BITS
+from oplog.isotime import iso_time
 from oplog.remote import LocalDirRemote
 from oplog.replay import replay
 from oplog.resolve import seed_action
 from oplog.store import Store
 from oplog.syncrunner import run_sync
 from oplog.tools.cli import main
-from oplog.tools.dump import iso_time
 from oplog.v1 import oplog_pb2 as pb
 from oplog.wire import request_from_json
 from tests.cli_helpers import run_cli

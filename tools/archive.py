@@ -8,7 +8,6 @@ refuses, naming the server, when ``oplog serve`` holds the directory.
 from __future__ import annotations
 
 import argparse
-import datetime as dt
 import json
 import re
 from pathlib import Path
@@ -27,6 +26,7 @@ from oplog.archive import (
 )
 from oplog.datadir import check_data_dir, opened_readonly
 from oplog.errors import DataDirLocked, InvalidArgument
+from oplog.isotime import iso_time
 from oplog.tools.options import add_lock_wait
 from oplog.tools.progress import progress_bar, wanted
 from oplog.v1 import oplog_pb2 as pb
@@ -95,11 +95,6 @@ def parse_seq_range(text: str) -> SeqRange:
     return SeqRange(first, int(match.group(2)) if match.group(2) else first)
 
 
-def _iso(ms: int) -> str:
-    moment = dt.datetime.fromtimestamp(ms / 1000, dt.UTC)
-    return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")
-
-
 def _check_device(entry: ArchiveEntry, device_id: str | None) -> None:
     if device_id is not None and device_id not in entry.device_ids:
         held = ", ".join(entry.device_ids) or "none"
@@ -118,7 +113,7 @@ def entry_summary(entry: ArchiveEntry) -> dict[str, Any]:
         "id": entry.id,
         "reason": entry.reason,
         "time_ms": entry.time_ms,
-        "time": _iso(entry.time_ms),
+        "time": iso_time(entry.time_ms),
         "epoch_from": entry.epoch_from,
         "epoch_to": entry.epoch_to,
         "devices": entry.device_ids,
@@ -158,7 +153,7 @@ def event_json(entry: ArchiveEntry, event: pb.Event) -> dict[str, Any]:
         "device_seq": event.device_seq,
         "hlc": event.hlc,
         "time_ms": event.time_ms,
-        "time": _iso(event.time_ms),
+        "time": iso_time(event.time_ms),
         "app": event.app,
         "session": event.session,
         "req_id": event.req_id,
@@ -215,7 +210,7 @@ def run_show(args: argparse.Namespace) -> int:
             print(json.dumps(event_json(entry, event), ensure_ascii=False))
         else:
             print(
-                f"{event.device_id}#{event.device_seq}  hlc {event.hlc}  {_iso(event.time_ms)}  "
+                f"{event.device_id}#{event.device_seq}  hlc {event.hlc}  {iso_time(event.time_ms)}  "
                 f"app {event.app or '-'}  {_status(entry, event)}  {_actions_text(event)}"
             )
     return 0

@@ -10,7 +10,7 @@ import json
 from typing import Any
 
 from oplog.datadir import PlacedConflict, conflicts_data_dir
-from oplog.tools.dump import iso_time
+from oplog.isotime import iso_time
 from oplog.tools.progress import progress_bar, wanted
 
 __all__ = ["register", "run", "conflict_json"]

@@ -10,12 +10,12 @@ Parse, call ``oplog.datadir.diff_data_dir`` / ``compare_data_dirs``, print.
 from __future__ import annotations
 
 import argparse
-import datetime as dt
 import json
 from typing import Any
 
 from oplog.datadir import compare_data_dirs, diff_data_dir
 from oplog.errors import InvalidArgument, NotADataDir
+from oplog.isotime import iso_time
 from oplog.statediff import BlockChange, BlockState, EventRef, LogComparison, StateDiff
 from oplog.tools.options import usage_error
 from oplog.tools.progress import progress_bar, wanted
@@ -94,14 +94,9 @@ def _print_state_diff(diff: StateDiff) -> None:
     print(f"{s['added']} added, {s['removed']} removed, {s['changed']} changed{views}")
 
 
-def _time(ms: int) -> str:
-    moment = dt.datetime.fromtimestamp(ms / 1000, tz=dt.UTC)
-    return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")
-
-
 def _event_text(ref: EventRef, side: str, other: str) -> str:
     return (
-        f"{ref.device_id}#{ref.seq} hlc {ref.hlc} at {_time(ref.time_ms)} ({', '.join(ref.actions) or 'no ops'}), "
+        f"{ref.device_id}#{ref.seq} hlc {ref.hlc} at {iso_time(ref.time_ms)} ({', '.join(ref.actions) or 'no ops'}), "
         f"position {ref.position} of {side}; {other} has {ref.other_before} event(s) before it"
     )
 

@@ -10,7 +10,8 @@ from typing import Any
 
 from oplog.blockhistory import BlockState, HistoryEntry
 from oplog.datadir import block_history
-from oplog.tools.dump import emit, iso_time
+from oplog.isotime import iso_time
+from oplog.tools.dump import emit
 from oplog.tools.progress import progress_bar
 
 __all__ = ["register", "run", "entry_record"]
