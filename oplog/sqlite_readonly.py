@@ -4,8 +4,10 @@ The checkpoints file and the blocks view are WAL databases. SQLite opens a WAL
 database with ``mode=ro`` only when its ``-shm`` index exists or can be
 created; on a read-only medium (a backup on a read-only mount, a directory
 after ``chmod -R a-w``) a cleanly closed database has no ``-shm`` left and
-the open fails with "unable to open database file" — which readers used to
-report as a damaged checkpoints file or a failed query.
+the open fails — "unable to open database file" (``SQLITE_CANTOPEN``) on a
+read-only mount, "attempt to write a readonly database"
+(``SQLITE_READONLY_DIRECTORY``) in a folder the user may not write — which
+readers used to report as a damaged checkpoints file or a failed query.
 
 When that happens and no WAL content is pending (no ``-wal`` file, or an
 empty one), the main file alone is the whole database, so it is opened again
@@ -30,6 +32,13 @@ def _pending_wal(path: Path) -> bool:
         return False
 
 
+def _no_wal_index(exc: sqlite3.OperationalError) -> bool:
+    """Whether the open failed for want of a ``-shm`` index (cannot create it, or not allowed to write there)."""
+    name = getattr(exc, "sqlite_errorname", "")
+    # SQLITE_CANTOPEN on a read-only mount, SQLITE_READONLY_DIRECTORY for a user who may not write the folder.
+    return name.startswith(("SQLITE_CANTOPEN", "SQLITE_READONLY")) or "unable to open" in str(exc)
+
+
 def connect_readonly(path: str | os.PathLike[str]) -> sqlite3.Connection:
     """A read-only connection to ``path`` (``immutable`` when the medium cannot hold a WAL index)."""
     file = Path(path)
@@ -41,7 +50,7 @@ def connect_readonly(path: str | os.PathLike[str]) -> sqlite3.Connection:
         return conn
     except sqlite3.OperationalError as exc:
         conn.close()
-        if "unable to open" not in str(exc):
+        if not _no_wal_index(exc):
             raise
         if _pending_wal(file):
             raise sqlite3.OperationalError(

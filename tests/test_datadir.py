@@ -1,8 +1,9 @@
 """The data-directory library (``oplog.datadir``): the one rule, read-only opening, replay, query, stats.
 
-Also every read command on a read-only data directory (a backup on read-only
-media): ``chmod -R a-w`` when not root, and a read-only bind mount when root
-(chmod does not stop root); skipped where neither can be made.
+Also every read command, and ``oplog serve --readonly``, on a read-only data
+directory (a backup on read-only media): after ``chmod -R a-w`` (as root, the
+commands run as ``nobody`` through setpriv, since chmod does not stop root),
+and on a read-only bind mount (root only); skipped where neither can be made.
 """
 
 from __future__ import annotations
@@ -14,7 +15,9 @@ import signal
 import sqlite3
 import subprocess
 import sys
+import tempfile
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -187,55 +190,98 @@ def _can_bind_mount(tmp: Path) -> bool:
     return ok
 
 
+@dataclass(frozen=True)
+class ReadOnlyDir:
+    """A data directory the commands cannot write, and the prefix that runs them as a user who cannot."""
+
+    path: Path
+    as_user: tuple[str, ...] = ()
+
+    def run(self, *argv: str) -> subprocess.CompletedProcess[str]:
+        """``oplog ARGV --data PATH`` in a real process, as that user."""
+        return subprocess.run(
+            [*self.as_user, sys.executable, "-m", "oplog.tools.cli", *argv, "--data", str(self.path)],
+            capture_output=True,
+            text=True,
+            env={**os.environ, "PYTHONPATH": str(REPO)},
+            timeout=120,
+            check=False,
+        )
+
+
+def _unprivileged() -> tuple[str, ...]:
+    """How root runs a command as ``nobody`` (chmod does not stop root); skips where it cannot."""
+    if os.geteuid() != 0:
+        return ()
+    prefix = ("setpriv", "--reuid=nobody", "--regid=nogroup", "--clear-groups")
+    if shutil.which("setpriv") is None:
+        pytest.skip("root needs setpriv to run the commands as a user chmod stops")
+    probe = subprocess.run(
+        [*prefix, sys.executable, "-c", "import oplog"],
+        capture_output=True,
+        env={**os.environ, "PYTHONPATH": str(REPO)},
+        check=False,
+    )
+    if probe.returncode != 0:
+        pytest.skip("nobody cannot run this interpreter")
+    return prefix
+
+
 @pytest.fixture(params=["chmod", "ro-mount"])
-def readonly_data(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Path]:
-    """A data directory nobody can write: chmod -R a-w (not root) or a read-only bind mount (root)."""
-    source = tmp_path / "data"
-    _write(source)
+def readonly_data(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[ReadOnlyDir]:
+    """A data directory nobody can write: chmod -R a-w (run as nobody when root), or a read-only bind mount (root)."""
     if request.param == "chmod":
-        if os.geteuid() == 0:
-            pytest.skip("chmod does not stop root; the ro-mount case covers it")
+        as_user = _unprivileged()
+        # Under /tmp itself: pytest's own tmp folders are private to root, where nobody cannot even look.
+        parent = Path(tempfile.mkdtemp(prefix="oplog-ro-", dir="/tmp"))
+        os.chmod(parent, 0o755)
+        source = parent / "data"
+        _write(source)
         for root, dirs, files in os.walk(source):
-            for name in [*dirs, *files]:
-                os.chmod(Path(root) / name, 0o555 if name in dirs else 0o444)
+            for name in dirs:
+                os.chmod(Path(root) / name, 0o555)
+            for name in files:
+                os.chmod(Path(root) / name, 0o444)
         os.chmod(source, 0o555)
         try:
-            yield source
+            yield ReadOnlyDir(source, as_user)
         finally:
             for root, dirs, _files in os.walk(source):
                 os.chmod(root, 0o755)
                 for name in dirs:
                     os.chmod(Path(root) / name, 0o755)
+            shutil.rmtree(parent)
         return
     if os.geteuid() != 0 or not _can_bind_mount(tmp_path):
         pytest.skip("a read-only bind mount needs root and mount(8)")
+    source = tmp_path / "data"
+    _write(source)
     target = tmp_path / "ro"
     target.mkdir()
     subprocess.run(["mount", "--bind", str(source), str(target)], check=True)
     try:
         subprocess.run(["mount", "-o", "remount,ro,bind", str(target)], check=True)
-        yield target
+        yield ReadOnlyDir(target)
     finally:
         subprocess.run(["umount", str(target)], check=False)
 
 
-def test_every_read_command_works_on_a_read_only_data_directory(readonly_data: Path) -> None:
-    with pytest.raises(OSError):
-        (readonly_data / "probe").write_text("x")
+def test_every_read_command_works_on_a_read_only_data_directory(readonly_data: ReadOnlyDir) -> None:
+    probe = subprocess.run(
+        [*readonly_data.as_user, "touch", str(readonly_data.path / "probe")], capture_output=True, check=False
+    )
+    assert probe.returncode != 0  # the directory really cannot be written by whoever runs the commands
     for argv in READ_COMMANDS:
-        proc = run_cli(*argv, "--data", str(readonly_data))
+        proc = readonly_data.run(*argv)
         assert proc.returncode == 0, (argv, proc.stderr)
         assert proc.stderr == "", (argv, proc.stderr)  # no warning, no false damage
-    verify = run_cli("verify", "--json", "--data", str(readonly_data))
-    report = json.loads(verify.stdout)
+    report = json.loads(readonly_data.run("verify", "--json").stdout)
     assert report["sound"] and report["damage"] == 0 and report["checked"]["checkpoints"] >= 1
-    query = run_cli(
-        "query", "--json", "SELECT count(*) FROM blocks WHERE type = 'd'", "--data", str(readonly_data)
-    )
+    query = readonly_data.run("query", "--json", "SELECT count(*) FROM blocks WHERE type = 'd'")
     assert json.loads(query.stdout)["rows"] == [[DOCS]]
-    stats = json.loads(run_cli("stats", "--json", "--data", str(readonly_data)).stdout)
+    stats = json.loads(readonly_data.run("stats", "--json").stdout)
     assert stats["checkpoints"] and stats["position"] == DOCS
-    assert not list(readonly_data.glob("*-shm"))
+    assert not list(readonly_data.path.glob("*-shm"))
 
 
 def test_readonly_open_errors_are_storage_errors(tmp_path: Path) -> None:
@@ -253,10 +299,13 @@ def _files(root: Path) -> dict[str, bytes]:
     return {str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
 
 
-def _serve_readonly(data: Path, remote: Path) -> tuple[subprocess.Popen[str], str]:
+def _serve_readonly(
+    data: Path, remote: Path, as_user: tuple[str, ...] = ()
+) -> tuple[subprocess.Popen[str], str]:
     """``oplog serve --readonly`` as a real process; the process and the address it printed."""
     proc = subprocess.Popen(
         [
+            *as_user,
             sys.executable,
             "-m",
             "oplog.tools.cli",
@@ -285,13 +334,15 @@ def _serve_readonly(data: Path, remote: Path) -> tuple[subprocess.Popen[str], st
     return proc, json.loads(first)["listening"]
 
 
-def _check_readonly_server(data: Path, remote: Path, expected_hash: str) -> None:
+def _check_readonly_server(
+    data: Path, remote: Path, expected_hash: str, as_user: tuple[str, ...] = ()
+) -> None:
     import grpc
 
     from oplog.server.client import Client
     from oplog.v1 import oplog_pb2 as pb
 
-    proc, address = _serve_readonly(data, remote)
+    proc, address = _serve_readonly(data, remote, as_user)
     try:
         with Client(address) as client:
             client.wait_ready(30)
@@ -319,9 +370,9 @@ def test_serve_readonly_beside_the_writer_takes_no_lock_and_writes_nothing(tmp_p
     assert not (tmp_path / "remote").exists()
 
 
-def test_serve_readonly_on_read_only_media(readonly_data: Path, tmp_path: Path) -> None:
-    expected = datadir.replay_data_dir(readonly_data).state_hash.hexdigest()
-    _check_readonly_server(readonly_data, tmp_path / "remote", expected)
+def test_serve_readonly_on_read_only_media(readonly_data: ReadOnlyDir, tmp_path: Path) -> None:
+    expected = datadir.replay_data_dir(readonly_data.path).state_hash.hexdigest()
+    _check_readonly_server(readonly_data.path, tmp_path / "remote", expected, readonly_data.as_user)
 
 
 # ---------------------------------------------------------------- conflicts, diff, compare
