@@ -263,7 +263,7 @@ class Store:
         ids: IdSource | None = None,
         create: bool = True,
     ) -> Store:
-        """Open (creating it if asked) the data directory for writing; takes the writer lock."""
+        """Open (creating it if asked) the data directory for writing, taking the writer lock; read-only: neither."""
         options = options or StoreOptions()
         path = Path(data_dir)
         if not create or options.readonly:
