@@ -21,7 +21,7 @@ from typing import Any
 
 import grpc
 
-from oplog.errors import OplogError, RemoteError, SyncInProgress
+from oplog.errors import OplogError, RemoteError, SyncInProgress, SyncNotFollowed
 from oplog.server.client import Client, token_from_env
 from oplog.server.status import error_from_rpc
 from oplog.v1 import oplog_pb2 as pb
@@ -34,10 +34,6 @@ DEFAULT_SERVER_SYNC_TIMEOUT_S = 600.0
 _QUIET_S = 1.0
 #: The counts in the ``syncEnd`` message (oplog/syncrunner.py writes it).
 _END_COUNTS = re.compile(r"(pushed|pulled|archived|refused) (\d+)")
-
-
-class SyncNotFollowed(OplogError):
-    """The caller stopped waiting (``cancel`` was set); the server's sync, if started, goes on."""
 
 
 @dataclass
