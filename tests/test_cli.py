@@ -270,3 +270,12 @@ def test_a_closed_pipe_ends_every_command_quietly(data: Path, tmp_path: Path) ->
         "20240101000000-0000008"
         in run_cli("query", "SELECT id FROM blocks WHERE type='d'", "--data", str(data)).stdout
     )
+
+
+@pytest.mark.parametrize("name", sorted(COMMANDS))
+def test_each_subcommand_registers_on_its_own(name: str, capsys: pytest.CaptureFixture[str]) -> None:
+    """``oplog CMD --help`` builds a parser with only CMD's module imported, and shows CMD's usage."""
+    with pytest.raises(SystemExit) as exited:
+        main([name, "--help"])
+    assert exited.value.code == 0
+    assert capsys.readouterr().out.startswith(f"usage: oplog {name}")
