@@ -55,6 +55,8 @@ from typing import Any
 import sqlite_utils
 
 from oplog.checkpoint import ConflictRecord
+from oplog.errors import StorageError
+from oplog.fsutil import full_disk_hint
 from oplog.kramdown import attribute_view_id, format_ial, plain_text, render_markdown
 from oplog.model import CONTAINER_TYPES
 from oplog.tree import Node, Workspace, descendant_docs, iter_blocks, section_parent
@@ -328,6 +330,9 @@ class BlocksView:
         self._known: dict[str, _Placed] = {}
         try:
             self._db = self._connect()
+        except sqlite3.OperationalError as exc:
+            # A full disk or an I/O error says nothing about the file: keep it, report one line.
+            raise StorageError(f"cannot open {self.path}: {exc}{full_disk_hint(self.path.parent)}") from exc
         except sqlite3.DatabaseError:
             # Derived data: a damaged view is thrown away and rebuilt.
             for suffix in ("", "-wal", "-shm"):
