@@ -179,3 +179,20 @@ def test_a_retry_through_the_server_is_answered_not_applied(tmp_path: Path) -> N
     finally:
         running.stop(grace=1)
         store.close()
+
+
+def test_oplog_apply_holds_ctrl_c_until_the_committed_reply(capsys: pytest.CaptureFixture[str]) -> None:
+    import os
+    import signal
+
+    from oplog.tools.apply import _sigint_deferred
+
+    with _sigint_deferred():
+        os.kill(os.getpid(), signal.SIGINT)  # a real Ctrl-C while the request commits
+        committed = True
+    assert committed
+    assert "committed; its reply follows" in capsys.readouterr().err
+    # The usual handler is back: the next Ctrl-C interrupts.
+    with pytest.raises(KeyboardInterrupt):
+        os.kill(os.getpid(), signal.SIGINT)
+        signal.sigwait  # noqa: B018 - a statement for the signal to land on
