@@ -35,18 +35,17 @@ SEED = int(os.environ.get("OPLOG_SEED", str(random.SystemRandom().randrange(1 <<
 
 def _crash_loop(data: Path, durability: str, rounds: int, rng: random.Random) -> dict[str, object]:
     writers = [Writer(i) for i in range(WRITERS)]
-    first = Served(data, "--durability", durability)
-    with Client(first.address) as client:
-        client.stub.Apply(create_doc_request(), timeout=30)
-    first.kill()
-    for _ in range(rounds):
+    for round_ in range(rounds):
         served = Served(data, "--durability", durability)
+        if round_ == 0:
+            with Client(served.address) as client:
+                client.stub.Apply(create_doc_request(), timeout=30)
         stop = threading.Event()
         threads = [threading.Thread(target=w.run, args=(served.address, stop)) for w in writers]
         for thread in threads:
             thread.start()
         # A random moment of load (not an assertion on time: the kill lands wherever it lands).
-        time.sleep(rng.uniform(0.2, 1.2))
+        time.sleep(rng.uniform(0.1, 0.8))
         err = served.kill()
         stop.set()
         for thread in threads:
