@@ -134,6 +134,11 @@ def test_full_disk_fails_requests_invisibly_then_recovers(small_disk: Path, tmp_
             assert client.stub.GetBlock(pb.GetBlockRequest(id=failed_id), timeout=30).id == failed_id
             final = client.stub.GetState(pb.GetStateRequest(), timeout=30)
             assert final.position == 1 + len(acked) == reply.positions[0].device_seq
+            print(
+                f"full disk: {len(acked) - 1} acknowledged before the refusal ({len(acked) - 6} after the fill); "
+                f"refused while full: 2 Apply (UNAVAILABLE) + 1 oplog apply (one line); "
+                f"health back to SERVING; the refused request then applied"
+            )
         code, err = served.stop()
         assert code == 0, err
         assert "Traceback" not in err, err
