@@ -59,6 +59,7 @@ from oplog.errors import StorageError
 from oplog.fsutil import full_disk_hint
 from oplog.kramdown import attribute_view_id, format_ial, plain_text, render_markdown
 from oplog.model import CONTAINER_TYPES
+from oplog.sqlite_readonly import connect_readonly
 from oplog.tree import Node, Workspace, descendant_docs, iter_blocks, section_parent
 
 __all__ = [
@@ -687,7 +688,7 @@ def edited_outside(path: str | os.PathLike[str]) -> str | None:
     if not target.is_file():
         return None
     try:
-        conn = sqlite3.connect(f"{target.resolve().as_uri()}?mode=ro", uri=True)
+        conn = connect_readonly(target)
     except sqlite3.Error:
         return None
     try:
