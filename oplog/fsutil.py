@@ -211,6 +211,8 @@ def full_disk_hint(path: str | os.PathLike[str]) -> str:
         st = os.statvfs(os.fspath(path))
     except OSError:
         return ""
+    if not st.f_blocks:
+        return ""  # /proc and friends report no size at all: not a disk
     if st.f_bavail * st.f_frsize < (1 << 20) or (st.f_files and st.f_favail == 0):
         return f" (the disk holding {os.fspath(path)} is full: free space there)"
     return ""
