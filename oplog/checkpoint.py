@@ -39,7 +39,8 @@ from typing import Any, NamedTuple
 import sqlite_utils
 
 from oplog.collector import collector_paused
-from oplog.errors import DamagedCheckpoint
+from oplog.errors import DamagedCheckpoint, StorageError
+from oplog.fsutil import full_disk_hint
 from oplog.sqlite_readonly import connect_readonly
 from oplog.statehash import StateHash, block_digest, prev_id
 from oplog.tree import Node, Workspace
@@ -321,6 +322,9 @@ class CheckpointStore:
             return self._db
         try:
             self._db = self._create()
+        except sqlite3.OperationalError as exc:
+            # A full disk or an I/O error says nothing about the file: never set a sound file aside.
+            raise StorageError(f"cannot open {self.path}: {exc}{full_disk_hint(self.path.parent)}") from exc
         except sqlite3.DatabaseError as exc:
             self._set_aside(f"cannot be opened ({exc})")
             self._db = self._create()

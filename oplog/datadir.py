@@ -250,7 +250,7 @@ def write_view(
                 position=result.position,
                 state_hash=result.state_hash.hexdigest(),
             )
-    except (OSError, sqlite3.Error) as exc:
+    except (OSError, sqlite3.Error, StorageError) as exc:
         reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
         raise StorageError(f"cannot write the view to {path}: {reason}") from None
     return path

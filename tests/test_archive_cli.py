@@ -84,7 +84,7 @@ def _build(root: Path) -> dict[str, str]:
     remote = LocalDirRemote(root / "remote")
 
     def sync(store: Store, **kw: Any) -> None:
-        run_sync(store, remote, store._clock, **kw)
+        run_sync(store, remote, store.clock, **kw)
 
     try:
         _apply(a, 1, _create_doc(1))

@@ -336,18 +336,18 @@ def synced(tmp_path: Path) -> Iterator[tuple[Store, Store]]:
                 "dataType": "markdown",
             },
         )
-        run_sync(a, remote, a._clock)
-        run_sync(b, remote, b._clock)
+        run_sync(a, remote, a.clock)
+        run_sync(b, remote, b.clock)
         _apply(b, {"action": "updateBlock", "id": PARA, "data": "first, edited", "dataType": "markdown"})
         _apply(b, {"action": "setBlockAttrs", "id": PARA, "data": {"custom-k": "v"}})
         _apply(b, {"action": "moveBlock", "id": OTHER, "previousID": PARA})
-        run_sync(b, remote, b._clock)
-        run_sync(a, remote, a._clock)
+        run_sync(b, remote, b.clock)
+        run_sync(a, remote, a.clock)
         _apply(b, {"action": "updateBlock", "id": OTHER, "data": "second, edited", "dataType": "markdown"})
         _apply(a, {"action": "deleteBlock", "id": OTHER})
-        run_sync(a, remote, a._clock)
-        run_sync(b, remote, b._clock)
-        run_sync(a, remote, a._clock)
+        run_sync(a, remote, a.clock)
+        run_sync(b, remote, b.clock)
+        run_sync(a, remote, a.clock)
         yield a, b
     finally:
         a.close()

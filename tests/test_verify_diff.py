@@ -92,11 +92,11 @@ def _build(tmp_path: Path) -> World:
         for n in range(21, 27):
             _apply(b, _para(DOC_B, n, f"beta paragraph {n} " + "y" * 40))
         for store in (a, b, a):
-            run_sync(store, remote, store._clock)
+            run_sync(store, remote, store.clock)
         _apply(b, _update(3, "alpha three, edited on b"))
         _apply(a, _update(22, "beta two, edited on a"))
         for store in (a, b, a):
-            run_sync(store, remote, store._clock)
+            run_sync(store, remote, store.clock)
         # Diverge: each side applies edits the other never pulls.
         a_unsynced = [
             _apply(a, _update(5, "alpha five, only on a")),
@@ -425,7 +425,7 @@ def test_diff_other_identical_after_a_full_sync(world: World, capsys: pytest.Cap
     a, b = _open(world.a, 1), _open(world.b, 2)
     try:
         for store in (a, b, a):
-            run_sync(store, remote, store._clock)
+            run_sync(store, remote, store.clock)
     finally:
         a.close()
         b.close()

@@ -3,7 +3,12 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
+import signal
+import sys
+import threading
+from collections.abc import Iterator
 from typing import Any
 
 from oplog import wire
@@ -37,13 +42,33 @@ def register(
 def apply_local(request: pb.ApplyRequest, data: str, *, lock_wait_s: float) -> dict[str, Any]:
     """Apply ``request`` to the data directory ``data`` and return the reply as JSON."""
     with Store.open(data, options=StoreOptions(lock_timeout_s=lock_wait_s)) as store:
-        response = store.apply(request)
+        # From here the request may commit: Ctrl-C waits for the reply, so a committed request
+        # is never reported as "interrupted" (the lock wait above stays interruptible).
+        with _sigint_deferred():
+            response = store.apply(request)
+            store.close()
     return {
         "transactions": [wire.transaction_to_json(tx) for tx in response.transactions],
         "positions": [
             {"deviceId": p.device_id, "deviceSeq": p.device_seq, "hlc": p.hlc} for p in response.positions
         ],
     }
+
+
+@contextlib.contextmanager
+def _sigint_deferred() -> Iterator[None]:
+    """Hold SIGINT back (in the main thread) until the block ends; one that came is then acted on."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    received: list[int] = []
+    previous = signal.signal(signal.SIGINT, lambda signum, _frame: received.append(signum))
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    if received:
+        print("oplog: interrupt received after the request was committed; its reply follows", file=sys.stderr)
 
 
 def run(args: argparse.Namespace) -> int:
