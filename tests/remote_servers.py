@@ -1,0 +1,183 @@
+"""Real remote servers on loopback for the remote tests: moto's S3 server, wsgidav, a cutting proxy.
+
+Each server runs in this process on 127.0.0.1 and a free port, speaking its
+real protocol over real sockets; nothing reaches the network.
+
+Both servers check a write's condition (``If-None-Match``, ``If-Match``,
+``Overwrite: F``) and then perform the write as two steps, and they serve
+requests on several threads at once, so two racing conditional writes could
+both pass the check. A real S3 store decides such a race atomically; so do
+WebDAV servers that lock (Nextcloud). ``Serialised`` gives the test servers
+that property by running one request at a time (the response is read out
+under the lock): what the race tests then show is that *the client* leaves the
+decision to the server — a client that checked and then wrote in two requests
+would still let both writers win.
+"""
+
+from __future__ import annotations
+
+import socket
+import threading
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+BUCKET = "oplog-test"
+WEBDAV_USER = "alice"
+WEBDAV_PASSWORD = "s3cr3t-webdav-pass"
+#: fake credentials for the S3 server (moto accepts any); the secret key must never show up in output
+S3_KEY_ID = "AKIAOPLOGTEST"
+S3_SECRET = "s3cr3t-aws-secret-key-0123456789"
+
+WsgiApp = Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]]
+
+
+class Serialised:
+    """A WSGI wrapper that runs one request at a time (see the module docstring)."""
+
+    def __init__(self, app: WsgiApp) -> None:
+        self.app = app
+        self.lock = threading.Lock()
+
+    def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> list[bytes]:
+        with self.lock:
+            result = self.app(environ, start_response)
+            try:
+                return [b"".join(result)]
+            finally:
+                close = getattr(result, "close", None)
+                if close is not None:
+                    close()
+
+
+def free_port() -> int:
+    """A port free on 127.0.0.1 right now (for a server that needs one before it binds)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@contextmanager
+def s3_server() -> Iterator[str]:
+    """moto's S3 server on a free loopback port, with the test bucket; yields its endpoint URL."""
+    import boto3
+    from moto.moto_server.threaded_moto_server import MotoRequestHandler
+    from moto.server import DomainDispatcherApplication, create_backend_app
+    from werkzeug.serving import make_server
+
+    app = Serialised(DomainDispatcherApplication(create_backend_app))
+    server = make_server("127.0.0.1", 0, app, threaded=True, request_handler=MotoRequestHandler)
+    thread = threading.Thread(target=server.serve_forever, name="moto-s3", daemon=True)
+    thread.start()
+    endpoint = f"http://127.0.0.1:{server.server_port}"
+    try:
+        client = boto3.client(
+            "s3",
+            endpoint_url=endpoint,
+            aws_access_key_id=S3_KEY_ID,
+            aws_secret_access_key=S3_SECRET,
+            region_name="us-east-1",
+        )
+        client.create_bucket(Bucket=BUCKET)
+        yield endpoint
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(timeout=10)
+
+
+@contextmanager
+def webdav_server(root: Path) -> Iterator[str]:
+    """wsgidav + cheroot serving ``root`` under ``/dav`` with one user; yields ``http://127.0.0.1:PORT``."""
+    from cheroot import wsgi
+    from wsgidav.fs_dav_provider import FilesystemProvider
+    from wsgidav.wsgidav_app import WsgiDAVApp
+
+    root.mkdir(parents=True, exist_ok=True)
+    config = {
+        "provider_mapping": {"/dav": FilesystemProvider(str(root))},
+        "simple_dc": {"user_mapping": {"*": {WEBDAV_USER: {"password": WEBDAV_PASSWORD}}}},
+        "http_authenticator": {"accept_basic": True, "accept_digest": False, "default_to_digest": False},
+        "verbose": 0,
+        "logging": {"enable": False, "enable_loggers": []},
+        "dir_browser": {"enable": False},
+        "lock_storage": True,
+    }
+    app = Serialised(WsgiDAVApp(config))
+    server = wsgi.Server(("127.0.0.1", 0), app, numthreads=8)
+    server.prepare()
+    thread = threading.Thread(target=server.serve, name="wsgidav", daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.bind_addr[1]}"
+    finally:
+        server.stop()
+        thread.join(timeout=10)
+
+
+class CuttingProxy:
+    """A TCP proxy on loopback that can cut connections: after N request bytes, or at once.
+
+    ``forwarded`` counts the client→server bytes sent on; ``cut_after`` (None: never)
+    closes both sides once a connection has forwarded that many; ``refuse`` closes each
+    new connection at once (a server that resets).
+    """
+
+    def __init__(self, target_port: int) -> None:
+        self.target_port = target_port
+        self.cut_after: int | None = None
+        self.refuse = False
+        self.forwarded = 0
+        self._listener = socket.socket()
+        self._listener.bind(("127.0.0.1", 0))
+        self._listener.listen(16)
+        self.port = int(self._listener.getsockname()[1])
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._accept, name="proxy", daemon=True)
+        self._thread.start()
+
+    def _accept(self) -> None:
+        while not self._stop.is_set():
+            try:
+                client, _ = self._listener.accept()
+            except OSError:
+                return
+            if self.refuse:
+                client.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\x00\x00\x00\x00\x00\x00\x00")
+                client.close()
+                continue
+            upstream = socket.create_connection(("127.0.0.1", self.target_port))
+            sent = [0]
+            threading.Thread(target=self._pump, args=(client, upstream, sent, True), daemon=True).start()
+            threading.Thread(target=self._pump, args=(upstream, client, sent, False), daemon=True).start()
+
+    def _pump(self, src: socket.socket, dst: socket.socket, sent: list[int], upward: bool) -> None:
+        try:
+            while True:
+                data = src.recv(65536)
+                if not data:
+                    break
+                if upward and self.cut_after is not None and sent[0] + len(data) > self.cut_after:
+                    dst.sendall(data[: max(0, self.cut_after - sent[0])])
+                    self.forwarded += max(0, self.cut_after - sent[0])
+                    sent[0] = self.cut_after
+                    break
+                dst.sendall(data)
+                if upward:
+                    sent[0] += len(data)
+                    self.forwarded += len(data)
+        except OSError:
+            pass
+        finally:
+            for s in (src, dst):
+                try:
+                    s.shutdown(socket.SHUT_RDWR)
+                except OSError:
+                    pass
+                s.close()
+
+    def close(self) -> None:
+        """Stop accepting (open connections end with their peers)."""
+        self._stop.set()
+        self._listener.close()
