@@ -22,7 +22,7 @@ import threading
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
 from oplog.errors import RemoteError, TransientRemoteError
 from oplog.fsutil import fsync_dir
@@ -339,10 +339,12 @@ class FakeRemote:
         self.calls = self.bytes_written = self.bytes_read = self.files_written = self.files_read = 0
 
 
+@runtime_checkable
 class VersionedRemote(Remote, Protocol):
     """A remote that can replace a file only if nobody changed it since it was read (for ``EPOCH``).
 
     ``version`` is opaque: an ETag on S3 and WebDAV, a digest of the bytes on a folder.
+    ``isinstance(remote, VersionedRemote)`` tells whether a remote has it (every backend here does).
     """
 
     def read_versioned(self, path: str) -> tuple[bytes | None, str | None]:

@@ -73,6 +73,8 @@ class S3Remote:
         addressing: str | None = None,
         connect_timeout: float = 10.0,
         read_timeout: float = 60.0,
+        multipart_threshold: int = MULTIPART_THRESHOLD,
+        part_size: int = PART_SIZE,
     ) -> None:
         """A client for ``bucket``; unset options come from the standard AWS chain (env, config files)."""
         import boto3
@@ -82,6 +84,8 @@ class S3Remote:
             raise RemoteError("s3 remote: no bucket named")
         self.bucket = bucket
         self.prefix = prefix.strip("/")
+        self.multipart_threshold = multipart_threshold
+        self.part_size = part_size
         session = boto3.session.Session(profile_name=profile, region_name=region)
         # A non-AWS server (MinIO, moto, Garage) named by an endpoint rarely has wildcard DNS for
         # virtual-hosted buckets: path-style is the safe default there, AWS keeps botocore's choice.
@@ -265,7 +269,7 @@ class S3Remote:
 
         def run() -> bool:
             try:
-                if len(data) >= MULTIPART_THRESHOLD:
+                if len(data) >= self.multipart_threshold:
                     self._multipart(key, data, condition)
                 else:
                     self._client.put_object(Bucket=self.bucket, Key=key, Body=data, **condition)
@@ -293,7 +297,8 @@ class S3Remote:
                 raise ClientError({"Error": {"Code": "PreconditionFailed"}}, "HeadObject")
         upload = self._client.create_multipart_upload(Bucket=self.bucket, Key=key)["UploadId"]
         try:
-            chunks = [data[i : i + PART_SIZE] for i in range(0, len(data), PART_SIZE)]
+            size = self.part_size
+            chunks = [data[i : i + size] for i in range(0, len(data), size)]
 
             def part(number: int) -> dict[str, Any]:
                 reply = self._client.upload_part(

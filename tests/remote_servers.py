@@ -121,13 +121,16 @@ class CuttingProxy:
 
     ``forwarded`` counts the client→server bytes sent on; ``cut_after`` (None: never)
     closes both sides once a connection has forwarded that many; ``refuse`` closes each
-    new connection at once (a server that resets).
+    new connection at once (a server that resets); ``answer`` (an HTTP status) answers
+    each new connection's first request with that status itself (an overloaded server).
     """
 
     def __init__(self, target_port: int) -> None:
         self.target_port = target_port
         self.cut_after: int | None = None
         self.refuse = False
+        self.answer: int | None = None
+        self.answered = 0
         self.forwarded = 0
         self._listener = socket.socket()
         self._listener.bind(("127.0.0.1", 0))
@@ -146,6 +149,9 @@ class CuttingProxy:
             if self.refuse:
                 client.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\x00\x00\x00\x00\x00\x00\x00")
                 client.close()
+                continue
+            if self.answer is not None:
+                threading.Thread(target=self._answer, args=(client, self.answer), daemon=True).start()
                 continue
             upstream = socket.create_connection(("127.0.0.1", self.target_port))
             sent = [0]
@@ -176,6 +182,20 @@ class CuttingProxy:
                 except OSError:
                     pass
                 s.close()
+
+    def _answer(self, client: socket.socket, status: int) -> None:
+        with client:
+            head = b""
+            while b"\r\n\r\n" not in head:
+                chunk = client.recv(65536)
+                if not chunk:
+                    return
+                head += chunk
+            self.answered += 1
+            client.sendall(
+                f"HTTP/1.1 {status} Injected\r\nContent-Length: 0\r\nRetry-After: 1\r\n"
+                "Connection: close\r\n\r\n".encode()
+            )
 
     def close(self) -> None:
         """Stop accepting (open connections end with their peers)."""
