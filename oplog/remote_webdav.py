@@ -52,12 +52,10 @@ _PROPFIND_BODY = (
 _T = TypeVar("_T")
 
 
-class _Status(Exception):
-    """An HTTP reply the caller did not expect (turned into a RemoteError by ``_run``)."""
-
-    def __init__(self, response: httpx.Response) -> None:
-        self.status = response.status_code
-        super().__init__(f"HTTP {response.status_code} {response.reason_phrase}".strip())
+def _status_error(response: httpx.Response) -> httpx.HTTPStatusError:
+    """An HTTP reply the caller did not expect, as httpx names it (``_run`` turns it into a RemoteError)."""
+    text = f"HTTP {response.status_code} {response.reason_phrase}".strip()
+    return httpx.HTTPStatusError(text, request=response.request, response=response)
 
 
 class WebDavRemote:
@@ -117,10 +115,11 @@ class WebDavRemote:
 
     def _error(self, what: str, path: str, exc: Exception) -> RemoteError:
         transient = False
-        if isinstance(exc, _Status):
-            transient = exc.status >= 500 or exc.status in (408, 429)
-            if exc.status in (401, 403):
-                cause = f"access denied (HTTP {exc.status}: check the user and password)"
+        if isinstance(exc, httpx.HTTPStatusError):
+            status = exc.response.status_code
+            transient = status >= 500 or status in (408, 429)
+            if status in (401, 403):
+                cause = f"access denied (HTTP {status}: check the user and password)"
             else:
                 cause = str(exc)
         elif isinstance(exc, httpx.ConnectError) and _resolution_failed(exc):
@@ -145,13 +144,13 @@ class WebDavRemote:
             return call()
         except RemoteError:
             raise
-        except (httpx.HTTPError, _Status, ET.ParseError, OSError) as exc:
+        except (httpx.HTTPError, ET.ParseError, OSError) as exc:
             raise self._error(what, path, exc) from None
 
     def _request(self, method: str, path: str, *, ok: tuple[int, ...], **kwargs: object) -> httpx.Response:
         response = self._http.request(method, self._u(path), **kwargs)  # type: ignore[arg-type]
         if response.status_code not in ok:
-            raise _Status(response)
+            raise _status_error(response)
         return response
 
     # ---- the Remote interface ----
@@ -243,7 +242,7 @@ class WebDavRemote:
             response = self._http.put(self._u(tmp), content=data)
             if response.status_code != 409:
                 if response.status_code not in (200, 201, 204):
-                    raise _Status(response)
+                    raise _status_error(response)
                 self._known_folders.add(folder)
                 return tmp
             self._ensure_folder(folder)
@@ -265,7 +264,7 @@ class WebDavRemote:
         self._discard(tmp)
         if response.status_code == 412:
             return False
-        raise _Status(response)
+        raise _status_error(response)
 
     def _discard(self, tmp: str) -> None:
         try:

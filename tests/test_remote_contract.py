@@ -26,7 +26,7 @@ from typing import Any
 import pytest
 
 from oplog.errors import InvalidArgument, RemoteError, TransientRemoteError
-from oplog.remote import LocalDirRemote, Remote, VersionedRemote, content_version
+from oplog.remote import LocalDirRemote, VersionedRemote, content_version
 from oplog.remote_s3 import S3Remote
 from oplog.remote_webdav import WebDavRemote
 from oplog.remoteurl import display_remote, open_remote, remote_kind
@@ -77,10 +77,10 @@ class Backend:
 
     kind: str
     root: str
-    open: Callable[[], Remote]
+    open: Callable[[], VersionedRemote]
     spec: str
     #: the same root reached through ``port`` (a proxy in front of the server); None for the folder
-    via: Callable[[int], Remote] | None
+    via: Callable[[int], VersionedRemote] | None
     server_port: int | None
     #: where the files are on disk (folder and WebDAV), None for S3
     disk: Path | None
@@ -88,9 +88,7 @@ class Backend:
 
 def _s3(endpoint: str, root: str, **kwargs: Any) -> S3Remote:
     # Small parts so the multipart path runs on a few MiB (S3's minimum part is 5 MiB).
-    return S3Remote(
-        BUCKET, root, endpoint=endpoint, multipart_threshold=6 * MiB, part_size=5 * MiB, **kwargs
-    )
+    return S3Remote(BUCKET, root, endpoint=endpoint, multipart_threshold=6 * MiB, part_size=5 * MiB, **kwargs)
 
 
 @pytest.fixture(params=KINDS)
@@ -119,7 +117,9 @@ def backend(request: pytest.FixtureRequest, tmp_path: Path) -> Backend:
         root,
         lambda: WebDavRemote(f"{base}/dav/{root}", user=WEBDAV_USER, password=WEBDAV_PASSWORD),
         f"webdav://{WEBDAV_USER}:{WEBDAV_PASSWORD}@127.0.0.1:{port}/dav/{root}",
-        lambda p: WebDavRemote(f"http://127.0.0.1:{p}/dav/{root}", user=WEBDAV_USER, password=WEBDAV_PASSWORD),
+        lambda p: WebDavRemote(
+            f"http://127.0.0.1:{p}/dav/{root}", user=WEBDAV_USER, password=WEBDAV_PASSWORD
+        ),
         port,
         disk / root,
     )
@@ -194,7 +194,11 @@ def test_create_only_race_has_one_winner(backend: Backend) -> None:
     remotes = [backend.open() for _ in range(4)]
     for round_ in range(6):
         path = f"race/devices/a/{round_:016x}.seg"
-        won = _race(4, lambda i: remotes[i].write_new(path, f"writer {i} round {round_}".encode() * 50))
+
+        def write(i: int, path: str = path, n: int = round_) -> bool:
+            return remotes[i].write_new(path, f"writer {i} round {n}".encode() * 50)
+
+        won = _race(4, write)
         assert won.count(True) == 1, won
         winner = won.index(True)
         assert remotes[0].read(path) == f"writer {winner} round {round_}".encode() * 50
@@ -258,7 +262,11 @@ def test_racing_conditional_replaces_have_one_winner(backend: Backend) -> None:
     remotes[0].replace("main/EPOCH", b"start")
     for round_ in range(5):
         _, version = remotes[0].read_versioned("main/EPOCH")
-        won = _race(3, lambda i: remotes[i].replace_if("main/EPOCH", f"{round_}:{i}".encode(), version))
+
+        def swap(i: int, n: int = round_, v: str | None = version) -> bool:
+            return remotes[i].replace_if("main/EPOCH", f"{n}:{i}".encode(), v)
+
+        won = _race(3, swap)
         assert won.count(True) == 1, won
         assert remotes[0].read("main/EPOCH") == f"{round_}:{won.index(True)}".encode()
 
@@ -444,7 +452,10 @@ def test_open_remote_chooses_the_backend_by_url(tmp_path: Path, s3_endpoint: str
     assert s3.url == f"s3://{BUCKET}/a/b?endpoint={s3_endpoint}"
     env = {"OPLOG_WEBDAV_USER": "bob", "OPLOG_WEBDAV_PASSWORD": "env-pass-7"}
     dav = open_remote("webdavs://dav.example.org:8443/remote.php/dav/files/bob/oplog/", env=env)
-    assert isinstance(dav, WebDavRemote) and dav.url == "webdavs://dav.example.org:8443/remote.php/dav/files/bob/oplog"
+    assert (
+        isinstance(dav, WebDavRemote)
+        and dav.url == "webdavs://dav.example.org:8443/remote.php/dav/files/bob/oplog"
+    )
     assert "env-pass-7" not in repr(dav)
     assert [remote_kind(s) for s in ("/x", "file:///x", "s3://b", "webdav://h/p", "WEBDAVS://h/p")] == [
         "folder",
