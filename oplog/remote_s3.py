@@ -86,7 +86,6 @@ class S3Remote:
         self.prefix = prefix.strip("/")
         self.multipart_threshold = multipart_threshold
         self.part_size = part_size
-        session = boto3.session.Session(profile_name=profile, region_name=region)
         # A non-AWS server (MinIO, moto, Garage) named by an endpoint rarely has wildcard DNS for
         # virtual-hosted buckets: path-style is the safe default there, AWS keeps botocore's choice.
         style = addressing or ("path" if endpoint else None)
@@ -99,6 +98,7 @@ class S3Remote:
             max_pool_connections=PART_WORKERS * 2 + 2,
         )
         try:
+            session = boto3.session.Session(profile_name=profile, region_name=region)
             self._client: Any = session.client("s3", endpoint_url=endpoint, config=config)
         except Exception as exc:  # botocore: ProfileNotFound, invalid endpoint, no region for a partition
             raise RemoteError(f"remote s3://{bucket}: cannot configure the client: {_cause(exc)}") from None

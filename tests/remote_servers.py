@@ -39,9 +39,13 @@ class Serialised:
     def __init__(self, app: WsgiApp) -> None:
         self.app = app
         self.lock = threading.Lock()
+        #: every request served, as ``"METHOD /path?query"`` (the request-economy tests read it)
+        self.requests: list[str] = []
 
     def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> list[bytes]:
         with self.lock:
+            query = environ.get("QUERY_STRING", "")
+            self.requests.append(f"{environ['REQUEST_METHOD']} {environ.get('PATH_INFO', '')}?{query}")
             result = self.app(environ, start_response)
             try:
                 return [b"".join(result)]
@@ -59,8 +63,8 @@ def free_port() -> int:
 
 
 @contextmanager
-def s3_server() -> Iterator[str]:
-    """moto's S3 server on a free loopback port, with the test bucket; yields its endpoint URL."""
+def s3_server() -> Iterator[tuple[str, Serialised]]:
+    """moto's S3 server on a free loopback port, with the test bucket; yields its endpoint URL and app."""
     import boto3
     from moto.moto_server.threaded_moto_server import MotoRequestHandler
     from moto.server import DomainDispatcherApplication, create_backend_app
@@ -80,7 +84,7 @@ def s3_server() -> Iterator[str]:
             region_name="us-east-1",
         )
         client.create_bucket(Bucket=BUCKET)
-        yield endpoint
+        yield endpoint, app
     finally:
         server.shutdown()
         server.server_close()
@@ -88,8 +92,8 @@ def s3_server() -> Iterator[str]:
 
 
 @contextmanager
-def webdav_server(root: Path) -> Iterator[str]:
-    """wsgidav + cheroot serving ``root`` under ``/dav`` with one user; yields ``http://127.0.0.1:PORT``."""
+def webdav_server(root: Path) -> Iterator[tuple[str, Serialised]]:
+    """wsgidav + cheroot serving ``root`` under ``/dav`` with one user; yields ``http://127.0.0.1:PORT``, app."""
     from cheroot import wsgi
     from wsgidav.fs_dav_provider import FilesystemProvider
     from wsgidav.wsgidav_app import WsgiDAVApp
@@ -110,7 +114,7 @@ def webdav_server(root: Path) -> Iterator[str]:
     thread = threading.Thread(target=server.serve, name="wsgidav", daemon=True)
     thread.start()
     try:
-        yield f"http://127.0.0.1:{server.bind_addr[1]}"
+        yield f"http://127.0.0.1:{server.bind_addr[1]}", app
     finally:
         server.stop()
         thread.join(timeout=10)

@@ -37,6 +37,7 @@ from tests.remote_servers import (
     WEBDAV_PASSWORD,
     WEBDAV_USER,
     CuttingProxy,
+    Serialised,
     free_port,
     s3_server,
     webdav_server,
@@ -48,7 +49,7 @@ MiB = 1024 * 1024
 
 
 @pytest.fixture(scope="session")
-def s3_endpoint(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+def s3_server_app(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Serialised]]:
     """moto's S3 server for the session, with the AWS chain pointed at fake credentials only."""
     with pytest.MonkeyPatch.context() as mp:
         home = tmp_path_factory.mktemp("aws")
@@ -59,16 +60,28 @@ def s3_endpoint(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         mp.setenv("AWS_ACCESS_KEY_ID", S3_KEY_ID)
         mp.setenv("AWS_SECRET_ACCESS_KEY", S3_SECRET)
         mp.setenv("AWS_DEFAULT_REGION", "us-east-1")
-        with s3_server() as endpoint:
-            yield endpoint
+        with s3_server() as served:
+            yield served
 
 
 @pytest.fixture(scope="session")
-def webdav_base(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Path]]:
-    """wsgidav for the session: its base URL and the folder it serves (``/dav`` is that folder)."""
+def s3_endpoint(s3_server_app: tuple[str, Serialised]) -> str:
+    """The session's S3 server's endpoint URL."""
+    return s3_server_app[0]
+
+
+@pytest.fixture(scope="session")
+def webdav_served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Path, Serialised]]:
+    """wsgidav for the session: its base URL, the folder it serves (``/dav`` is that folder), the app."""
     root = tmp_path_factory.mktemp("webdav")
-    with webdav_server(root) as base:
-        yield base, root
+    with webdav_server(root) as (base, app):
+        yield base, root, app
+
+
+@pytest.fixture(scope="session")
+def webdav_base(webdav_served: tuple[str, Path, Serialised]) -> tuple[str, Path]:
+    """The session's WebDAV server: base URL and served folder."""
+    return webdav_served[0], webdav_served[1]
 
 
 @dataclass
@@ -492,6 +505,65 @@ def test_a_folder_remote_copied_into_the_store_works_as_is(backend: Backend, tmp
     if backend.disk is not None and backend.kind == "webdav":
         # WebDAV keeps the same tree on the server's disk: a folder remote in all but name.
         assert LocalDirRemote(backend.disk).read("main/devices/b/0000000000000003.seg") == b"segment three"
+
+
+def test_request_economy(backend: Backend, request: pytest.FixtureRequest) -> None:
+    """One request per listing (never recursive), per read, per S3 write; two per WebDAV write (PUT + MOVE)."""
+    if backend.kind == "folder":
+        pytest.skip("a folder makes no requests")
+    app: Serialised = (
+        request.getfixturevalue("s3_server_app")[1]
+        if backend.kind == "s3"
+        else request.getfixturevalue("webdav_served")[2]
+    )
+    r = backend.open()
+    for i in range(30):
+        r.write_new(f"main/devices/d{i % 3}/{i:016x}.seg", b"s")
+    r.replace("main/EPOCH", b"e")
+
+    def count(call: Callable[[], object]) -> list[str]:
+        before = len(app.requests)
+        call()
+        return app.requests[before:]
+
+    assert len(count(lambda: r.list("main/devices"))) == 1
+    assert len(count(lambda: r.list("main/devices/d1"))) == 1
+    assert len(count(lambda: r.read("main/EPOCH"))) == 1
+    assert len(count(lambda: r.read("main/devices/d1/missing"))) == 1
+    writes = 1 if backend.kind == "s3" else 2
+    assert len(count(lambda: r.write_new("main/devices/d1/new.seg", b"n"))) == writes
+    assert len(count(lambda: r.write_new("main/devices/d1/new.seg", b"n"))) == writes + (
+        backend.kind == "webdav"
+    )
+    assert len(count(lambda: r.replace("main/EPOCH", b"f"))) == writes
+    _, version = r.read_versioned("main/EPOCH")
+    assert len(count(lambda: r.replace_if("main/EPOCH", b"g", version))) == writes
+    listing = count(lambda: r.list("main"))
+    assert len(listing) == 1 and ("delimiter=" in listing[0].lower() or listing[0].startswith("PROPFIND"))
+
+
+def test_s3_configuration_from_the_aws_chain(
+    s3_endpoint: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Credentials from a profile in the shared files, the endpoint from AWS_ENDPOINT_URL_S3, path-style."""
+    (tmp_path / "credentials").write_text(
+        f"[oplogtest]\naws_access_key_id = {S3_KEY_ID}\naws_secret_access_key = {S3_SECRET}\n"
+    )
+    (tmp_path / "config").write_text("[profile oplogtest]\nregion = eu-central-1\n")
+    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "credentials"))
+    monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "config"))
+    monkeypatch.delenv("AWS_ACCESS_KEY_ID")
+    monkeypatch.delenv("AWS_SECRET_ACCESS_KEY")
+    monkeypatch.setenv("AWS_PROFILE", "oplogtest")
+    monkeypatch.setenv("AWS_ENDPOINT_URL_S3", s3_endpoint)
+    r = open_remote(f"s3://{BUCKET}/chain-{uuid.uuid4().hex[:8]}")
+    assert isinstance(r, S3Remote) and r.endpoint == s3_endpoint and s3_endpoint in r.url
+    assert r.write_new("main/EPOCH", b"from a profile") and r.read("main/EPOCH") == b"from a profile"
+    assert S3_SECRET not in repr(r) + r.url
+    monkeypatch.setenv("AWS_PROFILE", "no-such-profile")
+    with pytest.raises(RemoteError, match="cannot configure") as info:
+        open_remote(f"s3://{BUCKET}/x")
+    assert "\n" not in str(info.value)
 
 
 def test_content_version_is_a_digest() -> None:
