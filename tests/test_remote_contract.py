@@ -29,6 +29,7 @@ from oplog.errors import InvalidArgument, RemoteError, TransientRemoteError
 from oplog.remote import LocalDirRemote, VersionedRemote, content_version
 from oplog.remote_s3 import S3Remote
 from oplog.remote_webdav import WebDavRemote
+from oplog.remotefetch import read_many
 from oplog.remoteurl import display_remote, open_remote, remote_kind
 from tests.remote_servers import (
     BUCKET,
@@ -564,6 +565,43 @@ def test_s3_configuration_from_the_aws_chain(
     with pytest.raises(RemoteError, match="cannot configure") as info:
         open_remote(f"s3://{BUCKET}/x")
     assert "\n" not in str(info.value)
+
+
+def test_read_many_is_bounded_ordered_and_stops_on_error(backend: Backend) -> None:
+    """Reads run at most ``workers`` at a time, results come in the order asked, an error raises at its turn."""
+    r = backend.open()
+    paths = [f"main/devices/a/{i:016x}.seg" for i in range(40)]
+    for i, path in enumerate(paths):
+        if i % 7:
+            r.write_new(path, f"segment {i}".encode())
+    lock = threading.Lock()
+    running, peak = [0], [0]
+
+    def read(path: str) -> bytes | None:
+        with lock:
+            running[0] += 1
+            peak[0] = max(peak[0], running[0])
+        try:
+            return r.read(path)
+        finally:
+            with lock:
+                running[0] -= 1
+
+    got = list(read_many(read, paths, workers=4))
+    assert [p for p, _ in got] == paths
+    assert [d for _, d in got] == [None if i % 7 == 0 else f"segment {i}".encode() for i in range(40)]
+    assert 1 <= peak[0] <= 4
+
+    def failing(path: str) -> bytes | None:
+        if path.endswith(f"{5:016x}.seg"):
+            raise TransientRemoteError("injected")
+        return r.read(path)
+
+    seen = []
+    with pytest.raises(TransientRemoteError, match="injected"):
+        for path, _ in read_many(failing, paths, workers=3):
+            seen.append(path)
+    assert seen == paths[:5]
 
 
 def test_content_version_is_a_digest() -> None:
