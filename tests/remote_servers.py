@@ -126,7 +126,9 @@ class CuttingProxy:
     ``forwarded`` counts the client→server bytes sent on; ``cut_after`` (None: never)
     closes both sides once a connection has forwarded that many; ``refuse`` closes each
     new connection at once (a server that resets); ``answer`` (an HTTP status) answers
-    each new connection's first request with that status itself (an overloaded server).
+    each new connection's first request with that status itself (an overloaded server);
+    ``cut_reply_after`` closes a connection once that many reply bytes went back (a download
+    cut short); ``stall`` accepts connections and never answers (a hung server).
     """
 
     def __init__(self, target_port: int) -> None:
@@ -134,6 +136,9 @@ class CuttingProxy:
         self.cut_after: int | None = None
         self.refuse = False
         self.answer: int | None = None
+        self.cut_reply_after: int | None = None
+        self.stall = False
+        self._stalled: list[socket.socket] = []
         self.answered = 0
         self.forwarded = 0
         self._listener = socket.socket()
@@ -154,13 +159,16 @@ class CuttingProxy:
                 client.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\x00\x00\x00\x00\x00\x00\x00")
                 client.close()
                 continue
+            if self.stall:
+                self._stalled.append(client)
+                continue
             if self.answer is not None:
                 threading.Thread(target=self._answer, args=(client, self.answer), daemon=True).start()
                 continue
             upstream = socket.create_connection(("127.0.0.1", self.target_port))
-            sent = [0]
+            sent, returned = [0], [0]
             threading.Thread(target=self._pump, args=(client, upstream, sent, True), daemon=True).start()
-            threading.Thread(target=self._pump, args=(upstream, client, sent, False), daemon=True).start()
+            threading.Thread(target=self._pump, args=(upstream, client, returned, False), daemon=True).start()
 
     def _pump(self, src: socket.socket, dst: socket.socket, sent: list[int], upward: bool) -> None:
         try:
@@ -168,14 +176,16 @@ class CuttingProxy:
                 data = src.recv(65536)
                 if not data:
                     break
-                if upward and self.cut_after is not None and sent[0] + len(data) > self.cut_after:
-                    dst.sendall(data[: max(0, self.cut_after - sent[0])])
-                    self.forwarded += max(0, self.cut_after - sent[0])
-                    sent[0] = self.cut_after
+                limit = self.cut_after if upward else self.cut_reply_after
+                if limit is not None and sent[0] + len(data) > limit:
+                    dst.sendall(data[: max(0, limit - sent[0])])
+                    if upward:
+                        self.forwarded += max(0, limit - sent[0])
+                    sent[0] = limit
                     break
                 dst.sendall(data)
+                sent[0] += len(data)
                 if upward:
-                    sent[0] += len(data)
                     self.forwarded += len(data)
         except OSError:
             pass
@@ -205,3 +215,5 @@ class CuttingProxy:
         """Stop accepting (open connections end with their peers)."""
         self._stop.set()
         self._listener.close()
+        for s in self._stalled:
+            s.close()

@@ -400,6 +400,42 @@ def test_overloaded_server_answers_are_transient(backend: Backend, status: int) 
         proxy.close()
 
 
+def test_a_download_cut_short_is_transient_never_short_bytes(backend: Backend) -> None:
+    """A reply whose connection dies mid-body raises TransientRemoteError; no truncated bytes come back."""
+    if backend.via is None or backend.server_port is None:
+        pytest.skip("a folder has no server")
+    data = os.urandom(2 * MiB)
+    backend.open().replace("main/devices/a/MANIFEST", data)
+    proxy = CuttingProxy(backend.server_port)
+    try:
+        proxy.cut_reply_after = 256 * 1024
+        with pytest.raises(TransientRemoteError):
+            backend.via(proxy.port).read("main/devices/a/MANIFEST")
+        proxy.cut_reply_after = None
+        assert backend.via(proxy.port).read("main/devices/a/MANIFEST") == data
+    finally:
+        proxy.close()
+
+
+def test_a_hung_server_times_out_as_transient(backend: Backend) -> None:
+    """A server that accepts and never answers: the read times out (TransientRemoteError), never hangs."""
+    if backend.via is None or backend.server_port is None:
+        pytest.skip("a folder has no server")
+    proxy = CuttingProxy(backend.server_port)
+    proxy.stall = True
+    try:
+        if backend.kind == "s3":
+            r: VersionedRemote = S3Remote(
+                BUCKET, backend.root, endpoint=f"http://127.0.0.1:{proxy.port}", read_timeout=0.5
+            )
+        else:
+            r = WebDavRemote(f"http://127.0.0.1:{proxy.port}/dav/x", user="u", password="p", timeout=0.5)
+        with pytest.raises(TransientRemoteError):
+            r.read("main/EPOCH")
+    finally:
+        proxy.close()
+
+
 def test_missing_bucket_is_permanent_and_names_it(s3_endpoint: str) -> None:
     """No such bucket: RemoteError (not transient), one line naming the remote and the bucket, no secret."""
     r = S3Remote("no-such-bucket-here", "p", endpoint=s3_endpoint)
