@@ -23,8 +23,8 @@ Guarantees, as SPEC §8 asks, with the server's help:
   temporary) cannot express.
 
 The server decides both conditions; how atomically depends on it (see
-docs/sync.md, "Remotes beyond a folder"). Missing collections are created
-with MKCOL the first time a PUT answers 409, once per folder per process.
+docs/sync.md, "Remotes beyond a folder"). When a PUT answers 409 (a missing
+parent), the collections are created with MKCOL and the PUT is sent again.
 """
 
 from __future__ import annotations
@@ -117,7 +117,8 @@ class WebDavRemote:
         transient = False
         if isinstance(exc, httpx.HTTPStatusError):
             status = exc.response.status_code
-            transient = status >= 500 or status in (408, 429)
+            # 423: a file lock held by another client (Nextcloud takes them during uploads).
+            transient = status >= 500 or status in (408, 423, 429)
             if status in (401, 403):
                 cause = f"access denied (HTTP {status}: check the user and password)"
             else:
@@ -238,15 +239,16 @@ class WebDavRemote:
             if folder
             else f"{name}{_TMP_MARK}{uuid.uuid4().hex}"
         )
-        if folder not in self._known_folders:
-            response = self._http.put(self._u(tmp), content=data)
-            if response.status_code != 409:
-                if response.status_code not in (200, 201, 204):
-                    raise _status_error(response)
-                self._known_folders.add(folder)
-                return tmp
+        # Try the PUT first: its folder usually exists, and a 409 (missing parent) costs one round trip.
+        # Also when this process made the folder before: someone may have removed it since.
+        response = self._http.put(self._u(tmp), content=data)
+        if response.status_code == 409:
+            self._known_folders.clear()
             self._ensure_folder(folder)
-        self._request("PUT", tmp, ok=(200, 201, 204), content=data)
+            response = self._http.put(self._u(tmp), content=data)
+        if response.status_code not in (200, 201, 204):
+            raise _status_error(response)
+        self._known_folders.add(folder)
         return tmp
 
     def _move(self, path: str, data: bytes, headers: dict[str, str]) -> bool:

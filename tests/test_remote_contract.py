@@ -203,6 +203,21 @@ def test_listing_is_one_level_and_sorted(backend: Backend) -> None:
     assert r.read("c/x/y/z") == b"c/x/y/z"
 
 
+def test_writes_recreate_a_folder_removed_behind_the_remotes_back(backend: Backend) -> None:
+    """A folder another party removed is made again on the next write (WebDAV: 409, MKCOL, PUT again)."""
+    import shutil
+
+    r = backend.open()
+    assert r.write_new(SEG, b"1")
+    if backend.disk is not None:
+        shutil.rmtree(backend.disk / "main")
+    else:
+        r.delete(SEG)
+    assert r.write_new(SEG, b"2") and r.read(SEG) == b"2"
+    r.replace("main/devices/a/MANIFEST", b"m")
+    assert r.list("main/devices/a") == ["0000000000000001.seg", "MANIFEST"]
+
+
 def test_create_only_race_has_one_winner(backend: Backend) -> None:
     """Writers racing to create one name: exactly one wins and its bytes are what is stored."""
     remotes = [backend.open() for _ in range(4)]
