@@ -61,6 +61,8 @@ def s3_server_app(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[st
         mp.setenv("AWS_ACCESS_KEY_ID", S3_KEY_ID)
         mp.setenv("AWS_SECRET_ACCESS_KEY", S3_SECRET)
         mp.setenv("AWS_DEFAULT_REGION", "us-east-1")
+        # Never let the credential chain reach for an instance-metadata service: loopback only.
+        mp.setenv("AWS_EC2_METADATA_DISABLED", "true")
         with s3_server() as served:
             yield served
 
@@ -463,7 +465,7 @@ def test_missing_bucket_is_permanent_and_names_it(s3_endpoint: str) -> None:
         assert S3_SECRET not in text and "\n" not in text
 
 
-def test_unknown_host_is_permanent() -> None:
+def test_unknown_host_is_permanent(s3_endpoint: str) -> None:
     """A host name that does not resolve is a permanent error (RemoteError, not transient)."""
     for r in (
         S3Remote(BUCKET, "p", endpoint="http://no-such-host.invalid:9000"),
