@@ -310,6 +310,12 @@ def test_large_objects_keep_create_only(backend: Backend) -> None:
     assert not r.write_new(SEG, b"small")
     assert not r.write_new(SEG, big[::-1])
     assert r.read(SEG) == big
+    # Two writers racing with large objects: on S3 both upload their parts; the completion decides.
+    writers = [backend.open(), backend.open()]
+    bigs = [os.urandom(7 * MiB), os.urandom(7 * MiB)]
+    won = _race(2, lambda i: writers[i].write_new("main/devices/a/0000000000000002.seg", bigs[i]))
+    assert won.count(True) == 1, won
+    assert r.read("main/devices/a/0000000000000002.seg") == bigs[won.index(True)]
     if isinstance(r, S3Remote):
         assert r.sweep("main/devices/a") == 0, "a completed multipart upload leaves nothing to sweep"
 
