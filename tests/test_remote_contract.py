@@ -1,4 +1,4 @@
-"""One ``Remote`` contract, run against every backend: a folder, a real S3 server, a real WebDAV server.
+"""One ``Remote`` contract, run against every backend: a folder, the fake, a real S3 server, a real WebDAV server.
 
 The S3 server is moto's, the WebDAV server wsgidav on cheroot, both started
 once per session on 127.0.0.1 (tests/remote_servers.py) and stopped after;
@@ -26,7 +26,7 @@ from typing import Any
 import pytest
 
 from oplog.errors import InvalidArgument, RemoteError, TransientRemoteError
-from oplog.remote import LocalDirRemote, VersionedRemote, content_version
+from oplog.remote import FakeRemote, LocalDirRemote, VersionedRemote, content_version
 from oplog.remote_s3 import S3Remote
 from oplog.remote_webdav import WebDavRemote
 from oplog.remotefetch import read_many
@@ -44,7 +44,7 @@ from tests.remote_servers import (
     webdav_server,
 )
 
-KINDS = ["folder", "s3", "webdav"]
+KINDS = ["folder", "fake", "s3", "webdav"]
 SEG = "main/devices/a/0000000000000001.seg"
 MiB = 1024 * 1024
 
@@ -114,6 +114,11 @@ def backend(request: pytest.FixtureRequest, tmp_path: Path) -> Backend:
     if request.param == "folder":
         path = tmp_path / "remote"
         return Backend("folder", root, lambda: LocalDirRemote(path), str(path), None, None, path)
+    if request.param == "fake":
+        shared = FakeRemote(
+            seed=7
+        )  # every "open" is the same in-memory store, as every client sees one server
+        return Backend("fake", root, lambda: shared, "", None, None, None)
     if request.param == "s3":
         endpoint: str = request.getfixturevalue("s3_endpoint")
         port = int(endpoint.rsplit(":", 1)[1])
@@ -501,6 +506,8 @@ def test_wrong_webdav_password_is_permanent_and_secret(webdav_base: tuple[str, P
 
 def test_secrets_absent_from_errors_and_reprs(backend: Backend) -> None:
     """Neither the S3 secret key nor the WebDAV password appears in any message or repr a test can see."""
+    if not backend.spec:
+        pytest.skip("the fake has no URL")
     r = open_remote(backend.spec)
     texts = [repr(r), str(r), str(getattr(r, "url", "")), display_remote(backend.spec)]
     if backend.via is not None:
@@ -569,8 +576,8 @@ def test_a_folder_remote_copied_into_the_store_works_as_is(backend: Backend, tmp
 
 def test_request_economy(backend: Backend, request: pytest.FixtureRequest) -> None:
     """One request per listing (never recursive), per read, per S3 write; two per WebDAV write (PUT + MOVE)."""
-    if backend.kind == "folder":
-        pytest.skip("a folder makes no requests")
+    if backend.kind in ("folder", "fake"):
+        pytest.skip("no server, no requests")
     app: Serialised = (
         request.getfixturevalue("s3_server_app")[1]
         if backend.kind == "s3"
@@ -681,6 +688,8 @@ def test_three_devices_converge_through_every_backend(backend: Backend, tmp_path
     from oplog.wire import request_from_json
     from tests.engine_helpers import numbered_doc_body
 
+    if not backend.spec:
+        pytest.skip("the fake has no URL (tests/test_sync.py syncs through it)")
     warnings.simplefilter("ignore")
     stores = [
         Store.open(tmp_path / f"d{i}", clock=FakeClock(1_721_527_400_000 + i, step_ms=11), ids=RandomIds(i))
