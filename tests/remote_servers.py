@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import socket
 import threading
+import time
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -128,7 +129,8 @@ class CuttingProxy:
     new connection at once (a server that resets); ``answer`` (an HTTP status) answers
     each new connection's first request with that status itself (an overloaded server);
     ``cut_reply_after`` closes a connection once that many reply bytes went back (a download
-    cut short); ``stall`` accepts connections and never answers (a hung server).
+    cut short); ``stall`` accepts connections and never answers (a hung server);
+    ``throttle`` (seconds per 4 KiB sent upward) slows uploads so a test can stop a writer mid-way.
     """
 
     def __init__(self, target_port: int) -> None:
@@ -138,6 +140,7 @@ class CuttingProxy:
         self.answer: int | None = None
         self.cut_reply_after: int | None = None
         self.stall = False
+        self.throttle: float | None = None
         self._stalled: list[socket.socket] = []
         self.answered = 0
         self.forwarded = 0
@@ -173,7 +176,10 @@ class CuttingProxy:
     def _pump(self, src: socket.socket, dst: socket.socket, sent: list[int], upward: bool) -> None:
         try:
             while True:
-                data = src.recv(65536)
+                slow = upward and self.throttle is not None
+                data = src.recv(4096 if slow else 65536)
+                if slow and self.throttle is not None:
+                    time.sleep(self.throttle)
                 if not data:
                     break
                 limit = self.cut_after if upward else self.cut_reply_after

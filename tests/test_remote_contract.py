@@ -712,3 +712,91 @@ def test_three_devices_converge_through_every_backend(backend: Backend, tmp_path
     finally:
         for store in stores:
             store.close()
+
+
+_SYNC_CHILD = """
+import sys, warnings
+warnings.simplefilter("ignore")
+from oplog.remoteurl import open_remote
+from oplog.store import Store
+from oplog.syncrunner import run_sync
+store = Store.open(sys.argv[1])
+run_sync(store, open_remote(sys.argv[2]), store._clock)
+store.close()
+"""
+
+
+def test_a_sync_killed_mid_upload_loses_nothing(backend: Backend, tmp_path: Path) -> None:
+    """A sync process SIGKILLed half-way through its uploads (by bytes sent): the next sync completes,
+    another device converges, and no temporary or partial object is listed."""
+    import shutil
+
+    from oplog.clock import FakeClock, RandomIds
+    from oplog.store import Store
+    from oplog.syncrunner import run_sync
+    from oplog.tree import snapshot
+    from oplog.wire import request_from_json
+    from tests.engine_helpers import numbered_doc_body
+
+    if backend.via is None or backend.server_port is None:
+        pytest.skip("needs a server to cut (the folder's kill test is tests/test_sync.py's)")
+    warnings.simplefilter("ignore")
+    a_dir = tmp_path / "a"
+    store = Store.open(a_dir, clock=FakeClock(1_721_527_400_000, step_ms=11), ids=RandomIds(3))
+    for n in range(1, 121):
+        store.apply(request_from_json(numbered_doc_body(n)))
+    store.close()
+    shutil.copytree(a_dir, tmp_path / "a-probe")
+
+    def proxied_spec(port: int, root: str) -> str:
+        if backend.kind == "s3":
+            return f"s3://{BUCKET}/{root}?endpoint=http://127.0.0.1:{port}"
+        return f"webdav://{WEBDAV_USER}:{WEBDAV_PASSWORD}@127.0.0.1:{port}/dav/{root}"
+
+    proxy = CuttingProxy(backend.server_port)
+    try:
+        # A full sync of a copy (to another root) measures how many bytes the sync sends...
+        probe = subprocess.run(
+            [
+                sys.executable,
+                "-c",
+                _SYNC_CHILD,
+                str(tmp_path / "a-probe"),
+                proxied_spec(proxy.port, backend.root + "p"),
+            ],
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        assert probe.returncode == 0, probe.stderr[-2000:]
+        total = proxy.forwarded
+        assert total > 0
+        proxy.forwarded = 0
+        # ...then the real one, slowed down, is killed once it has sent about half of that.
+        proxy.throttle = 0.005
+        child = subprocess.Popen(
+            [sys.executable, "-c", _SYNC_CHILD, str(a_dir), proxied_spec(proxy.port, backend.root)],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        deadline = time.monotonic() + 120
+        while proxy.forwarded < total // 2 and child.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.002)
+        child.send_signal(signal.SIGKILL)
+        child.wait()
+        print(f"killed after {proxy.forwarded} of {total} bytes (exit {child.returncode})")
+    finally:
+        proxy.close()
+    remote = backend.open()
+    a = Store.open(a_dir)
+    b = Store.open(tmp_path / "b", clock=FakeClock(1_721_527_500_000, step_ms=11), ids=RandomIds(4))
+    try:
+        run_sync(a, remote, a._clock)
+        run_sync(b, remote, b._clock)
+        assert snapshot(a.ws) == snapshot(b.ws) and len(b.ws.docs) == 120
+        for device in remote.list("main/devices"):
+            names = remote.list(f"main/devices/{device}")
+            assert "MANIFEST" in names and not [n for n in names if ".tmp-" in n], names
+    finally:
+        a.close()
+        b.close()
