@@ -45,6 +45,10 @@ from tests.remote_servers import (
 )
 
 KINDS = ["folder", "fake", "s3", "webdav"]
+#: the tests that need a server to cut, stall or count take only these (indirect parametrization)
+SERVED = pytest.mark.parametrize("backend", ["s3", "webdav"], indirect=True)
+#: the tests that open a remote by its URL: every backend that has one
+WITH_URL = pytest.mark.parametrize("backend", ["folder", "s3", "webdav"], indirect=True)
 SEG = "main/devices/a/0000000000000001.seg"
 MiB = 1024 * 1024
 
@@ -115,9 +119,8 @@ def backend(request: pytest.FixtureRequest, tmp_path: Path) -> Backend:
         path = tmp_path / "remote"
         return Backend("folder", root, lambda: LocalDirRemote(path), str(path), None, None, path)
     if request.param == "fake":
-        shared = FakeRemote(
-            seed=7
-        )  # every "open" is the same in-memory store, as every client sees one server
+        # Every "open" is the same in-memory store, as every client of a server sees one store.
+        shared = FakeRemote(seed=7)
         return Backend("fake", root, lambda: shared, "", None, None, None)
     if request.param == "s3":
         endpoint: str = request.getfixturevalue("s3_endpoint")
@@ -325,11 +328,10 @@ def test_large_objects_keep_create_only(backend: Backend) -> None:
         assert r.sweep("main/devices/a") == 0, "a completed multipart upload leaves nothing to sweep"
 
 
+@SERVED
 def test_a_cut_upload_is_never_visible_and_sweep_cleans_up(backend: Backend) -> None:
     """An upload whose connection dies half-way leaves nothing under the final name; a retry succeeds."""
-    if backend.via is None:
-        pytest.skip("the folder's killed writer is test_folder_killed_writer_leaves_nothing_visible")
-    assert backend.server_port is not None
+    assert backend.via is not None and backend.server_port is not None
     proxy = CuttingProxy(backend.server_port)
     try:
         data = os.urandom(3 * MiB)
@@ -398,10 +400,10 @@ def test_folder_killed_writer_leaves_nothing_visible(tmp_path: Path) -> None:
 # ---- errors ----
 
 
+@SERVED
 def test_a_server_that_is_not_there_is_transient(backend: Backend) -> None:
     """Connection refused (a stopped server) is worth retrying: TransientRemoteError naming the remote."""
-    if backend.via is None:
-        pytest.skip("a folder has no server")
+    assert backend.via is not None
     r = backend.via(free_port())
     with pytest.raises(TransientRemoteError) as info:
         r.list("main")
@@ -409,10 +411,10 @@ def test_a_server_that_is_not_there_is_transient(backend: Backend) -> None:
 
 
 @pytest.mark.parametrize("status", [500, 503, 429])
+@SERVED
 def test_overloaded_server_answers_are_transient(backend: Backend, status: int) -> None:
     """5xx and 429 answers are TransientRemoteError; so is a connection reset."""
-    if backend.via is None or backend.server_port is None:
-        pytest.skip("a folder has no server")
+    assert backend.via is not None and backend.server_port is not None
     proxy = CuttingProxy(backend.server_port)
     try:
         r = backend.via(proxy.port)
@@ -428,10 +430,10 @@ def test_overloaded_server_answers_are_transient(backend: Backend, status: int) 
         proxy.close()
 
 
+@SERVED
 def test_a_download_cut_short_is_transient_never_short_bytes(backend: Backend) -> None:
     """A reply whose connection dies mid-body raises TransientRemoteError; no truncated bytes come back."""
-    if backend.via is None or backend.server_port is None:
-        pytest.skip("a folder has no server")
+    assert backend.via is not None and backend.server_port is not None
     data = os.urandom(2 * MiB)
     backend.open().replace("main/devices/a/MANIFEST", data)
     proxy = CuttingProxy(backend.server_port)
@@ -445,10 +447,10 @@ def test_a_download_cut_short_is_transient_never_short_bytes(backend: Backend) -
         proxy.close()
 
 
+@SERVED
 def test_a_hung_server_times_out_as_transient(backend: Backend) -> None:
     """A server that accepts and never answers: the read times out (TransientRemoteError), never hangs."""
-    if backend.via is None or backend.server_port is None:
-        pytest.skip("a folder has no server")
+    assert backend.via is not None and backend.server_port is not None
     proxy = CuttingProxy(backend.server_port)
     proxy.stall = True
     try:
@@ -504,10 +506,9 @@ def test_wrong_webdav_password_is_permanent_and_secret(webdav_base: tuple[str, P
         assert wrong not in shown and "@" not in shown
 
 
+@WITH_URL
 def test_secrets_absent_from_errors_and_reprs(backend: Backend) -> None:
     """Neither the S3 secret key nor the WebDAV password appears in any message or repr a test can see."""
-    if not backend.spec:
-        pytest.skip("the fake has no URL")
     r = open_remote(backend.spec)
     texts = [repr(r), str(r), str(getattr(r, "url", "")), display_remote(backend.spec)]
     if backend.via is not None:
@@ -574,10 +575,9 @@ def test_a_folder_remote_copied_into_the_store_works_as_is(backend: Backend, tmp
         assert LocalDirRemote(backend.disk).read("main/devices/b/0000000000000003.seg") == b"segment three"
 
 
+@SERVED
 def test_request_economy(backend: Backend, request: pytest.FixtureRequest) -> None:
     """One request per listing (never recursive), per read, per S3 write; two per WebDAV write (PUT + MOVE)."""
-    if backend.kind in ("folder", "fake"):
-        pytest.skip("no server, no requests")
     app: Serialised = (
         request.getfixturevalue("s3_server_app")[1]
         if backend.kind == "s3"
@@ -679,6 +679,7 @@ def test_content_version_is_a_digest() -> None:
 # ---- end to end through the library ----
 
 
+@WITH_URL
 def test_three_devices_converge_through_every_backend(backend: Backend, tmp_path: Path) -> None:
     """Three data directories sync through the backend (opened by URL) and reach the same state."""
     from oplog.clock import FakeClock, RandomIds
@@ -688,8 +689,6 @@ def test_three_devices_converge_through_every_backend(backend: Backend, tmp_path
     from oplog.wire import request_from_json
     from tests.engine_helpers import numbered_doc_body
 
-    if not backend.spec:
-        pytest.skip("the fake has no URL (tests/test_sync.py syncs through it)")
     warnings.simplefilter("ignore")
     stores = [
         Store.open(tmp_path / f"d{i}", clock=FakeClock(1_721_527_400_000 + i, step_ms=11), ids=RandomIds(i))
@@ -726,6 +725,7 @@ store.close()
 """
 
 
+@SERVED
 def test_a_sync_killed_mid_upload_loses_nothing(backend: Backend, tmp_path: Path) -> None:
     """A sync process SIGKILLed half-way through its uploads (by bytes sent): the next sync completes,
     another device converges, and no temporary or partial object is listed."""
@@ -738,8 +738,7 @@ def test_a_sync_killed_mid_upload_loses_nothing(backend: Backend, tmp_path: Path
     from oplog.wire import request_from_json
     from tests.engine_helpers import numbered_doc_body
 
-    if backend.via is None or backend.server_port is None:
-        pytest.skip("needs a server to cut (the folder's kill test is tests/test_sync.py's)")
+    assert backend.via is not None and backend.server_port is not None
     warnings.simplefilter("ignore")
     a_dir = tmp_path / "a"
     store = Store.open(a_dir, clock=FakeClock(1_721_527_400_000, step_ms=11), ids=RandomIds(3))
