@@ -14,13 +14,15 @@ fsyncs it, then links (create-only) or renames (replace) it into place.
 from __future__ import annotations
 
 import errno
+import fcntl
+import hashlib
 import os
 import random
 import threading
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
 from oplog.errors import RemoteError, TransientRemoteError
 from oplog.fsutil import fsync_dir
@@ -174,6 +176,34 @@ class LocalDirRemote:
             raise self._io("sweep", folder, exc) from exc
         return removed
 
+    def read_versioned(self, path: str) -> tuple[bytes | None, str | None]:
+        """The file's bytes and a version (a digest of them), or (None, None) when missing."""
+        data = self.read(path)
+        return data, content_version(data)
+
+    def replace_if(self, path: str, data: bytes, version: str | None) -> bool:
+        """Replace only if the file is still at ``version`` (None: only if absent); best effort, see below.
+
+        The check and the rename happen under an exclusive ``flock`` on the folder, so two
+        oplog processes on one machine (or on a file system whose ``flock`` is shared, as
+        local ones are) cannot both win; on network file systems that do not share
+        ``flock`` this is best effort. Plain ``replace`` does not take the lock.
+        """
+        final = self._path(path)
+        try:
+            final.parent.mkdir(parents=True, exist_ok=True)
+            fd = os.open(final.parent, os.O_RDONLY)
+        except OSError as exc:
+            raise self._io("replace", path, exc) from exc
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            if content_version(self.read(path)) != version:
+                return False
+            self.replace(path, data)
+            return True
+        finally:
+            os.close(fd)  # closing the descriptor releases the lock
+
 
 @dataclass
 class Faults:
@@ -289,6 +319,49 @@ class FakeRemote:
             self._enter("sweep", folder)
             return 0
 
+    def read_versioned(self, path: str) -> tuple[bytes | None, str | None]:
+        """The stored bytes and their digest, or (None, None)."""
+        data = self.read(path)
+        return data, content_version(data)
+
+    def replace_if(self, path: str, data: bytes, version: str | None) -> bool:
+        """Replace only if the bytes still have digest ``version`` (None: only if absent)."""
+        with self._lock:
+            check_remote_path(path)
+            self._enter("replace", path)
+            if content_version(self.files.get(path)) != version:
+                return False
+            self._store(path, data, may_tear=False)
+            return True
+
     def reset_counters(self) -> None:
         """Zero the call, byte and file counters (benchmarks)."""
         self.calls = self.bytes_written = self.bytes_read = self.files_written = self.files_read = 0
+
+
+@runtime_checkable
+class VersionedRemote(Remote, Protocol):
+    """A remote that can replace a file only if nobody changed it since it was read (for ``EPOCH``).
+
+    ``version`` is opaque: an ETag on S3 and WebDAV, a digest of the bytes on a folder.
+    ``isinstance(remote, VersionedRemote)`` tells whether a remote has it (every backend here does).
+    """
+
+    def read_versioned(self, path: str) -> tuple[bytes | None, str | None]:
+        """The whole file and its version, or (None, None) if it does not exist."""
+        ...
+
+    def replace_if(self, path: str, data: bytes, version: str | None) -> bool:
+        """Atomically replace ``path`` if it is still at ``version`` (None: create it only if absent).
+
+        False, nothing written, when it changed (or appeared) since that version was read.
+        """
+        ...
+
+
+def content_version(data: bytes | None) -> str | None:
+    """The version of a file by its bytes (for remotes without ETags); None for no file."""
+    return None if data is None else hashlib.blake2b(data, digest_size=16).hexdigest()
+
+
+__all__ += ["VersionedRemote", "content_version"]
