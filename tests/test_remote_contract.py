@@ -478,18 +478,6 @@ def test_missing_bucket_is_permanent_and_names_it(s3_endpoint: str) -> None:
         assert S3_SECRET not in text and "\n" not in text
 
 
-def test_unknown_host_is_permanent(s3_endpoint: str) -> None:
-    """A host name that does not resolve is a permanent error (RemoteError, not transient)."""
-    for r in (
-        S3Remote(BUCKET, "p", endpoint="http://no-such-host.invalid:9000"),
-        WebDavRemote("http://no-such-host.invalid/dav", user="u", password="pw-unknown-host"),
-    ):
-        with pytest.raises(RemoteError) as info:
-            r.list("main")
-        assert not isinstance(info.value, TransientRemoteError), info.value
-        assert "unknown host" in str(info.value) and "pw-unknown-host" not in str(info.value)
-
-
 def test_wrong_webdav_password_is_permanent_and_secret(webdav_base: tuple[str, Path]) -> None:
     """401: RemoteError (not transient), no password in the message, the repr or the URL."""
     base, _ = webdav_base
