@@ -131,7 +131,8 @@ def test_cli_sync_goes_through_a_running_server(tmp_path: Path, capsys: pytest.C
         out = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
         assert out["server"] == server.address and out["cloud_name"] == "main"
         assert out["pushed_segments"] == 1 and out["pulled_segments"] == 1 and out["refused"] == []
-        assert out["pulled_events"] is None and out["swept_temporaries"] is None  # not in the server's events
+        # The syncEnd message carries the event count; the sweep count is not in the server's events.
+        assert out["pulled_events"] == 1 and out["swept_temporaries"] is None
         assert out["last_sync_time"] > 0
         with Client(server.address) as c:
             state = c.stub.GetState(pb.GetStateRequest(), timeout=30)
