@@ -16,6 +16,7 @@ from oplog.errors import InvalidArgument
 __all__ = ["register", "serve", "auth_from_args", "limits_from_args"]
 
 DEFAULT_REMOTE = "./oplog-remote"
+#: The cloud folder when neither --cloud-name nor the data directory's sync state names one.
 DEFAULT_CLOUD_NAME = "main"
 #: A writer without a server (apply, sync, watch) holds the lock only while it writes.
 DEFAULT_LOCK_WAIT_S = 10.0
@@ -68,8 +69,8 @@ def register(subparsers: Any, parent: argparse.ArgumentParser) -> None:
     p.add_argument("--remote", default=DEFAULT_REMOTE, help=f"sync remote folder (default {DEFAULT_REMOTE})")
     p.add_argument(
         "--cloud-name",
-        default=DEFAULT_CLOUD_NAME,
-        help=f"folder under the remote (default {DEFAULT_CLOUD_NAME})",
+        default=None,
+        help=f"folder under the remote (default: the data directory's current one, or {DEFAULT_CLOUD_NAME})",
     )
     boot = p.add_mutually_exclusive_group()
     boot.add_argument(
@@ -178,6 +179,10 @@ def serve(args: argparse.Namespace) -> int:
     limits = limits_from_args(args)
     # Refuse a bad --listen before touching the data directory.
     check_listen_address(args.listen, auth)
+    if args.cloud_name is not None:
+        from oplog.syncformat import check_cloud_name
+
+        args.cloud_name = check_cloud_name(args.cloud_name)
 
     stop = threading.Event()
     received: list[int] = []
