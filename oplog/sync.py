@@ -406,6 +406,10 @@ class SyncSession:
             if rebase_after is not None:
                 rebase_after = max(rebase_after, kept_end)
             reason = "force-pull" if mode == "force-pull" else f"epoch {epoch.epoch} adopted"
+            # From local[k] on, the seqs will hold other events (or none): no remote holds those yet.
+            # Saved before the log changes: a crash in between may re-send, never lose.
+            self.state.cut_own_log(kept_end)
+            self._save_state()
             rebase = self._archive(self.me, local[k:], reason, epoch.epoch, rebase_after)
             dropped = {self.me: local[k].first_seq}
             if rebase:

@@ -84,6 +84,12 @@ class SyncState:
         self.epoch = position.epoch
         self.pushed_seq = position.pushed_seq
 
+    def cut_own_log(self, kept_end: int) -> None:
+        """This device's log is rewritten after seq ``kept_end``: no remote holds what those seqs will hold."""
+        for raw in self.remotes.values():
+            raw["pushed_seq"] = min(int(raw.get("pushed_seq", 0)), kept_end)
+        self.pushed_seq = min(self.pushed_seq, kept_end)
+
     def encode(self) -> bytes:
         """Deterministic JSON."""
         return json.dumps(asdict(self), sort_keys=True, indent=1).encode("utf-8")
