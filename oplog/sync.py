@@ -415,7 +415,7 @@ class SyncSession:
             if rebase:
                 self.store.append_rebased(rebase)
                 self.store.seal_local()
-                self.result.rebased_events += len(rebase)
+                self.result.rebased_events = (self.result.rebased_events or 0) + len(rebase)
                 self._log(f"rebased {len(rebase)} local event(s) onto epoch {epoch.epoch}")
             self.store.after_drop(dropped)
             self.state.pushed_seq = kept_end
@@ -488,7 +488,7 @@ class SyncSession:
             elif listed is not None:
                 self._call("upload", self.remote.replace, path, data)
             self.result.pushed_segments += 1
-            self.result.bytes_up += len(data)
+            self.result.bytes_up = (self.result.bytes_up or 0) + len(data)
         manifest = Manifest(epoch, self.me, local, list(remote.damaged) if remote is not None else [])
         self._own_manifest = manifest
         if remote is None or remote.encode() != manifest.encode():
@@ -513,7 +513,7 @@ class SyncSession:
         """
         removed = self._call("sweep", self.remote.sweep, self._path("devices", self.me))
         if removed:
-            self.result.swept_temporaries += removed
+            self.result.swept_temporaries = (self.result.swept_temporaries or 0) + removed
             self._log(f"removed {removed} temporary file(s) an interrupted upload left in devices/{self.me}")
         return True
 
@@ -561,7 +561,7 @@ class SyncSession:
                 break
             assert data is not None
             fetched.append(Fetched(device_id, entry, data, problem))
-            self.result.bytes_down += len(data)
+            self.result.bytes_down = (self.result.bytes_down or 0) + len(data)
         return fetched
 
     def _repair_pulled(
@@ -619,7 +619,7 @@ class SyncSession:
             runs = [(f.device_id, f.entry.first_seq, f.entry.last_seq) for f in fetched]
             self.store.after_pull(runs, [event for f in fetched for event in f.events])
         self.result.pulled_segments += len(fetched)
-        self.result.pulled_events += sum(f.entry.count for f in fetched)
+        self.result.pulled_events = (self.result.pulled_events or 0) + sum(f.entry.count for f in fetched)
 
     def _check_pulled(
         self, device_id: str, entry: SegEntry, data: bytes | None, now: int

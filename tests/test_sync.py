@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-
 import threading
 import warnings
 from collections.abc import Iterator
@@ -169,12 +168,13 @@ def test_damaged_remote_segment_is_refused(pair, tmp_path: Path) -> None:  # typ
     assert f"device {a.device_id} re-uploads it on its next sync" in result.refused[0]
     assert len(b.ws.docs) == 0
     # b's manifest tells a, whose next normal sync (same size: only the report finds it) re-uploads it.
-    assert [a.device_id, seg.name] in json.loads((seg.parents[1] / b.device_id / "MANIFEST").read_text())["damaged"]
+    b_manifest = seg.parents[1] / b.device_id / "MANIFEST"
+    assert [a.device_id, seg.name] in json.loads(b_manifest.read_text())["damaged"]
     repaired = run_sync(a, remote, a._clock)
     assert repaired.pushed_segments == 1 and repaired.repaired
     result = run_sync(b, remote, b._clock)
     assert not result.refused and len(b.ws.docs) == 1
-    assert "damaged" not in json.loads((seg.parents[1] / b.device_id / "MANIFEST").read_text())
+    assert "damaged" not in json.loads(b_manifest.read_text())
 
 
 def test_future_stamped_events_are_refused(tmp_path: Path) -> None:
