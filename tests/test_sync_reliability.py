@@ -72,6 +72,40 @@ def test_unpushed_edit_survives_remote_switch_and_new_epoch(tmp_path: Path) -> N
         assert snapshot(sx.ws) == snapshot(sy.ws)
 
 
+def test_unpushed_edit_survives_a_boot_sync_elsewhere(tmp_path: Path) -> None:
+    """The same when the other remote was a bare oplog serve's boot sync (its own --remote), not oplog sync."""
+    import time
+
+    from oplog.server.client import Client
+    from oplog.v1 import oplog_pb2 as pb
+
+    from .test_serve_process import ServeProcess
+
+    x, y, r = tmp_path / "X", tmp_path / "Y", str(tmp_path / "R")
+    _ok("apply", "--data", str(x), _body(tmp_path, 1))
+    _ok("sync", "--data", str(x), "--remote", r)
+    _ok("sync", "--data", str(y), "--remote", r)
+    _ok("sync", "--data", str(y), "--remote", r, "--push-mode", "force-push")
+    _ok("apply", "--data", str(x), _body(tmp_path, 2))
+    server = ServeProcess(x, "--remote", str(tmp_path / "boot-remote"))
+    try:
+        with Client(server.address) as c:
+            deadline = time.monotonic() + 60  # a bound on waiting, not an assertion on time
+            while True:
+                info = c.stub.GetSyncInfo(pb.GetSyncInfoRequest(), timeout=30)
+                if info.last_sync_time and not info.in_progress:
+                    break
+                assert time.monotonic() < deadline, "the boot sync did not finish"
+                time.sleep(0.05)
+            assert info.pending_local_events == 0  # the boot sync pushed the edit to boot-remote
+    finally:
+        assert server.stop()[0] == 0
+    back = json.loads(_ok("sync", "--data", str(x), "--remote", r, "--json"))
+    assert back["archived_segments"] == 0, back
+    _ok("sync", "--data", str(y), "--remote", r)
+    assert "20240101000000-0000002" in _docs(y)
+
+
 def test_edit_pushed_to_r_dropped_by_force_push_edit_only_on_r2_rebased(tmp_path: Path) -> None:
     """R held X's edit 2 and a force-push dropped it (archived, by design); edit 3 only reached R2: rebased, not lost."""
     x, y, r, r2 = (str(tmp_path / n) for n in ("X", "Y", "R", "R2"))
