@@ -186,7 +186,8 @@ def test_sync_through_a_busy_server_waits_then_runs_its_own(tmp_path: Path) -> N
     from oplog.remote import LocalDirRemote
     from oplog.server.app import start_server
     from oplog.syncrunner import SyncRunner
-    from oplog.tools.server_sync import ServerSyncResult, sync_through_server
+    from oplog.syncsummary import SyncSummary
+    from oplog.tools.server_sync import sync_through_server
 
     remote = tmp_path / "r"
     gate, entered = threading.Event(), threading.Event()
@@ -211,7 +212,7 @@ def test_sync_through_a_busy_server_waits_then_runs_its_own(tmp_path: Path) -> N
         store.apply(_create_doc_request(1))
         runner.perform("another-client")
         assert entered.wait(30)
-        results: list[ServerSyncResult] = []
+        results: list[SyncSummary] = []
         ours = threading.Thread(target=lambda: results.append(sync_through_server(running.address, app="t")))
         ours.start()
         ours.join(1.0)

@@ -295,3 +295,49 @@ def test_damaged_own_remote_copy_is_reuploaded_and_named(tmp_path: Path) -> None
     assert seg.read_bytes() == good
     _ok("sync", "--data", str(b), "--remote", str(remote))
     assert _docs(b) == ["20240101000000-0000001"]
+
+
+# ---- the parts: formats and the summary ----
+
+
+def test_manifest_damage_reports_round_trip_and_keep_old_bytes() -> None:
+    """A manifest without reports encodes as before; with reports it round-trips."""
+    from oplog.syncformat import Manifest, SegEntry
+
+    entry = SegEntry("0000000000000001.seg", 1, 2, 100, "0badcafe")
+    plain = Manifest("0", "dev-a", [entry])
+    assert b"damaged" not in plain.encode()
+    assert Manifest.decode(plain.encode()) == plain
+    reported = Manifest("0", "dev-a", [entry], [("dev-b", "0000000000000003.seg")])
+    assert Manifest.decode(reported.encode()) == reported
+
+
+def test_remote_change_kind() -> None:
+    """EPOCH and other devices' manifests are news; segments and the device's own folder are not."""
+    from oplog.syncformat import remote_change_kind
+
+    assert remote_change_kind(["EPOCH"], "me") == "epoch"
+    assert remote_change_kind(["devices", "other", "MANIFEST"], "me") == "manifest"
+    assert remote_change_kind(["devices", "me", "MANIFEST"], "me") is None
+    assert remote_change_kind(["devices", "other", "0000000000000001.seg"], "me") is None
+
+
+def test_summary_end_message_round_trip() -> None:
+    """What a server's syncEnd says is what the client's summary reads back."""
+    from oplog.syncsummary import SyncSummary
+
+    done = SyncSummary(
+        pushed_segments=2,
+        pulled_segments=3,
+        pulled_events=40,
+        archived_segments=1,
+        rebased_events=5,
+        repaired=["x"],
+        refused=["y", "z"],
+    )
+    back = SyncSummary.from_end_message(done.end_message(), server="h:1")
+    assert (back.pushed_segments, back.pulled_segments, back.pulled_events) == (2, 3, 40)
+    assert (back.archived_segments, back.rebased_events, back.server) == (1, 5, "h:1")
+    # An older server's message has no event count: unknown, not zero.
+    old = SyncSummary.from_end_message("pushed 1, pulled 0 segment(s)", server="h:1")
+    assert old.pulled_events is None and old.rebased_events is None
