@@ -18,13 +18,20 @@ Tolerance rules (replay) — see docs/actions.md:
   to the end of that parent; when nothing survives the operation is skipped;
 - an id the operation would create already exists, a move into the moved
   block's own subtree, a block that no longer fits its new parent: skipped.
+
+This module holds the block placement handlers and ``HANDLERS``, the dispatch
+table over every family: attribute and view-state actions live in
+``actions_attrs``, document actions in ``actions_doc``, and what all three
+share (the handler signature, the refuse-or-record rule, spec → node) in
+``actions_base`` below them, so the families never import this module.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import Any
 
+from oplog import actions_attrs, actions_doc
+from oplog.actions_base import Handler, node_from_spec, refuse, spec_attrs, target
 from oplog.errors import BlockNotFound, InvalidTransaction, StructureError, UnsupportedAction
 from oplog.model import CONTAINER_TYPES
 from oplog.tree import (
@@ -34,6 +41,7 @@ from oplog.tree import (
     attach,
     child_index,
     detach,
+    heading_section,
     hidden_section,
     in_folded_section,
     iter_blocks,
@@ -55,9 +63,8 @@ __all__ = [
     "removal_top",
     "group_top",
     "move_group",
+    "Handler",
 ]
-
-Handler = Callable[[Workspace, pb.Operation, bool, UndoJournal], Any]
 
 #: kernel name -> seed name, for the actions both families send.
 ALIASES = {
@@ -76,26 +83,6 @@ ALIASES = {
 def is_attribute_view_action(action: str) -> bool:
     """SiYuan's database actions (all but ``setAttrViewName``), refused until they are built."""
     return "AttrView" in action and action != "setAttrViewName"
-
-
-def _spec_attrs(spec: pb.BlockSpec) -> dict[str, str]:
-    attrs = spec.attrs
-    if len(attrs) == 1:  # usually just `updated`; indexing beats iterating a upb container
-        attr = attrs[0]
-        return {attr.name: attr.value}
-    return {attr.name: attr.value for attr in attrs}
-
-
-def node_from_spec(spec: pb.BlockSpec) -> Node:
-    """A fresh, unindexed subtree built from a resolved block spec."""
-    node = Node(spec.id, spec.type, spec.subtype, spec.markdown, _spec_attrs(spec))
-    if spec.children:
-        children = node.children
-        for child_spec in spec.children:
-            child = node_from_spec(child_spec)
-            child.parent = node
-            children.append(child)
-    return node
 
 
 def fits(parent: Node, child_type: str) -> str:
@@ -165,21 +152,6 @@ def move_group(node: Node) -> list[Node]:
     return [node]
 
 
-def _refuse(
-    strict: bool, journal: UndoJournal, op: pb.Operation, error: type[Exception], reason: str
-) -> None:
-    if strict:
-        raise error(reason)
-    journal.conflict(op.action, op.id, reason)
-
-
-def _target(ws: Workspace, op: pb.Operation, strict: bool, journal: UndoJournal) -> Node | None:
-    node = ws.blocks.get(op.id)
-    if node is None:
-        _refuse(strict, journal, op, BlockNotFound, f"block {op.id or '(none)'} not found")
-    return node
-
-
 def _stamp(attrs: dict[str, str], stamp: str) -> dict[str, str]:
     new = dict(attrs)
     if stamp:
@@ -239,7 +211,7 @@ def _place(ws: Workspace, op: pb.Operation, strict: bool, journal: UndoJournal) 
             parent = anchor.parent
             if parent is not None:
                 return parent, child_index(anchor)
-            _refuse(strict, journal, op, StructureError, "cannot place a block before a document")
+            refuse(strict, journal, op, StructureError, "cannot place a block before a document")
             return None
     if previous_id:
         anchor = blocks.get(previous_id)
@@ -250,7 +222,7 @@ def _place(ws: Workspace, op: pb.Operation, strict: bool, journal: UndoJournal) 
                     return _after(anchor)
                 # _after of a block that is not a heading, inlined (the common insert).
                 return parent, child_index(anchor) + 1
-            _refuse(strict, journal, op, StructureError, "cannot place a block after a document")
+            refuse(strict, journal, op, StructureError, "cannot place a block after a document")
             return None
     if parent_id:
         parent = blocks.get(parent_id)
@@ -277,7 +249,7 @@ def _place_specs(
             # Fast path: one leaf into a non-list container (each protobuf field is read once).
             block_id = spec.id
             if not block_id or block_id in ws.blocks:
-                _refuse(
+                refuse(
                     strict,
                     journal,
                     op,
@@ -286,10 +258,10 @@ def _place_specs(
                 )
                 return None
             if parent.type not in CONTAINER_TYPES:
-                _refuse(strict, journal, op, StructureError, fits(parent, spec_type))
+                refuse(strict, journal, op, StructureError, fits(parent, spec_type))
                 return None
             subtype = spec.subtype
-            node = Node(block_id, spec_type, subtype, spec.markdown, _spec_attrs(spec))
+            node = Node(block_id, spec_type, subtype, spec.markdown, spec_attrs(spec))
             if index:
                 # in_folded_section can only say yes when the block before carries a fold attribute.
                 before = parent.children[index - 1].attrs
@@ -308,16 +280,16 @@ def _place_specs(
         else:
             specs.append(_adopt_spec(spec, parent))
     if not specs:
-        _refuse(strict, journal, op, InvalidTransaction, "data holds no block")
+        refuse(strict, journal, op, InvalidTransaction, "data holds no block")
         return None
     for spec in specs:
         reason = fits(parent, spec.type)
         if reason:
-            _refuse(strict, journal, op, StructureError, reason)
+            refuse(strict, journal, op, StructureError, reason)
             return None
     taken = _ids_free(ws, specs)
     if taken:
-        _refuse(strict, journal, op, InvalidTransaction, f"block id {taken} already exists")
+        refuse(strict, journal, op, InvalidTransaction, f"block id {taken} already exists")
         return None
     ids = []
     for spec in specs:
@@ -344,12 +316,10 @@ def _container_target(
 ) -> tuple[Node, int] | None:
     parent = ws.blocks.get(op.parent_id)
     if parent is None:
-        _refuse(strict, journal, op, BlockNotFound, f"parent block {op.parent_id or '(none)'} not found")
+        refuse(strict, journal, op, BlockNotFound, f"parent block {op.parent_id or '(none)'} not found")
         return None
     if parent.type not in CONTAINER_TYPES and parent.type == "h" and not first:
         # Appending to a heading appends to its section (as SiYuan does).
-        from oplog.tree import heading_section
-
         section = heading_section(parent)
         anchor = section[-1] if section else parent
         grand = anchor.parent
@@ -382,7 +352,7 @@ def _replace_children(ws: Workspace, node: Node, specs: Any, journal: UndoJourna
 def _update(ws: Workspace, op: pb.Operation, strict: bool, journal: UndoJournal) -> Any:
     node = ws.blocks.get(op.id)
     if node is None:
-        _refuse(strict, journal, op, BlockNotFound, f"block {op.id or '(none)'} not found")
+        refuse(strict, journal, op, BlockNotFound, f"block {op.id or '(none)'} not found")
         return {"updateCount": 0}
     specs = op.blocks
     if len(specs) == 1 and not node.children:
@@ -392,12 +362,12 @@ def _update(ws: Workspace, op: pb.Operation, strict: bool, journal: UndoJournal)
         if spec.type == kind and kind not in CONTAINER_TYPES:
             markdown = spec.markdown
             subtype = spec.subtype
-            spec_attrs = spec.attrs
-            if len(spec_attrs) == 1:  # _spec_attrs, inlined: usually just `updated`
-                attr = spec_attrs[0]
+            raw_attrs = spec.attrs
+            if len(raw_attrs) == 1:  # spec_attrs, inlined: usually just `updated`
+                attr = raw_attrs[0]
                 attrs = {attr.name: attr.value}
             else:
-                attrs = {attr.name: attr.value for attr in spec_attrs}
+                attrs = {attr.name: attr.value for attr in raw_attrs}
             if kind == "h" or journal.record:
                 if markdown != node.markdown or subtype != node.subtype:
                     set_content(node, kind, subtype, markdown, journal)
@@ -416,13 +386,13 @@ def _update(ws: Workspace, op: pb.Operation, strict: bool, journal: UndoJournal)
         # Updating a document replaces its body; its own attributes stay (bar the stamp).
         taken = _ids_free(ws, specs, own)
         if taken:
-            _refuse(strict, journal, op, InvalidTransaction, f"block id {taken} already exists")
+            refuse(strict, journal, op, InvalidTransaction, f"block id {taken} already exists")
             return {"updateCount": 0}
         _replace_children(ws, node, specs, journal)
         set_attrs(node, _stamp(node.attrs, op.updated), journal)
         return {"updateCount": 1}
     if not specs:
-        _refuse(strict, journal, op, InvalidTransaction, "data holds no block")
+        refuse(strict, journal, op, InvalidTransaction, "data holds no block")
         return {"updateCount": 0}
     parent = node.parent
     assert parent is not None
@@ -436,18 +406,18 @@ def _update(ws: Workspace, op: pb.Operation, strict: bool, journal: UndoJournal)
             if reason:
                 break
     if reason:
-        _refuse(strict, journal, op, StructureError, reason)
+        refuse(strict, journal, op, StructureError, reason)
         return {"updateCount": 0}
     if spec.children or len(specs) > 1:
         taken = _ids_free(ws, list(spec.children) + list(specs[1:]), own)
         if taken:
-            _refuse(strict, journal, op, InvalidTransaction, f"block id {taken} already exists")
+            refuse(strict, journal, op, InvalidTransaction, f"block id {taken} already exists")
             return {"updateCount": 0}
     if spec.children or node.children:
         _replace_children(ws, node, spec.children, journal)
     if node.type != spec.type or node.subtype != spec.subtype or node.markdown != spec.markdown:
         set_content(node, spec.type, spec.subtype, spec.markdown, journal)
-    set_attrs(node, _spec_attrs(spec), journal)
+    set_attrs(node, spec_attrs(spec), journal)
     if len(specs) > 1:
         # Extra blocks in the data follow the updated one.
         index = child_index(node) + 1
@@ -463,7 +433,7 @@ def _delete(ws: Workspace, op: pb.Operation, strict: bool, journal: UndoJournal)
         # Already gone: clients retry deletes, and a concurrent delete is no conflict.
         return {"deleteCount": 0}
     if node.type == "d":
-        _refuse(strict, journal, op, StructureError, "deleteBlock cannot remove a document; use removeDoc")
+        refuse(strict, journal, op, StructureError, "deleteBlock cannot remove a document; use removeDoc")
         return {"deleteCount": 0}
     top = removal_top(node)
     count = subtree_size(top) if top.children else 1
@@ -496,12 +466,12 @@ def _move_to(
     journal: UndoJournal,
 ) -> int:
     if _under(parent, group):
-        _refuse(strict, journal, op, StructureError, "cannot move a block into its own subtree")
+        refuse(strict, journal, op, StructureError, "cannot move a block into its own subtree")
         return 0
     for member in group:
         reason = fits(parent, member.type)
         if reason:
-            _refuse(strict, journal, op, StructureError, reason)
+            refuse(strict, journal, op, StructureError, reason)
             return 0
     siblings = parent.children
     members = {id(n) for n in group}
@@ -527,11 +497,11 @@ def _move_to(
 
 def _move(ws: Workspace, op: pb.Operation, strict: bool, journal: UndoJournal) -> Any:
     stamp = op.updated
-    node = _target(ws, op, strict, journal)
+    node = target(ws, op, strict, journal)
     if node is None:
         return {"moveCount": 0}
     if node.type == "d":
-        _refuse(strict, journal, op, StructureError, "a document cannot be moved as a block")
+        refuse(strict, journal, op, StructureError, "a document cannot be moved as a block")
         return {"moveCount": 0}
     if op.previous_id == op.id or op.next_id == op.id:
         if strict:
@@ -544,7 +514,7 @@ def _move(ws: Workspace, op: pb.Operation, strict: bool, journal: UndoJournal) -
     parent, index = place
     anchor = ws.blocks.get(op.next_id or op.previous_id)
     if anchor is not None and anchor is not node and any(anchor is m for m in group):
-        _refuse(
+        refuse(
             strict, journal, op, StructureError, "cannot move a folded heading next to its own hidden section"
         )
         return {"moveCount": 0}
@@ -553,22 +523,22 @@ def _move(ws: Workspace, op: pb.Operation, strict: bool, journal: UndoJournal) -
 
 def _append_to_doc(ws: Workspace, op: pb.Operation, strict: bool, journal: UndoJournal) -> Any:
     stamp = op.updated
-    node = _target(ws, op, strict, journal)
+    node = target(ws, op, strict, journal)
     if node is None:
         return {"moveCount": 0}
     doc = ws.docs.get(op.parent_id)
     if doc is None:
-        _refuse(strict, journal, op, BlockNotFound, f"document {op.parent_id or '(none)'} not found")
+        refuse(strict, journal, op, BlockNotFound, f"document {op.parent_id or '(none)'} not found")
         return {"moveCount": 0}
     if node.type == "d":
-        _refuse(strict, journal, op, StructureError, "a document cannot be moved as a block")
+        refuse(strict, journal, op, StructureError, "a document cannot be moved as a block")
         return {"moveCount": 0}
     group = move_group(node)
     parent, index = doc, len(doc.children)
     if node.type == "i":
         last = doc.children[-1] if doc.children else None
         if last is None or last.type != "l" or last is node.parent:
-            _refuse(strict, journal, op, StructureError, "a list item can only be appended after a list")
+            refuse(strict, journal, op, StructureError, "a list item can only be appended after a list")
             return {"moveCount": 0}
         parent, index = last, len(last.children)
     return {"moveCount": _move_to(ws, op, node, group, parent, index, stamp, strict, journal)}
@@ -578,7 +548,7 @@ def _append_to_doc(ws: Workspace, op: pb.Operation, strict: bool, journal: UndoJ
 
 
 def _unsupported(ws: Workspace, op: pb.Operation, strict: bool, journal: UndoJournal) -> Any:
-    _refuse(strict, journal, op, UnsupportedAction, f"unsupported action {op.action}")
+    refuse(strict, journal, op, UnsupportedAction, f"unsupported action {op.action}")
     return None
 
 
@@ -590,16 +560,10 @@ HANDLERS: dict[str, Handler] = {
     "deleteBlock": _delete,
     "moveBlock": _move,
     "append": _append_to_doc,
+    **actions_attrs.HANDLERS,
+    **actions_doc.HANDLERS,
 }
-
-
-def _register_doc_actions() -> None:
-    from oplog import actions_attrs, actions_doc
-
-    HANDLERS.update(actions_attrs.HANDLERS)
-    HANDLERS.update(actions_doc.HANDLERS)
-    for kernel, seed in ALIASES.items():
-        HANDLERS[kernel] = HANDLERS[seed]
+HANDLERS.update({kernel: HANDLERS[seed] for kernel, seed in ALIASES.items()})
 
 
 def apply_op(ws: Workspace, op: pb.Operation, *, strict: bool, journal: UndoJournal) -> Any:
@@ -608,9 +572,6 @@ def apply_op(ws: Workspace, op: pb.Operation, *, strict: bool, journal: UndoJour
     if handler is None:
         if is_attribute_view_action(op.action):
             return _unsupported(ws, op, strict, journal)
-        _refuse(strict, journal, op, UnsupportedAction, f"unknown action {op.action!r}")
+        refuse(strict, journal, op, UnsupportedAction, f"unknown action {op.action!r}")
         return None
     return handler(ws, op, strict, journal)
-
-
-_register_doc_actions()

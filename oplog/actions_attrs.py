@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from oplog.actions import _refuse, _target
+from oplog.actions_base import Handler, refuse, target
 from oplog.errors import BlockNotFound, StructureError
 from oplog.model import CONTAINER_TYPES
 from oplog.tree import Node, UndoJournal, Workspace, heading_section, set_attrs, set_av_name
@@ -18,7 +18,7 @@ __all__ = ["HANDLERS"]
 
 
 def _set_block_attrs(ws: Workspace, op: pb.Operation, strict: bool, journal: UndoJournal) -> Any:
-    node = _target(ws, op, strict, journal)
+    node = target(ws, op, strict, journal)
     if node is None:
         return None
     new = dict(node.attrs)
@@ -49,7 +49,7 @@ def _set_reminder(ws: Workspace, op: pb.Operation, strict: bool, journal: UndoJo
 
 
 def _do_update_updated(ws: Workspace, op: pb.Operation, strict: bool, journal: UndoJournal) -> Any:
-    node = _target(ws, op, strict, journal)
+    node = target(ws, op, strict, journal)
     if node is None:
         return None
     new = dict(node.attrs)
@@ -63,9 +63,9 @@ def _do_update_updated(ws: Workspace, op: pb.Operation, strict: bool, journal: U
 
 def _foldable(ws: Workspace, op: pb.Operation, strict: bool, journal: UndoJournal) -> Node | None:
     """The block ``op`` folds or unfolds, or None (refused) when it is missing or a document."""
-    node = _target(ws, op, strict, journal)
+    node = target(ws, op, strict, journal)
     if node is not None and node.type == "d":
-        _refuse(strict, journal, op, StructureError, "a document cannot be folded")
+        refuse(strict, journal, op, StructureError, "a document cannot be folded")
         return None
     return node
 
@@ -85,7 +85,7 @@ def _fold(ws: Workspace, op: pb.Operation, strict: bool, journal: UndoJournal) -
                 set_attrs(block, {**attrs, "fold": "1", "heading-fold": "1"}, journal)
         return [block.id for block in section]
     if node.type not in CONTAINER_TYPES:
-        _refuse(strict, journal, op, StructureError, f"a {node.type} block cannot be folded")
+        refuse(strict, journal, op, StructureError, f"a {node.type} block cannot be folded")
         return []
     if node.attrs.get("fold") != "1":
         set_attrs(node, {**node.attrs, "fold": "1"}, journal)
@@ -113,13 +113,13 @@ def _unfold(ws: Workspace, op: pb.Operation, strict: bool, journal: UndoJournal)
 
 def _set_av_name(ws: Workspace, op: pb.Operation, strict: bool, journal: UndoJournal) -> Any:
     if op.id not in ws.avs:
-        _refuse(strict, journal, op, BlockNotFound, f"attribute view {op.id or '(none)'} not found")
+        refuse(strict, journal, op, BlockNotFound, f"attribute view {op.id or '(none)'} not found")
         return None
     set_av_name(ws, op.id, op.text, journal)
     return op.text
 
 
-HANDLERS = {
+HANDLERS: dict[str, Handler] = {
     "setBlockAttrs": _set_block_attrs,
     "foldBlock": _fold,
     "unfoldBlock": _unfold,

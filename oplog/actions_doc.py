@@ -9,7 +9,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from oplog.actions import _refuse, _target
+from oplog.actions_base import Handler, node_from_spec, refuse, target
 from oplog.errors import BlockNotFound, InvalidTransaction, StructureError
 from oplog.tree import (
     Node,
@@ -77,25 +77,23 @@ def _parent_doc(ws: Workspace, op: pb.Operation, strict: bool, journal: UndoJour
     parent = ws.docs.get(op.parent_doc)
     if parent is None:
         # Replay: the parent document is gone, so the new one lands at the notebook's top level.
-        _refuse(strict, journal, op, BlockNotFound, f"parent document {op.parent_doc} not found")
+        refuse(strict, journal, op, BlockNotFound, f"parent document {op.parent_doc} not found")
     return parent
 
 
 def _create_doc(ws: Workspace, op: pb.Operation, strict: bool, journal: UndoJournal) -> Any:
-    from oplog.actions import node_from_spec
-
     stamp = op.updated
     if op.id in ws.blocks or not op.id:
-        _refuse(strict, journal, op, InvalidTransaction, f"block id {op.id or '(empty)'} already exists")
+        refuse(strict, journal, op, InvalidTransaction, f"block id {op.id or '(empty)'} already exists")
         return None
     clash = _ids_clash(ws, op.blocks)
     if clash:
-        _refuse(strict, journal, op, InvalidTransaction, f"block id {clash} already exists")
+        refuse(strict, journal, op, InvalidTransaction, f"block id {clash} already exists")
         return None
     parent = _parent_doc(ws, op, strict, journal)
     box = parent.box if parent is not None else op.box
     if not box:
-        _refuse(strict, journal, op, InvalidTransaction, "createDoc needs a box")
+        refuse(strict, journal, op, InvalidTransaction, "createDoc needs a box")
         return None
     attrs = {"title": op.text}
     if stamp:
@@ -125,21 +123,19 @@ def _doc2heading(ws: Workspace, op: pb.Operation, strict: bool, journal: UndoJou
     stamp = op.updated
     src = ws.docs.get(op.id)
     if src is None:
-        _refuse(strict, journal, op, BlockNotFound, f"document {op.id or '(none)'} not found")
+        refuse(strict, journal, op, BlockNotFound, f"document {op.id or '(none)'} not found")
         return None
     if child_docs(ws, src):
-        _refuse(
-            strict, journal, op, StructureError, "a document with child documents cannot become a heading"
-        )
+        refuse(strict, journal, op, StructureError, "a document with child documents cannot become a heading")
         return None
     after = not op.next_id
     target_id = op.next_id or op.previous_id
     pivot = ws.blocks.get(target_id) if target_id else None
     if pivot is None:
-        _refuse(strict, journal, op, BlockNotFound, f"target block {target_id or '(none)'} not found")
+        refuse(strict, journal, op, BlockNotFound, f"target block {target_id or '(none)'} not found")
         return None
     if pivot.root is src or pivot.parent is None:
-        _refuse(strict, journal, op, StructureError, "the target must be a block in another document")
+        refuse(strict, journal, op, StructureError, "the target must be a block in another document")
         return None
     if pivot.type == "i" and pivot.children:
         pivot = pivot.children[-1]
@@ -212,11 +208,11 @@ def _new_doc_from(
 
 def _heading2doc(ws: Workspace, op: pb.Operation, strict: bool, journal: UndoJournal) -> Any:
     stamp = op.updated
-    heading = _target(ws, op, strict, journal)
+    heading = target(ws, op, strict, journal)
     if heading is None:
         return None
     if heading.type != "h":
-        _refuse(strict, journal, op, StructureError, f"block {op.id} is not a heading")
+        refuse(strict, journal, op, StructureError, f"block {op.id} is not a heading")
         return None
     section = heading_section(heading)
     doc = _new_doc_from(ws, op, heading, section, stamp, strict, journal)
@@ -234,11 +230,11 @@ def _heading2doc(ws: Workspace, op: pb.Operation, strict: bool, journal: UndoJou
 
 def _li2doc(ws: Workspace, op: pb.Operation, strict: bool, journal: UndoJournal) -> Any:
     stamp = op.updated
-    item = _target(ws, op, strict, journal)
+    item = target(ws, op, strict, journal)
     if item is None:
         return None
     if item.type != "i":
-        _refuse(strict, journal, op, StructureError, f"block {op.id} is not a list item")
+        refuse(strict, journal, op, StructureError, f"block {op.id} is not a list item")
         return None
     children = item.children
     body = children[1:] if children and children[0].type == "p" else list(children)
@@ -248,12 +244,12 @@ def _li2doc(ws: Workspace, op: pb.Operation, strict: bool, journal: UndoJournal)
 
 def _move_outline_heading(ws: Workspace, op: pb.Operation, strict: bool, journal: UndoJournal) -> Any:
     stamp = op.updated
-    heading = _target(ws, op, strict, journal)
+    heading = target(ws, op, strict, journal)
     if heading is None:
         return None
     doc = heading.parent
     if heading.type != "h" or doc is None or doc.type != "d":
-        _refuse(
+        refuse(
             strict,
             journal,
             op,
@@ -270,10 +266,10 @@ def _move_outline_heading(ws: Workspace, op: pb.Operation, strict: bool, journal
     if anchor_id:
         anchor = ws.blocks.get(anchor_id)
         if anchor is None:
-            _refuse(strict, journal, op, BlockNotFound, f"anchor block {anchor_id} not found")
+            refuse(strict, journal, op, BlockNotFound, f"anchor block {anchor_id} not found")
             return None
         if anchor.type != "h" or anchor.parent is not doc or id(anchor) in members:
-            _refuse(
+            refuse(
                 strict,
                 journal,
                 op,
@@ -308,7 +304,7 @@ def _move_outline_heading(ws: Workspace, op: pb.Operation, strict: bool, journal
     return doc.id
 
 
-HANDLERS = {
+HANDLERS: dict[str, Handler] = {
     "createDoc": _create_doc,
     "removeDoc": _remove_doc,
     "doc2Heading": _doc2heading,

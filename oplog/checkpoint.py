@@ -39,6 +39,7 @@ from typing import Any, NamedTuple
 import sqlite_utils
 
 from oplog.collector import collector_paused
+from oplog.errors import DamagedCheckpoint
 from oplog.statehash import StateHash, block_digest, prev_id
 from oplog.tree import Node, Workspace
 
@@ -73,10 +74,6 @@ class ConflictRecord(NamedTuple):
     action: str
     block_id: str
     reason: str
-
-
-class DamagedCheckpoint(Exception):
-    """A checkpoint that cannot be used (internal: callers fall back and warn)."""
 
 
 @dataclass(frozen=True)

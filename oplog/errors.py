@@ -1,28 +1,41 @@
-"""The one exception tree of oplog's core.
+"""The one exception tree of oplog: every error any part of it raises on purpose.
 
     OplogError
-    ├── InvalidArgument            malformed input              -> INVALID_ARGUMENT
+    ├── InvalidArgument            malformed input                                   -> INVALID_ARGUMENT
     │   ├── InvalidTransaction     a transaction that cannot be applied as sent
     │   │   └── UnsupportedAction  an unknown or not yet built action
-    │   └── InvalidSyncArgument    bad performSync parameters
-    ├── BlockNotFound              a block or anchor that does not exist -> NOT_FOUND
-    ├── StructureError             an impossible structure (cycle, fold a document) -> FAILED_PRECONDITION
-    ├── StorageError               the data directory cannot be used
-    │   ├── CorruptSegment         a bad checksum or frame inside the log (file, offset)
+    │   ├── InvalidSyncArgument    bad performSync parameters
+    │   └── QueryRefused           SQL that is not a single read
+    ├── BlockNotFound              a block or anchor that does not exist             -> NOT_FOUND
+    ├── StructureError             an impossible structure (cycle, fold a document)  -> FAILED_PRECONDITION
+    ├── InconsistentTree           a block tree that breaks its own invariants       -> DATA_LOSS
+    ├── StorageError               the data directory cannot be used                 -> UNAVAILABLE
+    │   ├── CorruptSegment         a bad checksum or frame inside the log            -> DATA_LOSS
+    │   ├── DamagedCheckpoint      a checkpoint that cannot be trusted               -> DATA_LOSS
+    │   ├── StaleBase              a checkpoint no longer a prefix of the logs' merged order
     │   ├── DataDirLocked          another process holds the writer's lock
     │   └── NotADataDir            the path is not an oplog data directory
-    ├── RemoteError                the sync remote failed
+    ├── RemoteError                the sync remote failed                            -> UNAVAILABLE
     │   └── TransientRemoteError   worth retrying with back-off
-    ├── SyncInProgress             a sync is running             -> ABORTED
-    │   └── BootSyncInProgress     the boot sync is running      -> ABORTED
-    ├── QueryRefused               SQL that is not a read         -> INVALID_ARGUMENT
-    ├── QueryTimeout               SQL past its time budget       -> DEADLINE_EXCEEDED
-    ├── SubscriberTooSlow          a change-feed reader fell behind -> RESOURCE_EXHAUSTED
-    ├── ChangeFeedRewritten        sync renumbered the change feed  -> ABORTED
-    └── ReadOnlyStore              a write on a read-only store   -> PERMISSION_DENIED
+    ├── RemoteCallError            a server status no other class stands for         -> UNKNOWN
+    ├── Cancelled                  the caller stopped the work or stopped waiting    -> CANCELLED
+    │   ├── SyncNotFollowed        ``oplog sync`` stopped following a server's sync
+    │   └── SyncAbandoned          a daemon's sync stopped while waiting to retry
+    ├── SyncInProgress             a sync is running                                 -> ABORTED
+    │   └── BootSyncInProgress     the boot sync is running
+    ├── QueryTimeout               SQL past its time budget                          -> DEADLINE_EXCEEDED
+    ├── SubscriberTooSlow          a change-feed reader fell behind                  -> RESOURCE_EXHAUSTED
+    ├── ChangeFeedRewritten        sync renumbered the change feed                   -> ABORTED
+    └── ReadOnlyStore              a write on a read-only store                      -> PERMISSION_DENIED
 
-The server maps these to gRPC status codes in one place; the CLI prints
-``str(error)`` on one line.
+The codes are the gRPC status each class becomes (a class without one takes its
+parent's); the server maps them in one place (``oplog.server.status``), and the
+CLI prints ``str(error)`` on one line. Every class lives here — also those
+only one part raises (``StaleBase`` in replay, ``RemoteCallError`` on the
+client side, ``SyncAbandoned`` in the daemon) — so ``except OplogError``
+catches everything oplog means to raise and anything else is a bug;
+``tests/test_errors_tree.py`` holds this drawing, ``__all__`` and the status
+table to the classes.
 """
 
 from __future__ import annotations
@@ -44,6 +57,13 @@ __all__ = [
     "SyncInProgress",
     "BootSyncInProgress",
     "QueryRefused",
+    "InconsistentTree",
+    "DamagedCheckpoint",
+    "StaleBase",
+    "RemoteCallError",
+    "Cancelled",
+    "SyncNotFollowed",
+    "SyncAbandoned",
     "QueryTimeout",
     "SubscriberTooSlow",
     "ChangeFeedRewritten",
@@ -103,6 +123,10 @@ class StructureError(OplogError):
     """An operation that would make an impossible tree."""
 
 
+class InconsistentTree(OplogError):
+    """A block tree that breaks its own invariants (``tree.check_invariants``): damage, or a bug."""
+
+
 class StorageError(OplogError):
     """The data directory or its files cannot be used."""
 
@@ -114,6 +138,14 @@ class CorruptSegment(StorageError):
         self.path = path
         self.offset = offset
         super().__init__(f"{message} in {path} at offset {offset}")
+
+
+class DamagedCheckpoint(StorageError):
+    """A checkpoint that cannot be trusted; loading falls back to an older one, ``oplog verify`` reports it."""
+
+
+class StaleBase(StorageError):
+    """The base (checkpoint) is no longer a prefix of the merged order of these logs; replay tries an older one."""
 
 
 class DataDirLocked(StorageError):
@@ -130,6 +162,30 @@ class RemoteError(OplogError):
 
 class TransientRemoteError(RemoteError):
     """A remote failure worth retrying."""
+
+
+class RemoteCallError(OplogError):
+    """A call to an oplog server failed with a status no other class stands for; ``code`` is that status."""
+
+    def __init__(self, code: object, message: str) -> None:
+        # ``code`` is a grpc.StatusCode; the core does not import grpc, so it is typed loosely here.
+        self.code = code
+        super().__init__(message)
+
+
+class Cancelled(OplogError):
+    """The caller stopped the work, or stopped waiting for it."""
+
+
+class SyncNotFollowed(Cancelled):
+    """The caller stopped waiting for a server's sync (``cancel`` was set); the server's sync goes on."""
+
+
+class SyncAbandoned(Cancelled):
+    """A daemon's sync stopped while it waited to retry, because the daemon is stopping."""
+
+    def __init__(self, message: str = "stopped while waiting to retry") -> None:
+        super().__init__(message)
 
 
 class SyncInProgress(OplogError):

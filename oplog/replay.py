@@ -11,7 +11,9 @@ the merged order, plus the events after it.
 A base is still a prefix of the merged order when every device's log still
 holds the event the base names as its head (same hlc) and every event after a
 head sorts after the base's last event. Otherwise ``StaleBase`` is raised
-before anything is folded, and ``rewind`` tries an older checkpoint.
+before anything is folded, and ``rewind`` tries an older checkpoint. That check
+(``prime``) and the ``Base`` protocol live in ``oplog.replaybase``, below both
+this module and the reader process (``oplog.replayreader``) that also primes.
 """
 
 from __future__ import annotations
@@ -22,15 +24,16 @@ import sys
 import warnings
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
-from itertools import chain, islice, takewhile
-from typing import Any, Protocol, cast
+from itertools import islice, takewhile
+from typing import Any, cast
 
 from oplog.checkpoint import Checkpoint, CheckpointInfo, CheckpointStore, ConflictRecord, DamagedCheckpoint
 from oplog.collector import collector_paused
 from oplog.engine import replay_operations
-from oplog.errors import InvalidArgument, StorageError
+from oplog.errors import InvalidArgument, StaleBase
 from oplog.eventlog import EventLog
 from oplog.hlc import COUNTER_BITS
+from oplog.replaybase import Base, Key, Keyed, prime
 from oplog.replayreader import read_merged
 from oplog.statehash import StateHash
 from oplog.tree import UndoJournal, Workspace
@@ -48,28 +51,11 @@ __all__ = [
     "READER_MIN_EVENTS",
 ]
 
-Key = tuple[int, str, int]
 Sources = Mapping[str, EventLog] | Iterable[EventLog | Iterable[pb.Event]]
 
 #: How often (in events) the progress callback is called (a power of two: the fold tests a mask).
 PROGRESS_EVERY = 4096
 _PROGRESS_MASK = PROGRESS_EVERY - 1
-
-
-class StaleBase(StorageError):
-    """The base (checkpoint) is no longer a prefix of the merged order of these logs."""
-
-
-class Base(Protocol):
-    """What replay can start from: a ``Checkpoint`` or an earlier ``ReplayResult``."""
-
-    ws: Workspace
-    state_hash: StateHash
-    position: int
-    heads: dict[str, int]
-    head_hlcs: dict[str, int]
-    last_key: Key | None
-    conflicts: list[ConflictRecord]
 
 
 @dataclass
@@ -99,11 +85,6 @@ class ReplayResult:
         return self.last_key[0] if self.last_key else 0
 
 
-#: What the merge orders: ``EventLog.records``' tuples — the event's ``order_key`` fields, then the
-#: event and its record bytes (never compared: keys are unique).
-Keyed = tuple[int, str, int, pb.Event, bytes]
-
-
 def _keyed(events: Iterable[pb.Event]) -> Iterator[Keyed]:
     for event in events:
         yield event.hlc, event.device_id, event.device_seq, event, b""
@@ -121,43 +102,6 @@ def _streams(sources: Sources, base: Base | None) -> list[Iterator[Keyed]]:
         else:
             streams.append(_keyed(item))
     return streams
-
-
-def prime(streams: list[Iterator[Keyed]], base: Any) -> list[Iterator[Keyed]]:
-    """Check the base against each stream's first events; return streams positioned just after the heads."""
-    heads = base.heads if base is not None else {}
-    hlcs = base.head_hlcs if base is not None else {}
-    last_key = base.last_key if base is not None else None
-    seen: set[str] = set()
-    out: list[Iterator[Keyed]] = []
-    for stream in streams:
-        first = next(stream, None)
-        if first is None:
-            continue
-        device = first[1]
-        seen.add(device)
-        head = heads.get(device, 0)
-        if head:
-            if first[2] > head:
-                raise StaleBase(f"device {device}'s log no longer holds event {head} the checkpoint covers")
-            while first is not None and first[2] < head:
-                first = next(stream, None)
-            if first is None or first[2] != head:
-                raise StaleBase(f"device {device}'s log ends before event {head} the checkpoint covers")
-            if device in hlcs and first[0] != hlcs[device]:
-                raise StaleBase(f"device {device}'s event {head} is not the one the checkpoint covers")
-            first = next(stream, None)
-            if first is None:
-                continue
-        if last_key is not None and first[:3] <= last_key:
-            raise StaleBase(f"device {device}'s event {first[2]} sorts before the checkpoint's last event")
-        out.append(chain((first,), stream))
-    missing = [d for d, h in heads.items() if h and d not in seen]
-    if missing:
-        raise StaleBase(
-            f"the checkpoint covers devices whose logs are missing or empty: {', '.join(sorted(missing))}"
-        )
-    return out
 
 
 def replay(

@@ -21,6 +21,7 @@ exception.
 
 from __future__ import annotations
 
+import heapq
 import json
 import marshal
 import os
@@ -36,6 +37,7 @@ from typing import IO, Any, BinaryIO
 
 from oplog.errors import StorageError
 from oplog.eventlog import EventLog
+from oplog.replaybase import prime
 from oplog.v1 import oplog_pb2 as pb
 
 __all__ = ["ReaderOp", "ReaderSpec", "ReaderAttr", "read_merged", "BATCH"]
@@ -206,7 +208,7 @@ _HEADER = struct.Struct("<cI")
 
 @dataclass(frozen=True)
 class _Base:
-    """What ``oplog.replay``'s priming needs of a base, as plain data."""
+    """What ``oplog.replaybase.prime`` needs of a base, as plain data."""
 
     heads: dict[str, int]
     head_hlcs: dict[str, int]
@@ -220,10 +222,6 @@ def _send(out: BinaryIO, tag: bytes, payload: bytes) -> None:
 
 def _read_job(job: dict[str, Any], out: BinaryIO) -> None:
     """Read the job's logs from the base's heads in the merged order; send batches of plain tuples."""
-    import heapq
-
-    from oplog.replay import prime
-
     raw = job["base"]
     base = (
         None

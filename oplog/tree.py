@@ -19,6 +19,7 @@ from bisect import bisect_left
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
+from oplog.errors import InconsistentTree
 from oplog.model import CONTAINER_TYPES
 
 __all__ = [
@@ -425,46 +426,67 @@ def snapshot(ws: Workspace) -> tuple[Any, ...]:
 
 
 def check_invariants(ws: Workspace) -> None:
-    """Raise AssertionError if the tree is inconsistent (reachability, links, ids, paths, nesting rules)."""
+    """Raise ``InconsistentTree`` if the tree is inconsistent (reachability, links, ids, paths, nesting rules)."""
+    problem = _first_inconsistency(ws)
+    if problem:
+        raise InconsistentTree(problem)
+
+
+def _first_inconsistency(ws: Workspace) -> str:
+    # Checks, not asserts: ``oplog verify`` relies on them, and ``python -O`` strips asserts.
     seen: set[str] = set()
     for doc_id, doc in ws.docs.items():
-        assert doc.id == doc_id, f"doc index {doc_id} holds {doc.id}"
-        assert doc.type == "d", f"document {doc_id} has type {doc.type}"
-        assert doc.parent is None and doc.root is doc, f"document {doc_id} has a parent or wrong root"
-        assert ws.blocks.get(doc_id) is doc, f"document {doc_id} missing from the block index"
-        assert doc.box, f"document {doc_id} has no box"
-        assert doc.path.endswith(f"/{doc_id}.sy"), f"document {doc_id} has path {doc.path}"
+        if doc.id != doc_id:
+            return f"doc index {doc_id} holds {doc.id}"
+        if doc.type != "d":
+            return f"document {doc_id} has type {doc.type}"
+        if doc.parent is not None or doc.root is not doc:
+            return f"document {doc_id} has a parent or wrong root"
+        if ws.blocks.get(doc_id) is not doc:
+            return f"document {doc_id} missing from the block index"
+        if not doc.box:
+            return f"document {doc_id} has no box"
+        if not doc.path.endswith(f"/{doc_id}.sy"):
+            return f"document {doc_id} has path {doc.path}"
         parent_id = parent_doc_id(doc)
         if parent_id:
             parent = ws.docs.get(parent_id)
-            assert parent is not None, f"document {doc_id} sits under missing document {parent_id}"
-            assert parent.box == doc.box, f"document {doc_id} is in another box than its parent"
-            assert doc.path == doc_path(parent, doc_id), (
-                f"document {doc_id} path {doc.path} disagrees with parent"
-            )
+            if parent is None:
+                return f"document {doc_id} sits under missing document {parent_id}"
+            if parent.box != doc.box:
+                return f"document {doc_id} is in another box than its parent"
+            if doc.path != doc_path(parent, doc_id):
+                return f"document {doc_id} path {doc.path} disagrees with parent"
         stack = [doc]
         while stack:
             node = stack.pop()
-            assert node.id not in seen, f"block {node.id} reachable twice (cycle or duplicate)"
+            if node.id in seen:
+                return f"block {node.id} reachable twice (cycle or duplicate)"
             seen.add(node.id)
-            assert ws.blocks.get(node.id) is node, f"block {node.id} not indexed as itself"
-            assert node.root is doc, (
-                f"block {node.id} has root {node.root and node.root.id}, expected {doc_id}"
-            )
-            assert "id" not in node.attrs, f"block {node.id} carries an id attribute"
+            if ws.blocks.get(node.id) is not node:
+                return f"block {node.id} not indexed as itself"
+            if node.root is not doc:
+                return f"block {node.id} has root {node.root and node.root.id}, expected {doc_id}"
+            if "id" in node.attrs:
+                return f"block {node.id} carries an id attribute"
             if node is not doc:
-                assert node.type != "d", f"document type below {doc_id}: {node.id}"
-                assert not node.box and not node.path, f"block {node.id} carries box/path"
-            if node.children:
-                assert node.type in CONTAINER_TYPES, f"leaf {node.id} ({node.type}) has children"
+                if node.type == "d":
+                    return f"document type below {doc_id}: {node.id}"
+                if node.box or node.path:
+                    return f"block {node.id} carries box/path"
+            if node.children and node.type not in CONTAINER_TYPES:
+                return f"leaf {node.id} ({node.type}) has children"
             for child in node.children:
-                assert child.parent is node, f"block {child.id} parent link disagrees"
-                if node.type == "l":
-                    assert child.type == "i", f"list {node.id} holds a {child.type}"
-                if child.type == "i":
-                    assert node.type == "l", f"list item {child.id} under a {node.type}"
+                if child.parent is not node:
+                    return f"block {child.id} parent link disagrees"
+                if node.type == "l" and child.type != "i":
+                    return f"list {node.id} holds a {child.type}"
+                if child.type == "i" and node.type != "l":
+                    return f"list item {child.id} under a {node.type}"
                 stack.append(child)
-    assert seen == set(ws.blocks), f"unreachable blocks: {sorted(set(ws.blocks) - seen)[:5]}"
+    if seen != set(ws.blocks):
+        return f"unreachable blocks: {sorted(set(ws.blocks) - seen)[:5]}"
+    return ""
 
 
 # ---------------------------------------------------------------- mutating

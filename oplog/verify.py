@@ -30,7 +30,7 @@ from typing import Any, Protocol
 
 from oplog import framing
 from oplog.checkpoint import CHECKPOINTS_FILE, CheckpointInfo, CheckpointStore, DamagedCheckpoint
-from oplog.errors import CorruptSegment, OplogError, StorageError
+from oplog.errors import CorruptSegment, InconsistentTree, OplogError, StorageError
 from oplog.eventlog import decode_event
 from oplog.identity import DEVICE_FILE, DEVICES_DIR, is_device_id
 from oplog.journal import JOURNAL_FILE, Journal
@@ -432,7 +432,7 @@ def _check_checkpoints(
                 )
             try:
                 check_invariants(checkpoint.ws)
-            except AssertionError as exc:
+            except InconsistentTree as exc:
                 report.add(DAMAGE, "checkpoint", where, f"its block tree is inconsistent: {exc}")
             _check_fit(info, scans, where, report)
 

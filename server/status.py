@@ -20,9 +20,12 @@ SubscriberTooSlow                          RESOURCE_EXHAUSTED      resume from t
 ChangeFeedRewritten                        ABORTED                 retry at a higher level: resubscribe from
                                                                    the position the message names
 ReadOnlyStore                              PERMISSION_DENIED
-CorruptSegment                             DATA_LOSS               damage in the log; run ``oplog verify``
+CorruptSegment, DamagedCheckpoint,         DATA_LOSS               damage in the log or a checkpoint;
+InconsistentTree                                                   run ``oplog verify``
 DataDirLocked, other StorageError,         UNAVAILABLE             the disk or the remote may recover;
 RemoteError, TransientRemoteError                                  retrying later is reasonable
+RemoteCallError                            UNKNOWN                 another server's status with no class
+Cancelled, SyncNotFollowed, SyncAbandoned  CANCELLED               the caller stopped waiting
 any other OplogError                       INTERNAL
 anything else (a bug)                      INTERNAL                generic message; details in the log
 =========================================  ======================  =======================================
@@ -48,6 +51,7 @@ STATUS_TABLE: tuple[tuple[type[errors.OplogError], grpc.StatusCode], ...] = (
     (errors.QueryRefused, grpc.StatusCode.INVALID_ARGUMENT),
     (errors.BlockNotFound, grpc.StatusCode.NOT_FOUND),
     (errors.StructureError, grpc.StatusCode.FAILED_PRECONDITION),
+    (errors.InconsistentTree, grpc.StatusCode.DATA_LOSS),
     (errors.SyncInProgress, grpc.StatusCode.ABORTED),
     (errors.QueryTimeout, grpc.StatusCode.DEADLINE_EXCEEDED),
     (errors.SubscriberTooSlow, grpc.StatusCode.RESOURCE_EXHAUSTED),
@@ -55,8 +59,12 @@ STATUS_TABLE: tuple[tuple[type[errors.OplogError], grpc.StatusCode], ...] = (
     (errors.ChangeFeedRewritten, grpc.StatusCode.ABORTED),
     (errors.ReadOnlyStore, grpc.StatusCode.PERMISSION_DENIED),
     (errors.CorruptSegment, grpc.StatusCode.DATA_LOSS),
+    (errors.DamagedCheckpoint, grpc.StatusCode.DATA_LOSS),
     (errors.StorageError, grpc.StatusCode.UNAVAILABLE),
     (errors.RemoteError, grpc.StatusCode.UNAVAILABLE),
+    # Another server's status this one has no class for: gRPC's UNKNOWN is meant for exactly that.
+    (errors.RemoteCallError, grpc.StatusCode.UNKNOWN),
+    (errors.Cancelled, grpc.StatusCode.CANCELLED),
 )
 
 #: Client side: the core error a status code stands for (others become ``RemoteCallError``:
@@ -97,14 +105,6 @@ def abort_with(context: grpc.ServicerContext, exc: BaseException, *, hint: str =
     abort(context, code, message)
 
 
-class RemoteCallError(errors.OplogError):
-    """A remote call failed with a status that has no core error of its own."""
-
-    def __init__(self, code: grpc.StatusCode, message: str) -> None:
-        self.code = code
-        super().__init__(message)
-
-
 #: How a ``ChangeFeedRewritten`` message names the position to resubscribe from.
 _RESUBSCRIBE_RE = re.compile(r"resubscribe from position (\d+)")
 
@@ -124,7 +124,7 @@ def error_from_rpc(exc: grpc.RpcError, *, server: str = "") -> errors.OplogError
         return errors.SyncInProgress(details or errors.SyncInProgress().reason)
     cls = _ERROR_FOR_CODE.get(code)
     if cls is None:
-        error: errors.OplogError = RemoteCallError(code, message)
+        error: errors.OplogError = errors.RemoteCallError(code, message)
     else:
         error = cls(message)
     error.code = code  # type: ignore[attr-defined]

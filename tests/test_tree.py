@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from oplog.errors import InconsistentTree
 from oplog.tree import (
     Node,
     UndoJournal,
@@ -95,20 +96,20 @@ def test_invariants_catch_damage(ws: Workspace) -> None:
     doc = _doc(ws, bid(100), UndoJournal())
     attach(ws, _para(1), doc, 0, UndoJournal())
     ws.blocks[bid(1)].parent = None
-    with pytest.raises(AssertionError):
+    with pytest.raises(InconsistentTree):
         check_invariants(ws)
     ws.blocks[bid(1)].parent = doc
     ws.blocks[bid(99)] = _para(99)
-    with pytest.raises(AssertionError, match="unreachable"):
+    with pytest.raises(InconsistentTree, match="unreachable"):
         check_invariants(ws)
     del ws.blocks[bid(99)]
     doc.children.append(ws.blocks[bid(1)])
-    with pytest.raises(AssertionError, match="twice"):
+    with pytest.raises(InconsistentTree, match="twice"):
         check_invariants(ws)
     doc.children.pop()
     item = Node(bid(5), "i", "u", "-")
     attach(ws, item, doc, 1, UndoJournal())
-    with pytest.raises(AssertionError, match="list item"):
+    with pytest.raises(InconsistentTree, match="list item"):
         check_invariants(ws)
 
 

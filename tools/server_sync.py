@@ -19,7 +19,7 @@ from typing import Any
 
 import grpc
 
-from oplog.errors import OplogError, RemoteError, SyncInProgress
+from oplog.errors import OplogError, RemoteError, SyncInProgress, SyncNotFollowed
 from oplog.server.client import Client, token_from_env
 from oplog.server.status import error_from_rpc
 from oplog.syncsummary import SyncSummary
@@ -39,10 +39,6 @@ DEFAULT_SERVER_SYNC_TIMEOUT_S = 600.0
 _QUIET_S = 1.0
 #: What a sync run by a server did: the one summary type, under the name callers know.
 ServerSyncResult = SyncSummary
-
-
-class SyncNotFollowed(OplogError):
-    """The caller stopped waiting (``cancel`` was set); the server's sync, if started, goes on."""
 
 
 class _Stream:

@@ -43,7 +43,7 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from oplog.autosync import AutoSync, Schedule
-from oplog.errors import InvalidArgument, OplogError
+from oplog.errors import InvalidArgument, OplogError, SyncAbandoned
 
 __all__ = [
     "register",
@@ -195,10 +195,6 @@ class SyncOutcome:
     def ok(self) -> bool:
         """Whether the sync completed (refused segments included: retrying cannot fix those)."""
         return self.result in ("ok", "refused")
-
-
-class SyncAbandoned(Exception):
-    """Raised inside a local sync's retry wait when the daemon stops."""
 
 
 # ---- fingerprints: did anything change since the daemon last looked? ----
