@@ -341,3 +341,40 @@ def test_summary_end_message_round_trip() -> None:
     # An older server's message has no event count: unknown, not zero.
     old = SyncSummary.from_end_message("pushed 1, pulled 0 segment(s)", server="h:1")
     assert old.pulled_events is None and old.rebased_events is None
+
+
+def test_rebased_event_at_an_old_seq_is_still_unpushed_to_the_other_remote(tmp_path: Path) -> None:
+    """A rebase on T2 moves unpushed e3 to seq 2, which T1 held (as e2): T1's position drops, e3 is not archived there."""
+    from oplog.clock import FakeClock, RandomIds
+    from oplog.remote import FakeRemote
+    from oplog.syncrunner import run_sync
+    from oplog.wire import request_from_json
+
+    warnings.simplefilter("ignore")
+    t1, t2 = FakeRemote(1, name="t1"), FakeRemote(2, name="t2")
+    x, y, z = (
+        Store.open(tmp_path / n, clock=FakeClock(1_721_527_400_000 + i, step_ms=11), ids=RandomIds(i))
+        for i, n in enumerate(("x", "y", "z"), 1)
+    )
+    try:
+
+        def sync(s: Store, remote: FakeRemote, **kw: str) -> None:
+            run_sync(s, remote, s._clock, **kw)
+
+        x.apply(request_from_json(numbered_doc_body(1)))
+        for s, remote in ((x, t1), (x, t2), (y, t2), (z, t1)):
+            sync(s, remote)
+        x.apply(request_from_json(numbered_doc_body(2)))
+        sync(x, t1)
+        sync(x, t2)
+        sync(y, t2, push_mode="force-push")  # T2's new epoch lacks e2
+        x.apply(request_from_json(numbered_doc_body(3)))
+        sync(x, t2)  # adopt: e2 archived (T2 held it), e3 rebased to seq 2
+        sync(z, t1, push_mode="force-push")  # T1's new epoch lacks X's seq 2 (e2 there)
+        sync(x, t1)
+        sync(z, t1)
+        assert "20240101000000-0000003" in z.ws.docs
+        assert "20240101000000-0000003" in x.ws.docs
+    finally:
+        for s in (x, y, z):
+            s.close()
