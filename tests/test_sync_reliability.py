@@ -378,3 +378,27 @@ def test_rebased_event_at_an_old_seq_is_still_unpushed_to_the_other_remote(tmp_p
     finally:
         for s in (x, y, z):
             s.close()
+
+
+def test_force_refetches_a_pulled_copy_damaged_while_open(tmp_path: Path) -> None:
+    """Damage to a pulled copy after the store opened (a server running): sync --force re-fetches it."""
+    from oplog.remote import LocalDirRemote
+    from oplog.syncrunner import run_sync
+    from oplog.wire import request_from_json
+
+    warnings.simplefilter("ignore")
+    remote = LocalDirRemote(tmp_path / "r")
+    with Store.open(tmp_path / "a") as a:
+        a.apply(request_from_json(numbered_doc_body(1)))
+        run_sync(a, remote, a._clock)
+        a_id = a.device_id
+    with Store.open(tmp_path / "b") as b:
+        run_sync(b, remote, b._clock)
+        copy = _pulled_copy(tmp_path / "b", a_id)
+        good = copy.read_bytes()
+        copy.write_bytes(good[:100] + bytes([good[100] ^ 0x55]) + good[101:])
+        assert not run_sync(b, remote, b._clock).repaired  # a plain sync trusts its checksum cache
+        result = run_sync(b, remote, b._clock, force=True)
+        assert len(result.repaired) == 1 and a_id in result.repaired[0] and not result.archived_segments
+        assert copy.read_bytes() == good
+    assert run_cli("verify", "--data", str(tmp_path / "b")).returncode == 0
