@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Callable, Iterable
+from datetime import datetime
 from functools import cache
 from types import ModuleType
 from typing import Any
@@ -31,6 +32,24 @@ ATTR_NAME = re.compile(r"^[a-z][a-z0-9-]*$")
 #: Where SiYuan keeps a block's reminder.
 REMINDER_ATTR = "custom-reminder-wechat"
 _STAMP = re.compile(r"^\d{14}$")
+
+
+def _is_stamp(value: str) -> bool:
+    """Whether ``value`` is a real ``YYYYMMDDHHMMSS`` time (month 13 or hour 25 is not)."""
+    if not _STAMP.match(value):
+        return False
+    try:
+        datetime.strptime(value, "%Y%m%d%H%M%S")
+    except ValueError:
+        return False
+    return True
+
+
+def _check_value(value: str, where: str, name: str) -> None:
+    # SQLite's C API and SiYuan's .sy files end a string at NUL: the view would show less than the log.
+    if "\x00" in value:
+        raise InvalidTransaction(f"{where}: attribute {name} must not contain NUL characters")
+
 
 _CONTENT = {"insertBlock", "appendBlock", "prependBlock", "updateBlock"}
 _NEEDS_ID = {
@@ -85,6 +104,7 @@ def _check_attrs(attrs: dict[str, str], where: str) -> None:
             raise InvalidTransaction(f"{where}: attribute name {name!r} must match [a-z][a-z0-9-]*")
         if not isinstance(value, str):
             raise InvalidTransaction(f"{where}: attribute {name} must be a string")
+        _check_value(value, where, name)
 
 
 def _add_pb(
@@ -210,8 +230,9 @@ def _resolve_set_attrs(op: pb.Operation, out: pb.Operation) -> None:
             continue
         if not ATTR_NAME.match(name):
             raise InvalidTransaction(f"{op.action}: attribute name {name!r} must match [a-z][a-z0-9-]*")
-        if name == "updated" and value and not _STAMP.match(value):
-            raise InvalidTransaction(f"{op.action}: updated must be YYYYMMDDHHMMSS")
+        if name == "updated" and value and not _is_stamp(value):
+            raise InvalidTransaction(f"{op.action}: updated must be a real time YYYYMMDDHHMMSS")
+        _check_value(value, op.action, name)
         out.attrs.add(name=name, value=value)
 
 
@@ -220,8 +241,8 @@ def _resolve_reminder(op: pb.Operation, out: pb.Operation) -> None:
     if isinstance(data, dict):
         data = data.get("timed")
     value = data or ""
-    if not isinstance(value, str) or (value and not _STAMP.match(value)):
-        raise InvalidTransaction("setBlockReminder: timed must be YYYYMMDDHHMMSS or empty")
+    if not isinstance(value, str) or (value and not _is_stamp(value)):
+        raise InvalidTransaction("setBlockReminder: timed must be a real time YYYYMMDDHHMMSS or empty")
     out.attrs.add(name=REMINDER_ATTR, value=value)
 
 
@@ -283,8 +304,10 @@ def _resolve_to_doc(ws: Workspace, op: pb.Operation, out: pb.Operation) -> None:
 
 def _resolve_update_updated(op: pb.Operation, out: pb.Operation) -> None:
     value = _text_data(op)
-    if not _STAMP.match(value):
-        raise InvalidTransaction("doUpdateUpdated: data must be YYYYMMDDHHMMSS")
+    if not _is_stamp(value):
+        raise InvalidTransaction(
+            f"doUpdateUpdated: data must be a real time YYYYMMDDHHMMSS, got {value[:32]!r}"
+        )
     out.text = value
 
 

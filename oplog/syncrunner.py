@@ -22,6 +22,7 @@ from oplog.store import Store
 from oplog.sync import (
     DEFAULT_RETRY,
     FUTURE_BOUND_MS,
+    Emit,
     RetryPolicy,
     SyncParams,
     SyncSession,
@@ -236,9 +237,19 @@ class SyncRunner:
         """What the last successful sync did."""
         return self._last_result
 
-    def run_sync(self, app: str = "oplog", **kwargs: Any) -> SyncSummary:
+    def run_sync(
+        self,
+        app: str = "oplog",
+        *,
+        force: bool = False,
+        push_mode: str = "",
+        push_only: bool = False,
+        cloud_name: str | None = None,
+    ) -> SyncSummary:
         """Run one sync on the calling thread; raises what the sync raised (for the CLI and tests)."""
-        params = parse_sync_params(app, **kwargs)
+        params = parse_sync_params(
+            app, force=force, push_mode=push_mode, push_only=push_only, cloud_name=cloud_name
+        )
         if params.cloud_name is None and self.cloud_name is not None:
             params = SyncParams(params.app, params.force, params.push_mode, self.cloud_name)
         with self._lock:
@@ -292,13 +303,25 @@ class SyncRunner:
         self.wait(timeout)
 
 
-def run_sync(store: Store, remote: Remote, clock: Clock, app: str = "oplog", **kwargs: Any) -> SyncSummary:
+def run_sync(
+    store: Store,
+    remote: Remote,
+    clock: Clock,
+    app: str = "oplog",
+    *,
+    force: bool = False,
+    push_mode: str = "",
+    push_only: bool = False,
+    cloud_name: str | None = None,
+    sleeper: Callable[[float], object] | None = None,
+    emit: Emit | None = None,
+    retry: RetryPolicy = DEFAULT_RETRY,
+    future_bound_ms: int = FUTURE_BOUND_MS,
+) -> SyncSummary:
     """One synchronous sync of ``store`` with ``remote`` (tests, CLI)."""
-    sleeper = kwargs.pop("sleeper", None)
-    emit = kwargs.pop("emit", None)
-    retry = kwargs.pop("retry", DEFAULT_RETRY)
-    future_bound_ms = kwargs.pop("future_bound_ms", FUTURE_BOUND_MS)
-    params = parse_sync_params(app, **kwargs)
+    params = parse_sync_params(
+        app, force=force, push_mode=push_mode, push_only=push_only, cloud_name=cloud_name
+    )
     return SyncSession(
         store,
         remote,

@@ -30,11 +30,10 @@ from oplog.syncrepair import open_for_sync
 from oplog.syncrunner import run_sync
 from oplog.syncstate import error_text, load_state
 from oplog.syncsummary import SyncSummary
+from oplog.tools.options import DEFAULT_REMOTE
 
 __all__ = ["DEFAULT_REMOTE", "SyncEventSink", "sync_data_dir", "check_server_cloud"]
 
-#: The remote folder when none is given (the same as ``oplog serve`` and ``oplog watch``).
-DEFAULT_REMOTE = "./oplog-remote"
 
 #: ``(cmd, current, total, message)`` for every sync event, whichever route the sync takes.
 SyncEventSink = Callable[[str, int, int, str], None]
