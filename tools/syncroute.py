@@ -74,7 +74,7 @@ def sync_data_dir(
     sleeper: Callable[[float], object] | None = None,
     cancel: threading.Event | None = None,
     monotonic: Callable[[], float] | None = None,
-    while_locked: Callable[[], object] | None = None,
+    while_locked: Callable[[Store], object] | None = None,
 ) -> SyncSummary:
     """One sync of ``data``: through ``server`` or the server running on ``data``, else locally with ``remote``.
 
@@ -83,8 +83,8 @@ def sync_data_dir(
     (``InvalidSyncArgument``) before anything starts. ``on_event`` sees progress
     on both routes; ``sleeper`` waits out retry back-offs of a local sync (raise
     from it to abandon); ``cancel`` stops following a server's sync
-    (``SyncNotFollowed``); ``while_locked`` runs after a local sync, still holding
-    the writer's lock (the daemon fingerprints the log it left).
+    (``SyncNotFollowed``); ``while_locked(store)`` runs after a local sync, still
+    holding the writer's lock (the daemon fingerprints the log it left).
     """
     from oplog.tools.discover import find_server
 
@@ -140,7 +140,7 @@ def _sync_locally(
     lock_wait_s: float,
     on_event: SyncEventSink | None,
     sleeper: Callable[[float], object] | None,
-    while_locked: Callable[[], object] | None,
+    while_locked: Callable[[Store], object] | None,
 ) -> SyncSummary:
     clock = SystemClock()
     store: Store
@@ -164,7 +164,7 @@ def _sync_locally(
             # The session has recorded it in sync.json; the user gets one line, not a traceback.
             raise StorageError(error_text(exc)) from exc
         if while_locked is not None:
-            while_locked()
+            while_locked(store)
     finally:
         store.close()
     result.repaired[:0] = repaired
