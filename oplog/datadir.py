@@ -125,7 +125,7 @@ class Layout:
     @property
     def sync_state(self) -> Path:
         """What this device knows about its cloud folder."""
-        from oplog.sync import SYNC_FILE  # sync pulls in the store; only this property needs it
+        from oplog.syncstate import SYNC_FILE
 
         return self.root / SYNC_FILE
 

@@ -27,7 +27,7 @@ from typing import Protocol, runtime_checkable
 from oplog.errors import RemoteError, TransientRemoteError
 from oplog.fsutil import fsync_dir
 
-__all__ = ["Remote", "LocalDirRemote", "FakeRemote", "Faults", "check_remote_path"]
+__all__ = ["Remote", "LocalDirRemote", "FakeRemote", "Faults", "check_remote_path", "remote_url"]
 
 _TMP_MARK = ".tmp-"
 
@@ -40,11 +40,24 @@ def check_remote_path(path: str) -> list[str]:
     return parts
 
 
+def remote_url(remote: object) -> str:
+    """What identifies ``remote`` across runs (its ``url``), "" for a remote that has none."""
+    return str(getattr(remote, "url", ""))
+
+
 class Remote(Protocol):
     """What sync needs from a remote store of files."""
 
     def list(self, folder: str) -> list[str]:
         """Names directly inside ``folder`` (files and folders), sorted; [] if it does not exist."""
+        ...
+
+    def sizes(self, folder: str) -> dict[str, int]:
+        """The files directly inside ``folder`` and their sizes in bytes; {} if it does not exist.
+
+        One listing, as cheap as ``list`` (object stores return sizes with names):
+        sync compares them with a manifest to find damaged copies without reading them.
+        """
         ...
 
     def read(self, path: str) -> bytes | None:
@@ -77,6 +90,8 @@ class LocalDirRemote:
     def __init__(self, root: str | os.PathLike[str]) -> None:
         """Use ``root`` (created on first write) as the remote's root."""
         self.root = Path(root)
+        #: the absolute folder: the same remote however it was spelled on the command line
+        self.url = f"file://{self.root.resolve()}"
 
     def _path(self, path: str) -> Path:
         return self.root.joinpath(*check_remote_path(path))
@@ -97,6 +112,21 @@ class LocalDirRemote:
             return []
         except OSError as exc:
             raise self._io("list", folder, exc) from exc
+
+    def sizes(self, folder: str) -> dict[str, int]:
+        """Regular files inside ``folder`` with their sizes, temporaries excluded."""
+        target = self._path(folder) if folder else self.root
+        out: dict[str, int] = {}
+        try:
+            with os.scandir(target) as entries:
+                for entry in entries:
+                    if _TMP_MARK not in entry.name and entry.is_file(follow_symlinks=False):
+                        out[entry.name] = entry.stat(follow_symlinks=False).st_size
+        except (FileNotFoundError, NotADirectoryError):
+            return {}
+        except OSError as exc:
+            raise self._io("list", folder, exc) from exc
+        return out
 
     def read(self, path: str) -> bytes | None:
         """The file's bytes, or None when missing."""
@@ -225,8 +255,9 @@ class Faults:
 class FakeRemote:
     """An in-memory remote with a seeded fault model, for tests and simulations."""
 
-    def __init__(self, seed: int = 0, faults: Faults | None = None) -> None:
-        """An empty remote; ``faults`` default to none."""
+    def __init__(self, seed: int = 0, faults: Faults | None = None, *, name: str = "fake") -> None:
+        """An empty remote; ``faults`` default to none; ``name`` tells two fakes apart (its ``url``)."""
+        self.url = f"fake:{name}"
         self.files: dict[str, bytes] = {}
         self.faults = faults or Faults()
         self._rng = random.Random(seed)
@@ -262,6 +293,17 @@ class FakeRemote:
                 self.faults.kinds.append("stale_listing")
                 return [n for n in names if n in previous]
             return names
+
+    def sizes(self, folder: str) -> dict[str, int]:
+        """Files directly inside ``folder`` and their sizes."""
+        with self._lock:
+            self._enter("list", folder)
+            prefix = f"{folder}/"
+            return {
+                k[len(prefix) :]: len(v)
+                for k, v in self.files.items()
+                if k.startswith(prefix) and "/" not in k[len(prefix) :]
+            }
 
     def read(self, path: str) -> bytes | None:
         """The stored bytes, or None."""

@@ -41,7 +41,7 @@ from oplog.segment import (
     scan_segment,
 )
 from oplog.statehash import StateHash
-from oplog.sync import SYNC_FILE, load_state
+from oplog.syncstate import SYNC_FILE, load_state
 from oplog.tree import check_invariants
 
 __all__ = [

@@ -394,7 +394,8 @@ class Watcher:
     def _prepare(self) -> None:
         """Find (or create) the device id and the two folders to watch."""
         from oplog.identity import DEVICE_FILE, DEVICES_DIR
-        from oplog.sync import DEFAULT_CLOUD, load_state
+        from oplog.syncformat import DEFAULT_CLOUD
+        from oplog.syncstate import load_state
 
         data = self.config.data
         explicit_cloud = self._explicit_cloud()
@@ -426,7 +427,7 @@ class Watcher:
 
     def _explicit_cloud(self) -> str | None:
         """The ``cloud_name`` asked for, checked (``InvalidArgument``), or None."""
-        from oplog.sync import check_cloud_name
+        from oplog.syncformat import check_cloud_name
 
         return check_cloud_name(self.config.cloud_name) if self.config.cloud_name else None
 

@@ -686,15 +686,15 @@ def test_three_devices_converge_through_every_backend(backend: Backend, tmp_path
         for i, store in enumerate(stores):
             store.apply(request_from_json(numbered_doc_body(i + 1)))
         for store in stores + stores:
-            run_sync(store, open_remote(backend.spec), store._clock)
+            run_sync(store, open_remote(backend.spec), store.clock)
         states = [snapshot(s.ws) for s in stores]
         assert states[0] == states[1] == states[2] and len(stores[0].ws.docs) == 3
-        again = run_sync(stores[0], open_remote(backend.spec), stores[0]._clock)
+        again = run_sync(stores[0], open_remote(backend.spec), stores[0].clock)
         assert not again.changed
         # force-push from device 1 starts a new epoch on this backend too; the others adopt it.
-        run_sync(stores[1], open_remote(backend.spec), stores[1]._clock, push_mode="force-push")
+        run_sync(stores[1], open_remote(backend.spec), stores[1].clock, push_mode="force-push")
         for store in stores:
-            run_sync(store, open_remote(backend.spec), store._clock)
+            run_sync(store, open_remote(backend.spec), store.clock)
         assert snapshot(stores[0].ws) == snapshot(stores[1].ws) == snapshot(stores[2].ws)
     finally:
         for store in stores:
@@ -708,7 +708,7 @@ from oplog.remoteurl import open_remote
 from oplog.store import Store
 from oplog.syncrunner import run_sync
 store = Store.open(sys.argv[1])
-run_sync(store, open_remote(sys.argv[2]), store._clock)
+run_sync(store, open_remote(sys.argv[2]), store.clock)
 store.close()
 """
 
@@ -778,8 +778,8 @@ def test_a_sync_killed_mid_upload_loses_nothing(backend: Backend, tmp_path: Path
     a = Store.open(a_dir)
     b = Store.open(tmp_path / "b", clock=FakeClock(1_721_527_500_000, step_ms=11), ids=RandomIds(4))
     try:
-        run_sync(a, remote, a._clock)
-        run_sync(b, remote, b._clock)
+        run_sync(a, remote, a.clock)
+        run_sync(b, remote, b.clock)
         assert snapshot(a.ws) == snapshot(b.ws) and len(b.ws.docs) == 120
         for device in remote.list("main/devices"):
             names = remote.list(f"main/devices/{device}")

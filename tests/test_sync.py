@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import threading
 import warnings
 from collections.abc import Iterator
@@ -122,16 +123,35 @@ def test_a_rebuild_past_the_checkpoint_interval_leaves_a_fresh_checkpoint(tmp_pa
         b.close()
 
 
-def test_force_reverifies_and_repairs_own_segments(pair, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
-    """force re-lists the remote and re-uploads a segment that went missing."""
+def test_normal_sync_repairs_own_missing_or_truncated_segments(pair, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    """A normal sync compares its remote folder's sizes with its manifest and re-uploads a missing or cut copy."""
     a, _, remote = pair
     _doc(a, 1)
     run_sync(a, remote, a.clock)
     seg = next((tmp_path / "remote/main/devices" / a.device_id).glob("*.seg"))
+    good = seg.read_bytes()
     seg.unlink()
+    result = run_sync(a, remote, a.clock)
+    assert result.pushed_segments == 1 and "missing" in result.repaired[0]
+    assert seg.read_bytes() == good
+    seg.write_bytes(good[:-7])
+    result = run_sync(a, remote, a.clock)
+    assert result.pushed_segments == 1 and f"{len(good) - 7} bytes" in result.repaired[0]
+    assert seg.read_bytes() == good
     assert run_sync(a, remote, a.clock).pushed_segments == 0
-    assert run_sync(a, remote, a.clock, force=True).pushed_segments == 1
-    assert seg.is_file()
+
+
+def test_force_reverifies_and_repairs_own_segments(pair, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    """force reads every own remote segment and re-uploads one damaged in place (same size)."""
+    a, _, remote = pair
+    _doc(a, 1)
+    run_sync(a, remote, a.clock)
+    seg = next((tmp_path / "remote/main/devices" / a.device_id).glob("*.seg"))
+    good = seg.read_bytes()
+    seg.write_bytes(good[:80] + bytes([good[80] ^ 0xFF]) + good[81:])
+    result = run_sync(a, remote, a.clock, force=True)
+    assert result.pushed_segments == 1 and "checksum" in result.repaired[0]
+    assert seg.read_bytes() == good
 
 
 def test_damaged_remote_segment_is_refused(pair, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
@@ -145,7 +165,16 @@ def test_damaged_remote_segment_is_refused(pair, tmp_path: Path) -> None:  # typ
     seg.write_bytes(bytes(data))
     result = run_sync(b, remote, b.clock)
     assert result.refused and "does not match" in result.refused[0]
+    assert f"device {a.device_id} re-uploads it on its next sync" in result.refused[0]
     assert len(b.ws.docs) == 0
+    # b's manifest tells a, whose next normal sync (same size: only the report finds it) re-uploads it.
+    b_manifest = seg.parents[1] / b.device_id / "MANIFEST"
+    assert [a.device_id, seg.name] in json.loads(b_manifest.read_text())["damaged"]
+    repaired = run_sync(a, remote, a.clock)
+    assert repaired.pushed_segments == 1 and repaired.repaired
+    result = run_sync(b, remote, b.clock)
+    assert not result.refused and len(b.ws.docs) == 1
+    assert "damaged" not in json.loads(b_manifest.read_text())
 
 
 def test_future_stamped_events_are_refused(tmp_path: Path) -> None:

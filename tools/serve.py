@@ -27,6 +27,7 @@ if TYPE_CHECKING:
 
 __all__ = ["register", "serve", "auth_from_args", "limits_from_args"]
 
+#: The cloud folder when neither --cloud-name nor the data directory's sync state names one.
 DEFAULT_CLOUD_NAME = "main"
 DEFAULT_GRACE_S = 10.0
 
@@ -80,7 +81,9 @@ def register(
     )
     add_remote(p, help=f"sync remote folder (default {DEFAULT_REMOTE})")
     add_cloud_name(
-        p, default=DEFAULT_CLOUD_NAME, help=f"folder under the remote (default {DEFAULT_CLOUD_NAME})"
+        p,
+        default=None,
+        help=f"folder under the remote (default: the data directory's current one, or {DEFAULT_CLOUD_NAME})",
     )
     boot = p.add_mutually_exclusive_group()
     boot.add_argument(
@@ -197,6 +200,10 @@ def serve(args: argparse.Namespace) -> int:
     limits = limits_from_args(args)
     # Refuse a bad --listen before touching the data directory.
     check_listen_address(listen_address(args.listen), auth)
+    if args.cloud_name is not None:
+        from oplog.syncformat import check_cloud_name
+
+        args.cloud_name = check_cloud_name(args.cloud_name)
 
     stop = threading.Event()
     received: list[int] = []

@@ -46,7 +46,7 @@ def register(
 
 def _check_args(args: argparse.Namespace) -> tuple[Path, str]:
     """The data directory and the cloud folder to check (empty without ``--remote``); usage errors raise."""
-    from oplog.sync import check_cloud_name
+    from oplog.syncformat import check_cloud_name
 
     data_dir = check_data_dir(args.data)
     cloud = check_cloud_name(args.cloud_name) if args.cloud_name is not None else None
@@ -66,7 +66,8 @@ def _check_args(args: argparse.Namespace) -> tuple[Path, str]:
 def _current_cloud(data_dir: Path) -> str:
     """The cloud name this directory last synced with (``main`` when none or unreadable)."""
     from oplog.errors import StorageError
-    from oplog.sync import DEFAULT_CLOUD, load_state
+    from oplog.syncformat import DEFAULT_CLOUD
+    from oplog.syncstate import load_state
 
     try:
         return load_state(data_dir).cloud_name or DEFAULT_CLOUD

@@ -27,14 +27,14 @@ import time
 from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
-from typing import Any, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
 
 from oplog.autosync import Schedule
 from oplog.errors import InvalidArgument, OplogError
 from oplog.tools.options import DEFAULT_REMOTE, add_cloud_name, add_lock_wait, add_remote, add_token
+from oplog.watchchanges import local_fingerprint
 from oplog.watcher import (
     Batch,
-    LocalSync,
     Status,
     SyncEnded,
     SyncOutcome,
@@ -45,6 +45,9 @@ from oplog.watcher import (
     Watcher,
     WatchEvent,
 )
+
+if TYPE_CHECKING:
+    from oplog.store import Store
 
 __all__ = ["register", "run", "config_from_args", "Printer", "sync_function"]
 
@@ -220,32 +223,39 @@ class Printer:
 
 
 def sync_function(config: WatchConfig, *, token: str | None, app: str) -> Callable[[SyncRequest], SyncReport]:
-    """One sync: through the server the request names (``PerformSync``), else locally."""
-    from oplog.clock import SystemClock
-
-    local = LocalSync(config.data, config.remote, SystemClock(), lock_wait_s=config.lock_wait_s, app=app)
+    """One sync through ``tools/syncroute.sync_data_dir``: the server the request names, else locally."""
+    from oplog.tools.syncroute import sync_data_dir
 
     def sync(request: SyncRequest) -> SyncReport:
-        if request.server is None:
-            return local(request)
-        from oplog.tools.server_sync import sync_through_server
+        quiet: list[Callable[[], bool]] = []
 
-        address = request.server
-        result = sync_through_server(
-            address,
+        def fingerprint(store: Store) -> None:
+            # Still holding the writer's lock: nobody else has written since.
+            folder = store.device_dir(store.device_id)
+            after = local_fingerprint(folder)
+            quiet.append(lambda: local_fingerprint(folder) == after)
+
+        result = sync_data_dir(
+            config.data,
+            remote=config.remote,
+            cloud_name=request.cloud_name,
+            server=request.server,
             token=token,
             app=app,
-            cloud_name=request.cloud_name,
-            monotonic=time.monotonic,
+            lock_wait_s=config.lock_wait_s,
+            sleeper=request.sleep,
             cancel=request.cancel,
+            monotonic=time.monotonic,
+            while_locked=fingerprint,
         )
+        address = result.server
         return SyncReport(
             pushed_segments=result.pushed_segments,
             pulled_segments=result.pulled_segments,
-            pulled_events=None,
+            pulled_events=result.pulled_events,
             archived_segments=result.archived_segments,
             refused=list(result.refused),
-            quiet=lambda: _server_idle(address, token),
+            quiet=quiet[0] if quiet else lambda: _server_idle(address, token),
         )
 
     return sync
