@@ -25,7 +25,7 @@ from urllib.parse import parse_qs, unquote, urlsplit, urlunsplit
 from oplog.errors import InvalidArgument
 from oplog.remote import LocalDirRemote, Remote
 
-__all__ = ["open_remote", "display_remote", "remote_kind"]
+__all__ = ["open_remote", "display_remote", "remote_kind", "remote_identity"]
 
 _S3_OPTIONS = ("endpoint", "region", "profile", "addressing")
 
@@ -49,6 +49,16 @@ def display_remote(spec: str) -> str:
     parts = urlsplit(spec)
     netloc = parts.netloc.rsplit("@", 1)[-1]
     return urlunsplit(parts._replace(netloc=netloc))
+
+
+def remote_identity(spec: str | os.PathLike[str]) -> str:
+    """What names the same remote however it was typed, safe to store: a folder's real path, else the URL without userinfo."""
+    text = os.fspath(spec)
+    if "://" not in text:
+        return os.path.realpath(text)
+    if remote_kind(text) == "folder":
+        return os.path.realpath(unquote(urlsplit(text).path))
+    return display_remote(text)
 
 
 def open_remote(spec: str, *, env: Mapping[str, str] | None = None) -> Remote:

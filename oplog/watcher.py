@@ -179,7 +179,7 @@ class LocalSync:
     def __call__(self, request: SyncRequest) -> SyncReport:
         """One sync; the report's ``quiet`` compares the local log with how the sync left it."""
         from oplog.identity import DEVICES_DIR
-        from oplog.remote import LocalDirRemote
+        from oplog.remoteurl import open_remote
         from oplog.store import Store, StoreOptions
         from oplog.syncrunner import run_sync
 
@@ -187,7 +187,7 @@ class LocalSync:
         try:
             result = run_sync(
                 store,
-                LocalDirRemote(self.remote),
+                open_remote(str(self.remote)),
                 self.clock,
                 self.app,
                 cloud_name=request.cloud_name,

@@ -787,3 +787,45 @@ def test_a_sync_killed_mid_upload_loses_nothing(backend: Backend, tmp_path: Path
     finally:
         a.close()
         b.close()
+
+
+# ---------------------------------------------------------------- the command line on every backend
+
+
+@WITH_URL
+def test_two_devices_converge_with_oplog_sync_and_no_secret_is_shown_or_stored(
+    backend: Backend, tmp_path: Path
+) -> None:
+    """oplog apply + oplog sync --remote URL on two data directories: same state hash, no secret anywhere."""
+    import json
+
+    from tests.cli_helpers import run_cli
+    from tests.engine_helpers import numbered_doc_body
+
+    url = backend.spec  # WebDAV's user and password are in it, S3's keys in the environment
+    env = {k: v for k, v in os.environ.items() if not k.startswith("OPLOG_WEBDAV_")}
+    outputs: list[str] = []
+    for i, name in enumerate(("x", "y"), start=1):
+        body = tmp_path / f"{name}.json"
+        body.write_text(json.dumps(numbered_doc_body(i)))
+        done = run_cli("apply", str(body), "--data", str(tmp_path / name), env=env)
+        assert done.returncode == 0, done.stderr
+    for name in ("x", "y", "x"):
+        done = run_cli("sync", "--remote", url, "--json", "--data", str(tmp_path / name), env=env)
+        assert done.returncode == 0, done.stderr
+        outputs += [done.stdout, done.stderr]
+    hashes = []
+    for name in ("x", "y"):
+        stats = run_cli("stats", "--json", "--data", str(tmp_path / name), env=env)
+        assert stats.returncode == 0, stats.stderr
+        hashes.append(json.loads(stats.stdout)["state_hash"])
+        outputs.append(stats.stdout)
+    assert hashes[0] == hashes[1]
+    checked = run_cli("verify", "--remote", url, "--data", str(tmp_path / "x"), env=env)
+    assert checked.returncode == 0, checked.stdout + checked.stderr
+    outputs += [checked.stdout, checked.stderr]
+    secrets = [WEBDAV_PASSWORD, os.environ.get("AWS_SECRET_ACCESS_KEY", "never-set-here")]
+    files = [p for p in tmp_path.rglob("*") if p.is_file()]
+    for secret in secrets:
+        assert not any(secret in text for text in outputs)
+        assert not any(secret.encode() in p.read_bytes() for p in files), secret

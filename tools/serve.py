@@ -226,12 +226,12 @@ def serve(args: argparse.Namespace) -> int:
             clock=SystemClock(),
             ids=RandomIds(),
         )
-        from oplog.remote import LocalDirRemote
+        from oplog.remoteurl import open_remote
         from oplog.syncrunner import SyncRunner
 
         clock = SystemClock()
         remote_path = args.remote
-        runner = SyncRunner(store, lambda: LocalDirRemote(remote_path), clock, cloud_name=args.cloud_name)
+        runner = SyncRunner(store, lambda: open_remote(remote_path), clock, cloud_name=args.cloud_name)
         try:
             running = start_server(
                 store,

@@ -22,7 +22,8 @@ from pathlib import Path
 
 from oplog.clock import SystemClock
 from oplog.errors import InvalidArgument, StorageError
-from oplog.remote import LocalDirRemote
+from oplog.remote import Remote
+from oplog.remoteurl import open_remote
 from oplog.store import Store, StoreOptions
 from oplog.sync import parse_sync_params
 from oplog.syncformat import DEFAULT_CLOUD
@@ -117,7 +118,7 @@ def sync_data_dir(
         )
     return _sync_locally(
         Path(data),
-        LocalDirRemote(remote if remote is not None else DEFAULT_REMOTE),
+        open_remote(str(remote) if remote is not None else DEFAULT_REMOTE),
         params.app,
         force=params.force,
         push_mode=params.push_mode,
@@ -131,7 +132,7 @@ def sync_data_dir(
 
 def _sync_locally(
     data: Path,
-    remote: LocalDirRemote,
+    remote: Remote,
     app: str,
     *,
     force: bool,

@@ -51,10 +51,21 @@ def _check_args(args: argparse.Namespace) -> tuple[Path, str]:
     data_dir = check_data_dir(args.data)
     cloud = check_cloud_name(args.cloud_name) if args.cloud_name is not None else None
     if args.remote is not None:
-        root = Path(args.remote)
-        if not root.is_dir():
-            raise InvalidArgument(f"--remote {root}: no such directory")
+        from oplog.remoteurl import display_remote, remote_kind
+
         cloud = cloud or _current_cloud(data_dir)
+        if remote_kind(args.remote) != "folder":
+            # An object store or WebDAV share: whether the cloud folder exists is asked of it by verify_remote.
+            return data_dir, cloud
+        from oplog.remote import LocalDirRemote
+        from oplog.remoteurl import open_remote
+
+        folder = open_remote(args.remote)
+        if not isinstance(folder, LocalDirRemote):  # remote_kind said "folder"; for the type checker
+            raise InvalidArgument(f"--remote {display_remote(args.remote)}: not a folder")
+        root = folder.root
+        if not root.is_dir():
+            raise InvalidArgument(f"--remote {display_remote(args.remote)}: no such directory")
         if not (root / cloud).is_dir():
             raise InvalidArgument(f"--remote {root} holds no cloud folder {cloud!r} (see --cloud-name)")
         return data_dir, cloud
@@ -93,7 +104,7 @@ def _print_text(report: VerifyReport, data_dir: Path, remote: str | None) -> Non
 
 def run(args: argparse.Namespace) -> int:
     """Verify; print findings (or JSON); exit 0 sound, 1 damaged, 2 bad usage."""
-    from oplog.remote import LocalDirRemote
+    from oplog.remoteurl import display_remote, open_remote
 
     try:
         data_dir, cloud = _check_args(args)
@@ -104,9 +115,9 @@ def run(args: argparse.Namespace) -> int:
             report = verify_data_dir(data_dir, progress=bar)
             if args.remote is not None:
                 verify_remote(
-                    LocalDirRemote(args.remote),
+                    open_remote(args.remote),
                     cloud,
-                    label=str(Path(args.remote)),
+                    label=display_remote(args.remote),
                     progress=bar,
                     report=report,
                 )

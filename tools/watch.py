@@ -281,6 +281,14 @@ def config_from_args(args: argparse.Namespace) -> WatchConfig:
     """The daemon's configuration from the command line; ``InvalidArgument`` for bad values."""
     if args.lock_wait < 0 or args.stop_wait < 0:
         raise InvalidArgument("--lock-wait and --stop-wait must be >= 0")
+    from oplog.remoteurl import display_remote, remote_kind
+
+    if remote_kind(args.remote) != "folder":
+        # The daemon watches the remote's folder for news; object stores need polling (not built yet).
+        raise InvalidArgument(
+            f"oplog watch watches a remote folder; {display_remote(args.remote)} is not one: "
+            "run oplog sync (or oplog serve, whose PerformSync uses it) for s3:// and webdav:// remotes"
+        )
     max_delay = args.max_delay if args.max_delay is not None else 10 * args.debounce
     schedule = Schedule(
         debounce_s=args.debounce,
