@@ -255,6 +255,9 @@ class Faults:
 class FakeRemote:
     """An in-memory remote with a seeded fault model, for tests and simulations."""
 
+    #: reads one at a time: concurrent calls would draw the seeded faults in a racy order
+    read_workers = 1
+
     def __init__(self, seed: int = 0, faults: Faults | None = None, *, name: str = "fake") -> None:
         """An empty remote; ``faults`` default to none; ``name`` tells two fakes apart (its ``url``)."""
         self.url = f"fake:{name}"

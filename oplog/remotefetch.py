@@ -8,13 +8,16 @@ segment by segment still sees them in log order. It takes the read function
 rather than a remote so the caller's retry wrapper (sync's ``_call``, with
 its back-off and ``syncRetry`` events) applies to each read. Every backend's
 ``read`` is safe to call from several threads (boto3 clients and httpx
-clients are; the folder needs no shared state; the fake holds a lock).
+clients are; the folder needs no shared state; the fake holds a lock). A
+remote may say how many reads it wants at once with a ``read_workers``
+attribute: the seeded ``FakeRemote`` says 1, so its faults fall in the same
+order on every run.
 """
 
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Generator, Iterable
 from concurrent.futures import Future, ThreadPoolExecutor
 
 __all__ = ["read_many", "DEFAULT_WORKERS"]
@@ -25,13 +28,18 @@ DEFAULT_WORKERS = 8
 
 def read_many(
     read: Callable[[str], bytes | None], paths: Iterable[str], *, workers: int = DEFAULT_WORKERS
-) -> Iterator[tuple[str, bytes | None]]:
+) -> Generator[tuple[str, bytes | None], None, None]:
     """``(path, read(path))`` for each path, in order, with at most ``workers`` reads running at once.
 
     An error raises when its path's turn comes; reads not yet started are cancelled.
     """
     if workers < 1:
         raise ValueError("workers must be at least 1")
+    if workers == 1:
+        # One at a time, in the caller's thread: the order of calls is the order asked (seeded fakes).
+        for path in paths:
+            yield path, read(path)
+        return
     todo = iter(paths)
     window: deque[tuple[str, Future[bytes | None]]] = deque()
     with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="remote-read") as pool:

@@ -22,7 +22,8 @@ the session.
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import closing
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
@@ -32,7 +33,8 @@ from oplog.errors import InvalidSyncArgument, OplogError, RemoteError, Transient
 from oplog.eventlog import decode_event
 from oplog.fsutil import atomic_write, read_file
 from oplog.hlc import hlc_ms
-from oplog.remote import Remote, remote_url
+from oplog.remote import Remote, VersionedRemote, remote_url
+from oplog.remotefetch import DEFAULT_WORKERS, read_many
 from oplog.segment import scan_segment
 from oplog.store import Store
 from oplog.syncformat import (
@@ -196,6 +198,8 @@ class SyncSession:
         self._damage_seen: set[tuple[str, str]] = set()
         #: this device's manifest as it is on the remote now
         self._own_manifest: Manifest | None = None
+        #: ``EPOCH``'s version when this sync read it (``VersionedRemote`` only; None: absent)
+        self._epoch_version: str | None = None
 
     # ---- plumbing ----
 
@@ -285,16 +289,60 @@ class SyncSession:
     # ---- remote reads ----
 
     def _read_epoch(self) -> EpochInfo:
-        data = self._call("read EPOCH", self.remote.read, self._path(EPOCH_FILE))
+        """The remote's ``EPOCH`` (created as the initial epoch if absent), keeping its version.
+
+        On a ``VersionedRemote`` the version read here is what a force-push's
+        ``replace_if`` requires ``EPOCH`` to still have: two racing force-pushes
+        cannot both win.
+        """
+        path = self._path(EPOCH_FILE)
+        data = self._read_epoch_bytes(path)
         if data is None:
             info = EpochInfo(INITIAL_EPOCH)
-            self._call("write EPOCH", self.remote.write_new, self._path(EPOCH_FILE), info.encode())
-            again = self._call("read EPOCH", self.remote.read, self._path(EPOCH_FILE))
+            if isinstance(self.remote, VersionedRemote):
+                self._call("write EPOCH", self.remote.replace_if, path, info.encode(), None)
+            else:
+                self._call("write EPOCH", self.remote.write_new, path, info.encode())
+            # Whoever created it first, everyone reads the same one.
+            again = self._read_epoch_bytes(path)
             data = again if again is not None else info.encode()
         try:
             return EpochInfo.decode(data)
         except ValueError as exc:
-            raise RemoteError(f"remote {self._path(EPOCH_FILE)} is damaged: {exc}") from exc
+            raise RemoteError(f"remote {path} is damaged: {exc}") from exc
+
+    def _read_epoch_bytes(self, path: str) -> bytes | None:
+        if isinstance(self.remote, VersionedRemote):
+            data, self._epoch_version = self._call("read EPOCH", self.remote.read_versioned, path)
+            return data
+        return self._call("read EPOCH", self.remote.read, path)
+
+    def _write_epoch(self, info: EpochInfo) -> None:
+        """Replace ``EPOCH`` with ``info`` only if it is still as this sync read it (plain replace without versions).
+
+        A ``False`` from ``replace_if`` is either a retried request whose first
+        attempt had already succeeded (``EPOCH`` holds our id) or another device
+        that force-pushed meanwhile: then this one fails, and its next sync adopts
+        that epoch by the usual rules (unpushed events rebased, the rest archived).
+        """
+        path = self._path(EPOCH_FILE)
+        if not isinstance(self.remote, VersionedRemote):
+            self._call("write EPOCH", self.remote.replace, path, info.encode())
+            return
+        if self._call("write EPOCH", self.remote.replace_if, path, info.encode(), self._epoch_version):
+            return
+        data, _ = self._call("read EPOCH", self.remote.read_versioned, path)
+        try:
+            there = EpochInfo.decode(data) if data is not None else None
+        except ValueError:
+            there = None
+        if there is not None and there.epoch == info.epoch:
+            return
+        who = f" by device {there.device_id}" if there is not None and there.device_id else ""
+        raise RemoteError(
+            f"force-push lost a race: {path} was replaced{who} after this sync read it; "
+            "nothing was lost here — sync again to adopt that epoch, then force-push again if still wanted"
+        )
 
     def _read_manifests(self, epoch: EpochInfo) -> tuple[dict[str, Manifest | None], set[str]]:
         names = set(self._call("list devices", self.remote.list, self._path("devices")))
@@ -547,9 +595,27 @@ class SyncSession:
                     )
         fetched: list[Fetched] = []
         now = self.clock.now_ms()
-        for entry in view[k:]:
-            path = self._path("devices", device_id, entry.name)
-            data = self._call("download", self.remote.read, path)
+        wanted = {self._path(DEVICES, device_id, e.name): e for e in view[k:]}
+        # A bounded pool of downloads (each with this sync's retries), handed back in log order;
+        # leaving the loop early cancels what has not started.
+        workers = int(getattr(self.remote, "read_workers", DEFAULT_WORKERS))
+        downloads = read_many(
+            lambda p: self._call("download", self.remote.read, p), list(wanted), workers=workers
+        )
+        with closing(downloads):
+            fetched.extend(self._check_downloads(device_id, wanted, downloads, now))
+        return fetched
+
+    def _check_downloads(
+        self,
+        device_id: str,
+        wanted: dict[str, SegEntry],
+        downloads: Iterator[tuple[str, bytes | None]],
+        now: int,
+    ) -> Iterator[Fetched]:
+        """The downloaded segments that pass the checks, in order, up to the first that does not."""
+        for path, data in downloads:
+            entry = wanted[path]
             problem = self._check_pulled(device_id, entry, data, now)
             if isinstance(problem, str):
                 if data is not None and (len(data) != entry.size or segment_crc(data) != entry.crc):
@@ -558,11 +624,10 @@ class SyncSession:
                     problem += f"; device {device_id} re-uploads it on its next sync (`oplog sync` there)"
                 self.result.refused.append(f"{path}: {problem}")
                 self._log(f"refused {path}: {problem}")
-                break
+                return
             assert data is not None
-            fetched.append(Fetched(device_id, entry, data, problem))
             self.result.bytes_down = (self.result.bytes_down or 0) + len(data)
-        return fetched
+            yield Fetched(device_id, entry, data, problem)
 
     def _repair_pulled(
         self, device_id: str, local: list[SegEntry], view: list[SegEntry], known_before: dict[str, list[Any]]
@@ -677,6 +742,6 @@ class SyncSession:
         self._push_own(new_epoch, manifests.get(self.me), self._reported_damage(manifests))
         base[self.me] = self._local_entries(self.me)
         info = EpochInfo(new_epoch, self.me, self.clock.now_ms(), base)
-        self._call("write EPOCH", self.remote.replace, self._path(EPOCH_FILE), info.encode())
+        self._write_epoch(info)
         self.state.epoch = new_epoch
         self._log(f"started epoch {new_epoch}")
