@@ -739,9 +739,23 @@ class SyncSession:
                 base[device_id] = local[:k]
         new_epoch = self.store.new_token()
         self._progress("pushing local segments (force-push)")
-        self._push_own(new_epoch, manifests.get(self.me), self._reported_damage(manifests))
+        # The segments go up first (the new base names them), but the manifest moves to the new
+        # epoch only once EPOCH is ours: a force-push that loses the race for EPOCH has then
+        # changed nothing in anyone's view (under the current epoch its manifest says what it did).
+        hold = epoch.epoch if self.state.epoch == epoch.epoch else f"pending-{new_epoch}"
+        self._push_own(hold, manifests.get(self.me), self._reported_damage(manifests))
         base[self.me] = self._local_entries(self.me)
         info = EpochInfo(new_epoch, self.me, self.clock.now_ms(), base)
         self._write_epoch(info)
         self.state.epoch = new_epoch
+        pushed = self._own_manifest
+        if pushed is not None:
+            manifest = Manifest(new_epoch, self.me, pushed.segments, list(pushed.damaged))
+            self._call(
+                "write manifest",
+                self.remote.replace,
+                self._path(DEVICES, self.me, MANIFEST),
+                manifest.encode(),
+            )
+            self._own_manifest = manifest
         self._log(f"started epoch {new_epoch}")

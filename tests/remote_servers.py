@@ -42,11 +42,21 @@ class Serialised:
         self.lock = threading.Lock()
         #: every request served, as ``"METHOD /path?query"`` (the request-economy tests read it)
         self.requests: list[str] = []
+        #: answer every request with ``Connection: close``, so each request comes on a connection
+        #: of its own and a ``FaultProxy`` (which faults per connection) can hit any of them
+        self.close_connections = False
 
     def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> list[bytes]:
         with self.lock:
             query = environ.get("QUERY_STRING", "")
             self.requests.append(f"{environ['REQUEST_METHOD']} {environ.get('PATH_INFO', '')}?{query}")
+            if self.close_connections:
+                inner = start_response
+
+                def start_response(status: str, headers: list[tuple[str, str]], *exc: Any) -> Any:
+                    kept = [(k, v) for k, v in headers if k.lower() != "connection"]
+                    return inner(status, [*kept, ("Connection", "close")], *exc)
+
             result = self.app(environ, start_response)
             try:
                 return [b"".join(result)]
@@ -223,3 +233,98 @@ class CuttingProxy:
         self._listener.close()
         for s in self._stalled:
             s.close()
+
+
+#: the faults a ``FaultProxy`` can put on a connection
+FAULT_KINDS = ("drop", "delay", "500", "503", "429", "truncate")
+
+
+class FaultProxy(CuttingProxy):
+    """A ``CuttingProxy`` that puts a seeded fault on some connections: drops, delays, 5xx/429, cut replies.
+
+    ``choose()`` is asked once per new connection and returns a kind from
+    ``FAULT_KINDS`` or None (passed through untouched). ``drop`` resets the
+    connection at once; ``delay`` waits ``delay_s`` before forwarding; ``500``,
+    ``503``, ``429`` answer the request in the proxy's place; ``truncate`` passes
+    the request on and cuts the reply ``truncate_at`` bytes into its body (the
+    status line and headers arrive, the body only in part).
+    With ``Serialised.close_connections`` every request is its own connection.
+    ``counts`` tells how many of each kind were injected.
+    """
+
+    def __init__(self, target_port: int, choose: Callable[[], str | None]) -> None:
+        self.choose = choose
+        self.delay_s = 0.05
+        #: body bytes a truncated reply keeps
+        self.truncate_at = 10
+        self.counts: dict[str, int] = {}
+        self._count_lock = threading.Lock()
+        super().__init__(target_port)
+
+    def _accept(self) -> None:
+        while not self._stop.is_set():
+            try:
+                client, _ = self._listener.accept()
+            except OSError:
+                return
+            kind = self.choose()
+            if kind is not None:
+                with self._count_lock:
+                    self.counts[kind] = self.counts.get(kind, 0) + 1
+            threading.Thread(target=self._serve, args=(client, kind), daemon=True).start()
+
+    def _serve(self, client: socket.socket, kind: str | None) -> None:
+        if kind == "drop":
+            client.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\x00\x00\x00\x00\x00\x00\x00")
+            client.close()
+            return
+        if kind in ("500", "503", "429"):
+            self._answer(client, int(kind))
+            return
+        if kind == "delay":
+            time.sleep(self.delay_s)
+        try:
+            upstream = socket.create_connection(("127.0.0.1", self.target_port))
+        except OSError:
+            client.close()
+            return
+        returned = [0]
+        limit = self.truncate_at if kind == "truncate" else None
+        threading.Thread(target=self._pump, args=(client, upstream, [0], True), daemon=True).start()
+        threading.Thread(
+            target=self._pump_reply, args=(upstream, client, returned, limit), daemon=True
+        ).start()
+
+    def _pump_reply(self, src: socket.socket, dst: socket.socket, sent: list[int], limit: int | None) -> None:
+        """Pass the reply on; with ``limit``, only that many body bytes after the headers, then close."""
+        head = b""
+        budget: int | None = None  # body bytes still allowed through, once the headers are seen
+        try:
+            while True:
+                data = src.recv(65536)
+                if not data:
+                    break
+                if limit is None:
+                    dst.sendall(data)
+                    continue
+                if budget is None:
+                    head += data
+                    end = head.find(b"\r\n\r\n")
+                    if end < 0:
+                        continue
+                    data, budget = head[end + 4 :], limit
+                    dst.sendall(head[: end + 4])
+                if len(data) > budget:
+                    dst.sendall(data[:budget])
+                    break
+                dst.sendall(data)
+                budget -= len(data)
+        except OSError:
+            pass
+        finally:
+            for s in (src, dst):
+                try:
+                    s.shutdown(socket.SHUT_RDWR)
+                except OSError:
+                    pass
+                s.close()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import random
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -40,15 +41,18 @@ class Simulation:
         devices: int | None = None,
         force_modes: bool = True,
         switches: bool = True,
+        remote_factory: Callable[[int, Faults, str], Any] | None = None,
     ) -> None:
+        """``remote_factory(seed, faults, name)`` makes the two remotes (default the in-memory fake)."""
         self.rng = random.Random(seed)
         self.seed = seed
         self.root = root
         n = devices or self.rng.randint(3, 5)
         #: the shared remote everybody settles on, cloud "main" ...
-        self.remote = FakeRemote(seed, Faults(), name="r0")
+        make = remote_factory or (lambda s, f, name: FakeRemote(s, f, name=name))
+        self.remote = make(seed, Faults(), "r0")
         #: ... and a second remote; syncs sometimes go to it, or to another cloud, and come back (issue 15.1)
-        self.remotes = [self.remote, FakeRemote(seed + 1, Faults(), name="r1")]
+        self.remotes = [self.remote, make(seed + 1, Faults(), "r1")]
         self.clouds = ["main", "work"]
         self.switches = switches
         # Its own stream, so switching adds to a seed's schedule without changing its edits and faults.

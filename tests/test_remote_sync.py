@@ -1,0 +1,422 @@
+"""Sync over the real remotes: racing force-pushes, request counts, HTTP faults, serve + PerformSync, the simulation.
+
+The servers are moto's S3 server and wsgidav (tests/remote_servers.py), started
+once for this module on 127.0.0.1 and stopped after; each test works under a
+root of its own. Faults come from a real proxy on loopback (``FaultProxy``)
+between oplog and the server.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import uuid
+import warnings
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from oplog.clock import FakeClock, RandomIds
+from oplog.errors import RemoteError, TransientRemoteError
+from oplog.remote import VersionedRemote
+from oplog.remoteurl import display_remote, open_remote
+from oplog.store import Store
+from oplog.sync import RetryPolicy
+from oplog.syncrunner import run_sync
+from oplog.tree import snapshot
+from oplog.wire import request_from_json
+from tests.engine_helpers import numbered_doc_body
+from tests.remote_servers import (
+    BUCKET,
+    S3_KEY_ID,
+    S3_SECRET,
+    WEBDAV_PASSWORD,
+    WEBDAV_USER,
+    FaultProxy,
+    Serialised,
+    s3_server,
+    webdav_server,
+)
+
+T0 = 1_721_527_400_000
+FAST = RetryPolicy(retries=8, backoff_s=0.01, max_backoff_s=0.05)
+
+
+@pytest.fixture(scope="module")
+def s3_app(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Serialised]]:
+    """moto's S3 server for this module, with the AWS chain pointed at fake credentials only."""
+    with pytest.MonkeyPatch.context() as mp:
+        home = tmp_path_factory.mktemp("aws")
+        for name in ("AWS_PROFILE", "AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_S3", "AWS_SESSION_TOKEN"):
+            mp.delenv(name, raising=False)
+        mp.setenv("AWS_CONFIG_FILE", str(home / "config"))
+        mp.setenv("AWS_SHARED_CREDENTIALS_FILE", str(home / "credentials"))
+        mp.setenv("AWS_ACCESS_KEY_ID", S3_KEY_ID)
+        mp.setenv("AWS_SECRET_ACCESS_KEY", S3_SECRET)
+        mp.setenv("AWS_DEFAULT_REGION", "us-east-1")
+        mp.setenv("AWS_EC2_METADATA_DISABLED", "true")
+        with s3_server() as served:
+            yield served
+
+
+@pytest.fixture(scope="module")
+def webdav_app(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Serialised]]:
+    """wsgidav for this module: base URL (``/dav`` is served) and the app."""
+    with webdav_server(tmp_path_factory.mktemp("webdav")) as served:
+        yield served
+
+
+@dataclass
+class Site:
+    """A remote under a fresh root: its URL (with the WebDAV password in it) and, for servers, the app and port."""
+
+    kind: str
+    root: str
+    spec_at: Callable[[int | None], str]
+    app: Serialised | None
+    port: int | None
+
+    @property
+    def spec(self) -> str:
+        """The URL of the remote, directly."""
+        return self.spec_at(None)
+
+    def open(self, port: int | None = None) -> VersionedRemote:
+        """The remote (through ``port``, a proxy, when given)."""
+        remote = open_remote(self.spec_at(port))
+        assert isinstance(remote, VersionedRemote)
+        return remote
+
+
+@pytest.fixture
+def site(request: pytest.FixtureRequest, tmp_path: Path) -> Site:
+    """The folder, S3 or WebDAV (``indirect`` parametrization), under a root no other test uses."""
+    kind = request.param
+    root = f"s{uuid.uuid4().hex[:10]}"
+    if kind == "folder":
+        path = tmp_path / "remote"
+        return Site(kind, root, lambda port: str(path), None, None)
+    if kind == "s3":
+        endpoint, app = request.getfixturevalue("s3_app")
+        port = int(endpoint.rsplit(":", 1)[1])
+        return Site(
+            kind,
+            root,
+            lambda p: f"s3://{BUCKET}/{root}?endpoint=http://127.0.0.1:{p or port}",
+            app,
+            port,
+        )
+    base, app = request.getfixturevalue("webdav_app")
+    port = int(base.rsplit(":", 1)[1])
+    return Site(
+        kind,
+        root,
+        lambda p: f"webdav://{WEBDAV_USER}:{WEBDAV_PASSWORD}@127.0.0.1:{p or port}/dav/{root}",
+        app,
+        port,
+    )
+
+
+ALL = pytest.mark.parametrize("site", ["folder", "s3", "webdav"], indirect=True)
+SERVED = pytest.mark.parametrize("site", ["s3", "webdav"], indirect=True)
+
+
+def _store(path: Path, i: int) -> Store:
+    return Store.open(path, clock=FakeClock(T0 + i * 1000, step_ms=11), ids=RandomIds(1000 + i))
+
+
+def _doc(store: Store, n: int) -> None:
+    store.apply(request_from_json(numbered_doc_body(n)))
+
+
+def _titles(store: Store) -> set[str]:
+    return {str(doc.title) for doc in store.ws.docs.values()} if _has_titles(store) else set(store.ws.docs)
+
+
+def _has_titles(store: Store) -> bool:
+    return all(hasattr(doc, "title") for doc in store.ws.docs.values())
+
+
+class Interleave:
+    """A remote that runs ``hook`` once, just before the first conditional replace of ``EPOCH`` goes out."""
+
+    def __init__(self, inner: VersionedRemote, hook: Callable[[], None]) -> None:
+        self.inner = inner
+        self.hook: Callable[[], None] | None = hook
+        self.url = getattr(inner, "url", "")
+
+    def list(self, folder: str) -> list[str]:
+        return self.inner.list(folder)
+
+    def sizes(self, folder: str) -> dict[str, int]:
+        return self.inner.sizes(folder)
+
+    def read(self, path: str) -> bytes | None:
+        return self.inner.read(path)
+
+    def read_versioned(self, path: str) -> tuple[bytes | None, str | None]:
+        return self.inner.read_versioned(path)
+
+    def write_new(self, path: str, data: bytes) -> bool:
+        return self.inner.write_new(path, data)
+
+    def replace(self, path: str, data: bytes) -> None:
+        self.inner.replace(path, data)
+
+    def replace_if(self, path: str, data: bytes, version: str | None) -> bool:
+        if path.endswith("/EPOCH") and version is not None and self.hook is not None:
+            hook, self.hook = self.hook, None
+            hook()
+        return self.inner.replace_if(path, data, version)
+
+    def delete(self, path: str) -> None:
+        self.inner.delete(path)
+
+    def sweep(self, folder: str) -> int:
+        return self.inner.sweep(folder)
+
+
+# ---------------------------------------------------------------- EPOCH: replaced only if unchanged
+
+
+@ALL
+def test_racing_force_pushes_have_one_winner_and_lose_nothing(site: Site, tmp_path: Path) -> None:
+    """B force-pushes between A's read of EPOCH and A's write of it: B wins, A fails with one clear line,
+    then normal syncs converge and every edit of both is kept (A's unpushed one rebased onto B's epoch)."""
+    warnings.simplefilter("ignore")
+    a, b = _store(tmp_path / "a", 1), _store(tmp_path / "b", 2)
+    try:
+        _doc(a, 1)
+        _doc(b, 2)
+        for s in (a, b, a):
+            run_sync(s, site.open(), s.clock)
+        _doc(a, 3)  # unpushed on A
+        _doc(b, 4)  # unpushed on B
+        b_result: list[Any] = []
+        remote = Interleave(
+            site.open(),
+            lambda: b_result.append(run_sync(b, site.open(), b.clock, push_mode="force-push")),
+        )
+        with pytest.raises(RemoteError) as lost:
+            run_sync(a, remote, a.clock, push_mode="force-push")
+        message = str(lost.value)
+        assert (
+            "lost a race" in message
+            and "\n" not in message
+            and not isinstance(lost.value, TransientRemoteError)
+        )
+        assert b_result and b_result[0].epoch
+        epoch_now = json.loads(site.open().read("main/EPOCH") or b"{}")
+        assert epoch_now["epoch"] == b_result[0].epoch and epoch_now["device_id"] == b.device_id
+        assert "lost a race" in json.loads((tmp_path / "a" / "sync.json").read_text())["last_error"]
+        for s in (a, b, a, b):
+            run_sync(s, site.open(), s.clock)
+        assert snapshot(a.ws) == snapshot(b.ws)
+        assert len(a.ws.docs) == 4  # docs 1-4: A's unpushed doc 3 was rebased, not lost
+    finally:
+        a.close()
+        b.close()
+
+
+@ALL
+def test_a_retried_epoch_write_that_had_succeeded_is_no_race(site: Site, tmp_path: Path) -> None:
+    """The reply to a successful conditional write of EPOCH is lost; the retry finds EPOCH already ours."""
+    warnings.simplefilter("ignore")
+    inner = site.open()
+
+    class LostReply(Interleave):
+        def replace_if(self, path: str, data: bytes, version: str | None) -> bool:
+            done = self.inner.replace_if(path, data, version)
+            if path.endswith("/EPOCH") and version is not None and self.hook is not None:
+                self.hook = None
+                raise TransientRemoteError("reply lost")
+            return done
+
+    a = _store(tmp_path / "a", 1)
+    try:
+        _doc(a, 1)
+        run_sync(a, inner, a.clock)
+        retries: list[str] = []
+        result = run_sync(
+            a,
+            LostReply(inner, lambda: None),
+            a.clock,
+            push_mode="force-push",
+            retry=FAST,
+            sleeper=lambda s: None,
+            emit=lambda cmd, cur, tot, msg: retries.append(msg) if cmd == "syncRetry" else None,
+        )
+        assert len(retries) == 1 and "reply lost" in retries[0]
+        assert json.loads(inner.read("main/EPOCH") or b"{}")["epoch"] == result.epoch
+    finally:
+        a.close()
+
+
+# ---------------------------------------------------------------- request economy
+
+
+def _history(folder: Path, tmp_path: Path, segments: int) -> Store:
+    """Device B with ``segments`` sealed segments, synced into the folder remote ``folder`` (one per sync)."""
+    b = _store(tmp_path / f"b{segments}", 2)
+    remote = open_remote(str(folder))
+    for n in range(segments):
+        _doc(b, n + 1)
+        run_sync(b, remote, b.clock)
+    return b
+
+
+def _copy_into(folder: Path, remote: VersionedRemote) -> None:
+    for path in sorted(folder.rglob("*")):
+        if path.is_file():
+            remote.write_new(path.relative_to(folder).as_posix(), path.read_bytes())
+
+
+@SERVED
+def test_an_incremental_sync_costs_the_same_requests_whatever_the_history(site: Site, tmp_path: Path) -> None:
+    """A pulls one new segment of B: the same request count with 4 or 40 segments of history, no recursive listing."""
+    assert site.app is not None
+    warnings.simplefilter("ignore")
+    counts: dict[int, dict[str, int]] = {}
+    for size in (4, 40):
+        folder = tmp_path / f"history{size}"
+        b = _history(folder, tmp_path, size)
+        spec = site.spec_at(None).replace(site.root, f"{site.root}-{size}")
+        remote = open_remote(spec)
+        assert isinstance(remote, VersionedRemote)
+        _copy_into(folder, remote)
+        a = _store(tmp_path / f"a{size}", 1)
+        try:
+            run_sync(b, remote, b.clock)  # B joins the copied history on this remote: nothing to upload
+            run_sync(a, remote, a.clock)  # A's initial pull
+            assert len(a.ws.docs) == size
+            _doc(b, size + 1)
+            run_sync(b, remote, b.clock)
+            before = len(site.app.requests)
+            result = run_sync(a, remote, a.clock)
+            seen = site.app.requests[before:]
+            assert result.pulled_segments == 1 and len(a.ws.docs) == size + 1
+        finally:
+            a.close()
+            b.close()
+        by_method: dict[str, int] = {}
+        for line in seen:
+            method = line.split(" ", 1)[0]
+            if "list-type=2" in line:
+                method = "LIST"
+                assert "delimiter=%2F" in line, f"a recursive listing: {line}"
+            by_method[method] = by_method.get(method, 0) + 1
+        counts[size] = by_method
+        print(f"{site.kind}: incremental sync against {size} segments: {len(seen)} requests {by_method}")
+    assert counts[4] == counts[40]
+    # EPOCH, the device listing, 2 manifests, this device's folder listing, the one new segment.
+    assert sum(counts[40].values()) <= 8
+
+
+# ---------------------------------------------------------------- faults at the HTTP level
+
+
+def _fault_chooser(seed: int, rate: float, kinds: tuple[str, ...]) -> Callable[[], str | None]:
+    rng = random.Random(seed)
+    return lambda: rng.choice(kinds) if rng.random() < rate else None
+
+
+@SERVED
+@pytest.mark.parametrize("seed", [1, 2])
+def test_syncs_through_a_faulty_proxy_retry_and_lose_nothing(site: Site, tmp_path: Path, seed: int) -> None:
+    """Drops, delays, 500/503/429 and cut replies on a third of the requests: syncs retry (syncRetry) and
+    converge, every document arrives on every device (lost = 0)."""
+    assert site.app is not None and site.port is not None
+    print(f"fault proxy seed {seed}")
+    warnings.simplefilter("ignore")
+    kinds = ("drop", "delay", "500", "503", "429", "truncate")
+    proxy = FaultProxy(site.port, _fault_chooser(seed, 0.3, kinds))
+    site.app.close_connections = True
+    stores = [_store(tmp_path / f"d{i}", i) for i in range(3)]
+    retries: list[str] = []
+    try:
+        for i, s in enumerate(stores):
+            for n in range(3):
+                _doc(s, 10 * i + n + 1)
+        for s in stores + stores:
+            run_sync(
+                s,
+                site.open(proxy.port),
+                s.clock,
+                retry=FAST,
+                sleeper=lambda t: None,
+                emit=lambda cmd, cur, tot, msg: retries.append(msg) if cmd == "syncRetry" else None,
+            )
+        print(f"injected {proxy.counts}; {len(retries)} retries")
+        assert retries and sum(proxy.counts.values()) > 0
+        snaps = [snapshot(s.ws) for s in stores]
+        assert snaps[0] == snaps[1] == snaps[2] and len(stores[0].ws.docs) == 9
+    finally:
+        site.app.close_connections = False
+        proxy.close()
+        for s in stores:
+            s.close()
+
+
+@SERVED
+def test_a_server_that_keeps_failing_fails_clearly_and_a_cut_download_applies_nothing(
+    site: Site, tmp_path: Path
+) -> None:
+    """503 on every request: the sync gives up with one line naming the remote (no secret); replies cut
+    mid-body with no retries left: the sync fails and nothing of the cut download is applied; then a clean
+    sync converges."""
+    assert site.app is not None and site.port is not None
+    warnings.simplefilter("ignore")
+    a, b = _store(tmp_path / "a", 1), _store(tmp_path / "b", 2)
+    site.app.close_connections = True
+    try:
+        _doc(b, 1)
+        run_sync(b, site.open(), b.clock)
+        always_503 = FaultProxy(site.port, lambda: "503")
+        try:
+            with pytest.raises(RemoteError) as failed:
+                run_sync(a, site.open(always_503.port), a.clock, retry=FAST, sleeper=lambda t: None)
+        finally:
+            always_503.close()
+        text = str(failed.value)
+        assert "\n" not in text and "gave up after 8 retries" in text and "503" in text
+        assert display_remote(site.spec_at(always_503.port)).split("//", 1)[1].split("/", 1)[0] in text
+        assert WEBDAV_PASSWORD not in text and S3_SECRET not in text
+        # Cut replies only on the segment downloads: everything else goes through.
+        state = {"n": 0}
+        downloads = [0]
+
+        class CutSegments(FaultProxy):
+            pass
+
+        cut = CutSegments(site.port, lambda: None)
+        cut.choose = lambda: "truncate" if state["n"] else None
+        remote = site.open(cut.port)
+        try:
+            original_read = remote.read
+
+            def read(path: str) -> bytes | None:
+                state["n"] = 1 if path.endswith(".seg") else 0
+                downloads[0] += path.endswith(".seg")
+                try:
+                    return original_read(path)
+                finally:
+                    state["n"] = 0
+
+            remote.read = read  # type: ignore[method-assign]
+            no_retry = RetryPolicy(retries=0)
+            with pytest.raises(RemoteError):
+                run_sync(a, remote, a.clock, retry=no_retry, sleeper=lambda t: None)
+        finally:
+            cut.close()
+        assert downloads[0] >= 1 and cut.counts.get("truncate", 0) >= 1
+        assert len(a.ws.docs) == 0  # nothing from the cut download was applied
+        run_sync(a, site.open(), a.clock)
+        assert snapshot(a.ws) == snapshot(b.ws) and len(a.ws.docs) == 1
+    finally:
+        site.app.close_connections = False
+        a.close()
+        b.close()
