@@ -420,3 +420,110 @@ def test_a_server_that_keeps_failing_fails_clearly_and_a_cut_download_applies_no
         site.app.close_connections = False
         a.close()
         b.close()
+
+
+# ---------------------------------------------------------------- the simulation on the real S3 server
+
+#: a slice of tests/test_sync_sim.py's seeds; OPLOG_SOAK=1 runs more
+SIM_SEEDS = range(30) if os.environ.get("OPLOG_SOAK") == "1" else range(3)
+
+
+@pytest.mark.parametrize("site", ["s3"], indirect=True)
+@pytest.mark.parametrize("seed", SIM_SEEDS)
+def test_simulation_seeds_on_the_real_s3_server(site: Site, tmp_path: Path, seed: int) -> None:
+    """The seeded multi-device simulation (edits, faults, interrupted, forced and switched syncs) with both
+    of its remotes on moto's S3 server instead of the in-memory fake: same state everywhere, lost = 0."""
+    from oplog.remote_s3 import S3Remote
+    from tests.remote_faults import FaultyRemote
+    from tests.sync_sim import Simulation
+
+    print(f"sync simulation on S3, seed {seed} (rerun with OPLOG_SYNC_SEED={seed})")
+    warnings.simplefilter("ignore")
+    endpoint = f"http://127.0.0.1:{site.port}"
+
+    def make(s: int, faults: Any, name: str) -> FaultyRemote:
+        return FaultyRemote(S3Remote(BUCKET, f"{site.root}-{name}", endpoint=endpoint), s, faults, name=name)
+
+    sim = Simulation(tmp_path, seed, remote_factory=make)
+    try:
+        sim.run(12)
+        sim.settle()
+        sim.check()
+    finally:
+        sim.close()
+
+
+# ---------------------------------------------------------------- oplog serve + PerformSync
+
+
+@SERVED
+def test_three_devices_through_oplog_serve_and_performsync_keep_secrets(site: Site, tmp_path: Path) -> None:
+    """Device A is an ``oplog serve --remote URL`` (syncs by PerformSync), B and C sync locally: they converge;
+    a force-push from B is adopted by A's server (A's unpushed edit rebased, nothing lost); a force-pull on the
+    server; SERVER, sync.json, GetSyncInfo and the server's output never hold the password or secret key."""
+    from oplog.server.client import Client
+    from oplog.tools.server_sync import sync_through_server
+    from oplog.v1 import oplog_pb2 as pb
+    from tests.store_procs import Served
+
+    warnings.simplefilter("ignore")
+    a_dir = tmp_path / "a"
+    server = Served(a_dir, "--remote", site.spec)
+    # The server stamps events with the real clock: so do these (a fake 2024 clock would refuse them as future).
+    stores = [Store.open(tmp_path / "b"), Store.open(tmp_path / "c")]
+    texts: list[str] = []
+    try:
+        with Client(server.address) as client:
+            client.stub.Apply(request_from_json(numbered_doc_body(1)), timeout=30)
+        for i, s in enumerate(stores):
+            _doc(s, i + 2)
+        for _ in range(2):
+            texts.append(repr(sync_through_server(server.address, timeout=120)))
+            for s in stores:
+                run_sync(s, site.open(), s.clock)
+        texts.append(repr(sync_through_server(server.address, timeout=120)))
+        with Client(server.address) as client:
+            info = client.stub.GetSyncInfo(pb.GetSyncInfoRequest(), timeout=30)
+            state_a = client.stub.GetState(pb.GetStateRequest(), timeout=30)
+            texts.append(str(info))
+            client.stub.Apply(request_from_json(numbered_doc_body(5)), timeout=30)  # unpushed on A
+        assert snapshot(stores[0].ws) == snapshot(stores[1].ws) and len(stores[0].ws.docs) == 3, texts
+        assert info.pending_local_events == 0 and info.epoch and state_a.position
+        # B force-pushes; A's server adopts the new epoch and keeps its unpushed doc 5 (rebased).
+        run_sync(stores[0], site.open(), stores[0].clock, push_mode="force-push")
+        texts.append(repr(sync_through_server(server.address, timeout=120)))
+        for s in stores:
+            run_sync(s, site.open(), s.clock)
+        assert len(stores[1].ws.docs) == 4
+        # force-pull on the server: its log becomes the remote's history, nothing of it archived needlessly.
+        texts.append(repr(sync_through_server(server.address, push_mode="force-pull", timeout=120)))
+        with Client(server.address) as client:
+            texts.append(str(client.stub.GetSyncInfo(pb.GetSyncInfoRequest(), timeout=30)))
+        run_sync(stores[1], site.open(), stores[1].clock)
+        assert snapshot(stores[0].ws) == snapshot(stores[1].ws)
+    finally:
+        for s in stores:
+            s.close()
+        code, err = server.stop()
+    texts.append(err)
+    assert code == 0, err[-2000:]
+    check = Store.open(a_dir)
+    try:
+        assert snapshot(check.ws) == _reopen(tmp_path / "b") and len(check.ws.docs) == 4
+    finally:
+        check.close()
+    server_record = json.loads((a_dir / "SERVER").read_text()) if (a_dir / "SERVER").exists() else {}
+    assert WEBDAV_PASSWORD not in json.dumps(server_record)
+    for secret in (WEBDAV_PASSWORD, S3_SECRET):
+        assert not any(secret in t for t in texts), secret
+        for path in tmp_path.rglob("*"):
+            if path.is_file():
+                assert secret.encode() not in path.read_bytes(), (secret, path)
+
+
+def _reopen(path: Path) -> Any:
+    store = Store.open(path)
+    try:
+        return snapshot(store.ws)
+    finally:
+        store.close()
