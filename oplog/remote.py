@@ -211,6 +211,16 @@ class LocalDirRemote:
         data = self.read(path)
         return data, content_version(data)
 
+    def version(self, path: str) -> str | None:
+        """A version of the file without reading it (size, modification time, inode), or None when missing."""
+        try:
+            st = self._path(path).stat()
+        except FileNotFoundError:
+            return None
+        except OSError as exc:
+            raise self._io("stat", path, exc) from exc
+        return f"{st.st_size}-{st.st_mtime_ns}-{st.st_ino}"
+
     def replace_if(self, path: str, data: bytes, version: str | None) -> bool:
         """Replace only if the file is still at ``version`` (None: only if absent); best effort, see below.
 
@@ -369,6 +379,13 @@ class FakeRemote:
         data = self.read(path)
         return data, content_version(data)
 
+    def version(self, path: str) -> str | None:
+        """The stored bytes' digest (not counted as a read), or None."""
+        with self._lock:
+            check_remote_path(path)
+            self._enter("stat", path)
+            return content_version(self.files.get(path))
+
     def replace_if(self, path: str, data: bytes, version: str | None) -> bool:
         """Replace only if the bytes still have digest ``version`` (None: only if absent)."""
         with self._lock:
@@ -404,9 +421,25 @@ class VersionedRemote(Remote, Protocol):
         ...
 
 
+@runtime_checkable
+class PollableRemote(Protocol):
+    """A remote that tells a file's version without sending its bytes (HEAD): what ``oplog watch`` polls.
+
+    Apart from ``VersionedRemote`` so that a wrapper remote without it still gets conditional writes.
+    """
+
+    def list(self, folder: str) -> list[str]:
+        """As ``Remote.list``."""
+        ...
+
+    def version(self, path: str) -> str | None:
+        """The file's current version (as ``read_versioned`` gives it, or another opaque one), None if absent."""
+        ...
+
+
 def content_version(data: bytes | None) -> str | None:
     """The version of a file by its bytes (for remotes without ETags); None for no file."""
     return None if data is None else hashlib.blake2b(data, digest_size=16).hexdigest()
 
 
-__all__ += ["VersionedRemote", "content_version"]
+__all__ += ["VersionedRemote", "PollableRemote", "content_version"]

@@ -263,6 +263,21 @@ class S3Remote:
         """The whole object, or None if it does not exist."""
         return self.read_versioned(path)[0]
 
+    def version(self, path: str) -> str | None:
+        """The object's ETag without its bytes (one HEAD), or None when it does not exist."""
+        key = self._key(path)
+
+        def run() -> str | None:
+            try:
+                reply = self._client.head_object(Bucket=self.bucket, Key=key)
+            except Exception as exc:
+                if self._code(exc) in ("NoSuchKey", "404", "NotFound"):
+                    return None
+                raise
+            return str(reply["ETag"])
+
+        return self._run("stat", path, run)
+
     def _put(self, path: str, data: bytes, **condition: str) -> bool:
         """One PUT (or a multipart upload) with an optional condition; False when the condition failed."""
         key = self._key(path)

@@ -218,6 +218,20 @@ class WebDavRemote:
         """The whole file, or None if it does not exist."""
         return self.read_versioned(path)[0]
 
+    def version(self, path: str) -> str | None:
+        """The file's ETag without its bytes (one HEAD), or None when it does not exist."""
+        check_remote_path(path)
+
+        def run() -> str | None:
+            response = self._request("HEAD", path, ok=(200, 404))
+            if response.status_code == 404:
+                return None
+            # A server without ETags still gives a size and a time: together they tell a change.
+            tag = response.headers.get("ETag")
+            return tag or f"{response.headers.get('Content-Length')}-{response.headers.get('Last-Modified')}"
+
+        return self._run("stat", path, run)
+
     def _ensure_folder(self, folder: str) -> None:
         """Create ``folder`` and its parents (MKCOL; 405 means it exists already)."""
         parts = folder.split("/") if folder else []

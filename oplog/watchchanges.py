@@ -16,6 +16,13 @@ its own pushes.
 The change source is a plain callable (default :func:`watchfiles_source`), so
 tests hand the daemon the batches watchfiles would report, as watchfiles fakes
 its own core in its tests.
+
+A remote that is not a folder (S3, WebDAV) cannot be watched: the daemon polls
+it with :func:`poll_fingerprint` — one listing of ``<cloud>/devices`` and one
+body-less request (HEAD) for ``EPOCH`` and for each other device's ``MANIFEST``:
+the same files the folder fingerprint looks at, never their contents. An object
+store has no cheaper "has anything under here changed" than that (a recursive
+listing grows with the history; the manifests are written last and say it all).
 """
 
 from __future__ import annotations
@@ -26,12 +33,15 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
-from oplog.syncformat import DEVICES, EPOCH_FILE, MANIFEST, EpochInfo, remote_change_kind
+from oplog.remote import PollableRemote
+from oplog.syncformat import DEVICES, EPOCH_FILE, MANIFEST, EpochInfo, cloud_path, remote_change_kind
 
 __all__ = [
     "Fingerprint",
     "local_fingerprint",
     "remote_fingerprint",
+    "poll_fingerprint",
+    "PollFingerprint",
     "is_remote_news",
     "classify",
     "ChangeSource",
@@ -101,6 +111,25 @@ def remote_fingerprint(cloud_dir: Path, device_id: str) -> Fingerprint:
             continue
         out.append((str(path.relative_to(cloud_dir)), st.st_size, st.st_mtime_ns, st.st_ino))
     return tuple(sorted(out))
+
+
+#: ``EPOCH``'s and other devices' manifests' versions, as a poll of a remote sees them.
+PollFingerprint = tuple[tuple[str, str | None], ...]
+
+
+def poll_fingerprint(remote: PollableRemote, cloud: str, device_id: str) -> PollFingerprint:
+    """What one poll of a remote sees: the versions of ``EPOCH`` and of every other device's ``MANIFEST``.
+
+    ``1 + 1 + (other devices)`` requests, none with a body. ``EPOCH`` counts
+    whoever wrote it (a version says nothing about the writer without reading it):
+    this device's own force-push costs one extra sync that finds nothing to do.
+    """
+    devices = remote.list(cloud_path(cloud, DEVICES))
+    out: list[tuple[str, str | None]] = [(EPOCH_FILE, remote.version(cloud_path(cloud, EPOCH_FILE)))]
+    for name in devices:
+        if name != device_id:
+            out.append((name, remote.version(cloud_path(cloud, DEVICES, name, MANIFEST))))
+    return tuple(out)
 
 
 def classify(

@@ -23,6 +23,11 @@ watchfiles fakes its own Rust core in its tests:
 * the **observer**: every batch, sync start, sync end and status line as a
   :data:`WatchEvent` (the CLI prints them; tests wait on them instead of sleeping).
 
+A remote that is not a folder (``s3://``, ``webdav(s)://``) cannot be watched:
+a poller thread asks it every ``poll_s`` seconds for the versions of ``EPOCH``
+and the other devices' manifests (``watchchanges.poll_fingerprint``, no
+contents); the local folder is still watched, so a commit syncs at once.
+
 The daemon's own writes do not start syncs: changes under this device's folder
 on the remote are never looked at; a local change seen while the daemon's sync
 runs is checked when that sync ends, and one seen later only counts when the
@@ -70,11 +75,15 @@ from oplog.errors import (
     SyncAbandoned,
 )
 from oplog.lockfile import DataDirLock
+from oplog.remote import PollableRemote
+from oplog.remoteurl import display_remote, open_remote, remote_kind
 from oplog.watchchanges import (
     ChangeSource,
     Fingerprint,
+    PollFingerprint,
     classify,
     local_fingerprint,
+    poll_fingerprint,
     remote_fingerprint,
     watchfiles_source,
 )
@@ -168,8 +177,8 @@ SyncFunction = Callable[[SyncRequest], SyncReport]
 class LocalSync:
     """The local sync function: open the data directory for this sync only, sync, close."""
 
-    def __init__(self, data: Path, remote: Path, clock: Clock, *, lock_wait_s: float, app: str) -> None:
-        """Sync ``data`` with the folder ``remote``, waiting up to ``lock_wait_s`` for the writer's lock."""
+    def __init__(self, data: Path, remote: Path | str, clock: Clock, *, lock_wait_s: float, app: str) -> None:
+        """Sync ``data`` with ``remote`` (a folder or a URL), waiting up to ``lock_wait_s`` for the writer's lock."""
         self.data = data
         self.remote = remote
         self.clock = clock
@@ -326,12 +335,16 @@ class WatchConfig:
     """Everything the daemon needs, checked."""
 
     data: Path
-    remote: Path
+    #: a folder (watched), or the URL of a remote that is polled (``s3://``, ``webdav(s)://``)
+    remote: Path | str
     cloud_name: str | None
     schedule: Schedule
     lock_wait_s: float = 10.0
     stop_wait_s: float = 30.0
+    #: watch the folders by polling them (watchfiles' ``force_polling``; network file systems)
     poll: bool = False
+    #: how often a remote that cannot be watched is polled
+    poll_s: float = 30.0
 
 
 class Watcher:
@@ -370,9 +383,12 @@ class Watcher:
         self.local_dir = Path()
         self.cloud_name = ""
         self.cloud_dir = Path()
+        #: the remote polled instead of watched (None: a folder, watched)
+        self.polled: PollableRemote | None = None
+        self._poll_failing = False
         # What the daemon knows about its own last sync (main loop only).
         self._running = False
-        self._remote_before: Fingerprint | None = None
+        self._remote_before: Fingerprint | PollFingerprint | None = None
         self._warned_remote = False
         self._local_quiet: Callable[[], bool] | None = None
         self._local_seen_while_running = False
@@ -415,15 +431,23 @@ class Watcher:
             raise StorageError(f"cannot read {device_file}: {exc.strerror or exc}") from None
         self.cloud_name = explicit_cloud or load_state(data).cloud_name or DEFAULT_CLOUD
         local_dir = data / DEVICES_DIR / self.device_id
-        cloud_dir = self.config.remote / self.cloud_name
+        polled = remote_kind(str(self.config.remote)) != "folder"
+        cloud_dir = Path(self.config.remote) / self.cloud_name
         try:
             local_dir.mkdir(parents=True, exist_ok=True)
-            cloud_dir.mkdir(parents=True, exist_ok=True)
+            if not polled:
+                cloud_dir.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
             raise StorageError(f"cannot create {exc.filename}: {exc.strerror or exc}") from None
         # watchfiles reports absolute, resolved paths.
         self.local_dir = local_dir.resolve()
-        self.cloud_dir = cloud_dir.resolve()
+        if polled:
+            remote = open_remote(str(self.config.remote))
+            if not isinstance(remote, PollableRemote):
+                raise InvalidArgument(f"remote {display_remote(str(self.config.remote))} cannot be polled")
+            self.polled = remote
+        else:
+            self.cloud_dir = cloud_dir.resolve()
 
     def _explicit_cloud(self) -> str | None:
         """The ``cloud_name`` asked for, checked (``InvalidArgument``), or None."""
@@ -433,13 +457,15 @@ class Watcher:
 
     def _watch(self) -> None:
         """The watcher thread: hand batches of relevant changes to the main loop."""
+        folders = [self.local_dir] if self.polled is not None else [self.local_dir, self.cloud_dir]
         try:
-            for changes in self._changes(
-                [self.local_dir, self.cloud_dir], self._watch_stop, self.config.poll
-            ):
+            for changes in self._changes(folders, self._watch_stop, self.config.poll):
                 self._ready.set()
                 if changes:
-                    seen = classify(changes, self.local_dir, self.cloud_dir, self.device_id)
+                    if self.polled is not None:
+                        seen = {"local"} if any(_under(p, self.local_dir) for _c, p in changes) else set()
+                    else:
+                        seen = classify(changes, self.local_dir, self.cloud_dir, self.device_id)
                     self._events.put(("change", frozenset(seen)))
                 if self._watch_stop.is_set():
                     return
@@ -449,6 +475,28 @@ class Watcher:
             self._watch_failed(f"{type(exc).__name__}: {exc}")
         finally:
             self._ready.set()
+
+    def _poll(self) -> None:
+        """The poller thread (remotes that cannot be watched): one poll every ``poll_s``, news to the main loop.
+
+        A poll that sees what the last sync saw (or what was already reported) sends
+        nothing. A failed poll is reported once per streak and otherwise ignored: the
+        periodic sync is what reports and retries remote trouble.
+        """
+        assert self.polled is not None
+        last_sent: PollFingerprint | None = None
+        while not self._watch_stop.wait(self.config.poll_s):
+            try:
+                seen = poll_fingerprint(self.polled, self.cloud_name, self.device_id)
+            except OplogError as exc:
+                if not self._poll_failing:
+                    self._poll_failing = True
+                    self._events.put(("poll-error", str(exc)))
+                continue
+            self._poll_failing = False
+            if seen != self._remote_before and seen != last_sent:
+                last_sent = seen
+                self._events.put(("polled", seen))
 
     def _watch_failed(self, message: str) -> None:
         self._watch_error = message
@@ -474,15 +522,17 @@ class Watcher:
         self._prepare()
         watcher = threading.Thread(target=self._watch, name="oplog-watch-changes", daemon=True)
         watcher.start()
+        if self.polled is not None:
+            threading.Thread(target=self._poll, name="oplog-watch-poll", daemon=True).start()
         while not self._ready.wait(0.1):
             if self._stop_signal is not None:
                 return 0
+        where = self._where()
         if self._watch_error is not None and not watcher.is_alive():
-            raise OplogError(f"cannot watch {self.local_dir} and {self.cloud_dir}: {self._watch_error}")
+            raise OplogError(f"cannot watch {where}: {self._watch_error}")
         cfg = self.config
         self._status(
-            f"watching {self.local_dir} and {self.cloud_dir} (debounce {cfg.schedule.debounce_s:g}s, "
-            f"interval {cfg.schedule.interval_s:g}s)"
+            f"watching {where} (debounce {cfg.schedule.debounce_s:g}s, interval {cfg.schedule.interval_s:g}s)"
         )
         machine = AutoSync(cfg.schedule, self._mono(), sync_at_start=True)
         stop_deadline: float | None = None
@@ -520,6 +570,12 @@ class Watcher:
         if worker is not None:
             worker.join(timeout=1.0)
         return self._end()
+
+    def _where(self) -> str:
+        if self.polled is None:
+            return f"{self.local_dir} and {self.cloud_dir}"
+        remote = display_remote(str(self.config.remote))
+        return f"{self.local_dir}, polling {remote} ({self.cloud_name}) every {self.config.poll_s:g}s"
 
     def _end(self) -> int:
         """0 after a stop that was asked for; the fatal error if that is what stopped the daemon."""
@@ -564,6 +620,19 @@ class Watcher:
                 raise OplogError(
                     f"sync failed and will not be retried: {outcome.error}"
                 ) from outcome.exception
+        elif kind == "polled":
+            news = self._remote_before is None or item[1] != self._remote_before
+            if news:
+                machine.change(self._mono(), "remote")
+            self._observe(
+                Batch(
+                    seen=frozenset({"remote"}),
+                    counted=frozenset({"remote"} if news else ()),
+                    deferred=False,
+                )
+            )
+        elif kind == "poll-error":
+            self._status(f"polling the remote failed ({item[1]}); the next sync reports it if it lasts")
         elif kind == "watch-error" and self._fatal is None:
             # Stop as on a request (a sync in flight may end), then raise this.
             self._fatal = OplogError(f"watching stopped: {item[1]}")
@@ -595,8 +664,10 @@ class Watcher:
         via = f"server {server}" if server is not None else "local"
         self._running = True
         self._local_seen_while_running = False
-        # Taken before the sync reads the remote: a later difference is news.
-        self._remote_before = remote_fingerprint(self.cloud_dir, self.device_id)
+        # Taken before the sync reads the remote: a later difference is news (a polled remote: in the
+        # sync's thread, as it costs requests).
+        if self.polled is None:
+            self._remote_before = remote_fingerprint(self.cloud_dir, self.device_id)
         outcome = SyncOutcome(trigger=trigger, via=via, started=self._clock.now_ms() / 1000)
         self._observe(SyncStarted(outcome))
         request = SyncRequest(
@@ -613,6 +684,11 @@ class Watcher:
         began = self._mono()
         report: SyncReport | None = None
         try:
+            if self.polled is not None:
+                try:
+                    self._remote_before = poll_fingerprint(self.polled, self.cloud_name, self.device_id)
+                except OplogError:
+                    self._remote_before = None  # the sync itself says what is wrong
             report = self._sync_fn(request)
         except Exception as exc:  # noqa: BLE001 - a failed sync is logged and retried, never lost in a thread
             outcome.exception = exc
@@ -636,6 +712,10 @@ class Watcher:
 
     def _status(self, message: str) -> None:
         self._observe(Status(message))
+
+
+def _under(path: str, folder: Path) -> bool:
+    return path.startswith(str(folder) + os.sep)
 
 
 def _signal_name(signum: int | None) -> str:

@@ -11,6 +11,8 @@ from __future__ import annotations
 import json
 import os
 import random
+import threading
+import time
 import uuid
 import warnings
 from collections.abc import Callable, Iterator
@@ -527,3 +529,99 @@ def _reopen(path: Path) -> Any:
         return snapshot(store.ws)
     finally:
         store.close()
+
+
+# ---------------------------------------------------------------- oplog watch on a remote it polls
+
+
+class _Seen:
+    """The watcher's reports, collected; ``wait`` for the first match from an index on (no sleeps)."""
+
+    def __init__(self) -> None:
+        self.items: list[Any] = []
+        self._cv = threading.Condition()
+
+    def __call__(self, event: Any) -> None:
+        with self._cv:
+            self.items.append(event)
+            self._cv.notify_all()
+
+    def wait(self, pred: Callable[[Any], bool], start: int = 0, timeout: float = 60.0) -> tuple[int, Any]:
+        deadline = time.monotonic() + timeout
+        with self._cv:
+            while True:
+                for i in range(start, len(self.items)):
+                    if pred(self.items[i]):
+                        return i, self.items[i]
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    pytest.fail(f"no matching watcher event; got {self.items}")
+                self._cv.wait(left)
+
+
+@SERVED
+def test_watch_polls_a_remote_it_cannot_watch(site: Site, tmp_path: Path) -> None:
+    """``Watcher`` on S3/WebDAV: a push by another device is noticed by a poll and pulled; a local commit
+    syncs at once (the local folder is still watched); an idle poll costs one listing and one HEAD per
+    other device (here 3 requests), never a GET."""
+    from oplog.autosync import Schedule
+    from oplog.clock import SystemClock
+    from oplog.store import StoreOptions
+    from oplog.watcher import LocalSync, SyncEnded, WatchConfig, Watcher
+
+    assert site.app is not None
+    warnings.simplefilter("ignore")
+    a_dir = tmp_path / "a"
+    b = Store.open(tmp_path / "b")
+    _doc(b, 1)
+    run_sync(b, site.open(), b.clock)
+    schedule = Schedule(debounce_s=0.05, max_delay_s=0.5, interval_s=0, backoff_s=0.05, max_backoff_s=0.2)
+    clock = SystemClock()
+    config = WatchConfig(
+        data=a_dir, remote=site.spec, cloud_name=None, schedule=schedule, lock_wait_s=30, poll_s=0.3
+    )
+    seen = _Seen()
+    watcher = Watcher(
+        config,
+        sync=LocalSync(a_dir, site.spec, clock, lock_wait_s=30, app="test"),
+        find_server=lambda _data: None,
+        monotonic=time.monotonic,
+        clock=clock,
+        observe=seen,
+    )
+    outcome: list[Any] = []
+    thread = threading.Thread(target=lambda: outcome.append(watcher.run()), daemon=True)
+    thread.start()
+    try:
+        i, first = seen.wait(lambda e: isinstance(e, SyncEnded))
+        assert first.outcome.ok and first.outcome.pulled_segments == 1
+        # Another device pushes: a poll notices it, a sync pulls it.
+        _doc(b, 2)
+        run_sync(b, site.open(), b.clock)
+        i, pulled = seen.wait(lambda e: isinstance(e, SyncEnded) and e.outcome.pulled_segments, i + 1)
+        assert "remote" in pulled.outcome.trigger and pulled.outcome.ok
+        # A local commit syncs at once, without waiting for a poll.
+        with Store.open(a_dir, options=StoreOptions(lock_timeout_s=30)) as a:
+            a.apply(request_from_json(numbered_doc_body(3)))
+        i, pushed = seen.wait(lambda e: isinstance(e, SyncEnded) and e.outcome.pushed_segments, i + 1)
+        assert "local" in pushed.outcome.trigger
+        run_sync(b, site.open(), b.clock)
+        assert len(b.ws.docs) == 3
+        # Idle: count what the polls ask.
+        listing = "GET" if site.kind == "s3" else "PROPFIND"
+        mark = len(site.app.requests)
+        deadline = time.monotonic() + 60
+        while len(site.app.requests) < mark + 9 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        # From the first poll that started after the mark (one may have been under way).
+        start = next(k for k in range(mark, mark + 4) if site.app.requests[k].startswith(listing))
+        polls = site.app.requests[start : start + 6]
+        methods = [line.split(" ", 1)[0] for line in polls]
+        print(f"{site.kind}: two idle polls: {polls}")
+        assert methods == [listing, "HEAD", "HEAD"] * 2, polls
+        assert site.kind == "webdav" or all("list-type=2" in p for p in polls[0::3])
+    finally:
+        watcher.request_stop()
+        thread.join(60)
+        b.close()
+    assert outcome == [0]

@@ -56,6 +56,7 @@ DEFAULT_INTERVAL_S = 300.0
 DEFAULT_MAX_BACKOFF_S = 300.0
 DEFAULT_LOCK_WAIT_S = 10.0
 DEFAULT_STOP_WAIT_S = 30.0
+DEFAULT_POLL_S = 30.0
 
 
 def register(
@@ -67,7 +68,8 @@ def register(
         parents=[parent],
         help="the auto-sync daemon: sync when the local log or the remote changes",
         description=(
-            "Watch this device's log and the remote folder and sync after --debounce seconds of quiet "
+            "Watch this device's log and the remote folder (an s3:// or webdav(s):// remote is polled every "
+            "--poll seconds) and sync after --debounce seconds of quiet "
             "(at most one sync at a time, back-off after failures, a periodic sync every --interval "
             "seconds). Through the running oplog serve of --data when there is one, else locally, "
             "holding the writer's lock only while a sync runs. One line per sync on stdout "
@@ -77,7 +79,11 @@ def register(
         ),
     )
     add_remote(
-        p, help=f"remote folder (default {DEFAULT_REMOTE}); beside a server it must be the server's --remote"
+        p,
+        help=(
+            f"remote folder, s3:// or webdav(s):// URL (default {DEFAULT_REMOTE}); beside a server it must be "
+            "the server's --remote"
+        ),
     )
     add_cloud_name(
         p, default=None, help="folder under the remote (default: the data directory's current one, or main)"
@@ -129,8 +135,18 @@ def register(
     p.add_argument("--app", default="oplog-watch", help="the app id sent with each sync")
     p.add_argument(
         "--poll",
+        type=float,
+        default=DEFAULT_POLL_S,
+        metavar="SECONDS",
+        help=(
+            "how often to poll a remote that cannot be watched (s3://, webdav(s)://): one listing and one "
+            f"HEAD per other device, never contents (default {DEFAULT_POLL_S:g})"
+        ),
+    )
+    p.add_argument(
+        "--force-polling",
         action="store_true",
-        help="poll the folders instead of using file-system notifications (network file systems)",
+        help="scan the folders instead of using file-system notifications (network file systems)",
     )
     p.add_argument(
         "-v",
@@ -281,14 +297,12 @@ def config_from_args(args: argparse.Namespace) -> WatchConfig:
     """The daemon's configuration from the command line; ``InvalidArgument`` for bad values."""
     if args.lock_wait < 0 or args.stop_wait < 0:
         raise InvalidArgument("--lock-wait and --stop-wait must be >= 0")
-    from oplog.remoteurl import display_remote, remote_kind
+    if not args.poll > 0:
+        raise InvalidArgument("--poll must be > 0 seconds")
+    from oplog.remoteurl import remote_kind
 
-    if remote_kind(args.remote) != "folder":
-        # The daemon watches the remote's folder for news; object stores need polling (not built yet).
-        raise InvalidArgument(
-            f"oplog watch watches a remote folder; {display_remote(args.remote)} is not one: "
-            "run oplog sync (or oplog serve, whose PerformSync uses it) for s3:// and webdav:// remotes"
-        )
+    # A URL stays a string (Path would fold its "//"); a folder is a path.
+    remote: Path | str = Path(args.remote) if remote_kind(args.remote) == "folder" else args.remote
     max_delay = args.max_delay if args.max_delay is not None else 10 * args.debounce
     schedule = Schedule(
         debounce_s=args.debounce,
@@ -299,12 +313,13 @@ def config_from_args(args: argparse.Namespace) -> WatchConfig:
     )
     return WatchConfig(
         data=Path(args.data),
-        remote=Path(args.remote),
+        remote=remote,
         cloud_name=args.cloud_name,
         schedule=schedule,
         lock_wait_s=args.lock_wait,
         stop_wait_s=args.stop_wait,
-        poll=args.poll,
+        poll=args.force_polling,
+        poll_s=args.poll,
     )
 
 
