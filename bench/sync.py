@@ -1,7 +1,7 @@
 """Sync cost: incremental sync must cost what the change costs; an initial pull must run near copy speed.
 
 Usage: python bench/sync.py [--quick] [--sizes 1000,10000,100000] [--rounds 5] [--pull-mb 100]
-                            [--dir DIR] [--json FILE] [--profile]
+                            [--dir DIR] [--json FILE] [--profile] [--s3]
 
 Everything is real: ``oplog.store.Store`` data directories, a ``LocalDirRemote``
 on real files, the real sync (``run_sync``). The remote is wrapped in a
@@ -20,6 +20,14 @@ data directory (files created, changed or removed).
    device; MB/s next to ``cp -r`` of the same folder in the same run (target
    >= 50 % of ``cp``). The pull is split into transfer (download, verify, store)
    and apply (fold the events into the state and the SQL view).
+3. ``--s3``: both again over S3 — moto's S3 server in a child process on
+   127.0.0.1 (a real HTTP server, its own process, so it does not share this
+   one's GIL). Incremental: the same rounds, with the remote calls counted (each
+   S3 call is one HTTP request here: no multipart below 16 MiB) and the bytes.
+   Initial pull: the same ~``--pull-mb`` MB remote uploaded to the bucket, pulled
+   by a fresh device, next to a bare ``get_object`` of every segment on 8 threads
+   with the same boto3 in the same run (target >= 0.7x), and next to the pull
+   of the same remote as a folder.
 """
 
 from __future__ import annotations
@@ -88,9 +96,9 @@ class RemoteCounts:
 
 
 class CountingRemote:
-    """A ``LocalDirRemote`` that counts what sync asks of it."""
+    """A remote (a ``LocalDirRemote`` or an ``S3Remote``) that counts what sync asks of it."""
 
-    def __init__(self, inner: LocalDirRemote) -> None:
+    def __init__(self, inner: Any) -> None:
         """Wrap ``inner``."""
         self.inner = inner
         self.counts = RemoteCounts()
@@ -128,6 +136,19 @@ class CountingRemote:
         self.counts.writes += 1
         self.counts.bytes_written += len(data)
         self.inner.replace(path, data)
+
+    def read_versioned(self, path: str) -> tuple[bytes | None, str | None]:
+        """Count a read (with the version) and its bytes."""
+        self.counts.reads += 1
+        data, version = self.inner.read_versioned(path)
+        self.counts.bytes_read += len(data) if data is not None else 0
+        return data, version
+
+    def replace_if(self, path: str, data: bytes, version: str | None) -> bool:
+        """Count a conditional write."""
+        self.counts.writes += 1
+        self.counts.bytes_written += len(data)
+        return self.inner.replace_if(path, data, version)
 
     def delete(self, path: str) -> None:
         """Count a delete."""
@@ -250,13 +271,15 @@ def _median_cost(costs: list[SyncCost]) -> dict[str, float]:
     }
 
 
-def incremental(folder: Path, events: int, rounds: int, seed: int) -> dict[str, Any]:
+def incremental(
+    folder: Path, events: int, rounds: int, seed: int, make_remote: Callable[[Path], Any] | None = None
+) -> dict[str, Any]:
     """Build an N-event history on A, sync it to B, then time ``rounds`` one-event syncs."""
     root = folder / f"inc-{events}"
     shutil.rmtree(root, ignore_errors=True)
     t = time.perf_counter()
     history_bytes = write_device_history(root / "a", _Device(0, random.Random(seed)), events)
-    remote = CountingRemote(LocalDirRemote(root / "remote"))
+    remote = CountingRemote(make_remote(root) if make_remote else LocalDirRemote(root / "remote"))
     a = open_store(root / "a")
     b = open_store(root / "b")
     try:
@@ -278,6 +301,8 @@ def incremental(folder: Path, events: int, rounds: int, seed: int) -> dict[str, 
             "build_s": build_s,
             "push": _median_cost(pushes),
             "pull": _median_cost(pulls),
+            "push_calls": asdict(pushes[-1].remote),
+            "pull_calls": asdict(pulls[-1].remote),
             "pull_files_example": pulls[-1].changed_files,
         }
     finally:
@@ -285,9 +310,9 @@ def incremental(folder: Path, events: int, rounds: int, seed: int) -> dict[str, 
         b.close()
 
 
-def print_incremental(rows: list[dict[str, Any]]) -> dict[str, dict[str, float]]:
+def print_incremental(rows: list[dict[str, Any]], where: str = "folder") -> dict[str, dict[str, float]]:
     """Print one line per size and the largest/smallest ratios; return the ratios."""
-    print("incremental sync of one new event (median of rounds):")
+    print(f"incremental sync of one new event over the {where} remote (median of rounds):")
     for row in rows:
         for side in ("push", "pull"):
             c = row[side]
@@ -304,6 +329,12 @@ def print_incremental(rows: list[dict[str, Any]]) -> dict[str, dict[str, float]]
         }
         shown = ", ".join(f"{k} {v:.2f}x" for k, v in ratios[side].items())
         print(f"  {side} ratio {large['events']:,} / {small['events']:,} events: {shown}")
+    for row in rows:
+        calls = ", ".join(
+            f"{side} {c['lists']} list {c['reads']} read {c['writes']} write {c['deletes']} delete"
+            for side, c in (("push", row["push_calls"]), ("pull", row["pull_calls"]))
+        )
+        print(f"  remote calls at {row['events']:,} events (last round): {calls}")
     worst = max(v for side in ratios.values() for v in side.values())
     print(f"  worst ratio {worst:.2f}x (target <= 2x): {'met' if worst <= 2 else 'MISSED'}")
     print(f"  files B changed in its last pull: {rows[-1]['pull_files_example']}")
@@ -433,6 +464,134 @@ def print_pull(p: dict[str, Any]) -> None:
         print(p["profile"])
 
 
+# ---------------------------------------------------------------- 3. over S3
+
+BUCKET = "oplog-bench"
+
+
+class MotoProcess:
+    """moto's S3 server as a child process on a free loopback port, with the bench's bucket."""
+
+    def __init__(self) -> None:
+        import socket
+
+        os.environ.setdefault("AWS_ACCESS_KEY_ID", "bench")
+        os.environ.setdefault("AWS_SECRET_ACCESS_KEY", "bench-secret")
+        os.environ.setdefault("AWS_DEFAULT_REGION", "us-east-1")
+        os.environ["AWS_EC2_METADATA_DISABLED"] = "true"
+        with socket.socket() as probe:
+            probe.bind(("127.0.0.1", 0))
+            port = probe.getsockname()[1]
+        self.endpoint = f"http://127.0.0.1:{port}"
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                self.client().create_bucket(Bucket=BUCKET)
+                break
+            except Exception:
+                if time.monotonic() > deadline or self.proc.poll() is not None:
+                    self.close()
+                    raise
+                time.sleep(0.2)
+
+    def client(self) -> Any:
+        """A boto3 client for the server (the library oplog's S3 remote uses)."""
+        import boto3
+        from botocore.config import Config
+
+        return boto3.client(
+            "s3",
+            endpoint_url=self.endpoint,
+            config=Config(max_pool_connections=16, retries={"total_max_attempts": 1}),
+        )
+
+    def remote(self, prefix: str) -> Any:
+        """An ``S3Remote`` under ``prefix``."""
+        from oplog.remote_s3 import S3Remote
+
+        return S3Remote(BUCKET, prefix, endpoint=self.endpoint)
+
+    def close(self) -> None:
+        """Stop the server."""
+        self.proc.terminate()
+        try:
+            self.proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+
+
+def s3_initial_pull(folder: Path, megabytes: float, seed: int, moto: MotoProcess) -> dict[str, Any]:
+    """The initial pull from S3 next to bare concurrent GETs of the same objects and a pull from the folder."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    remote_root, total, events = build_remote(folder / "s3pull", megabytes, 4, seed)
+    files = sorted(p for p in remote_root.rglob("*") if p.is_file())
+    prefix = "pull"
+    uploader = moto.remote(prefix)
+    for path in files:
+        uploader.write_new(path.relative_to(remote_root).as_posix(), path.read_bytes())
+    keys = [f"{prefix}/{p.relative_to(remote_root).as_posix()}" for p in files if p.suffix == ".seg"]
+    client = moto.client()
+    start = time.perf_counter()
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        got = sum(pool.map(lambda k: len(client.get_object(Bucket=BUCKET, Key=k)["Body"].read()), keys))
+    bare_s = time.perf_counter() - start
+    assert got == sum(p.stat().st_size for p in files if p.suffix == ".seg")
+
+    def pull(remote: Any, where: str) -> tuple[float, float, RemoteCounts, int]:
+        store = open_store(folder / f"fresh-{where}")
+        applying = _time_after_pull(store)
+        counting = CountingRemote(remote)
+        try:
+            cost = measure_sync(store, counting)
+            pulled = store.state().position
+        finally:
+            store.close()
+        return cost.seconds, cost.seconds - sum(applying), cost.remote, pulled
+
+    s3_s, s3_transfer_s, s3_calls, pulled = pull(moto.remote(prefix), "s3")
+    folder_s, folder_transfer_s, _, _ = pull(LocalDirRemote(remote_root), "folder")
+    mb = got / 1e6
+    return {
+        "mb": mb,
+        "events": events,
+        "pulled_events": pulled,
+        "objects": len(keys),
+        "bare_get_s": bare_s,
+        "bare_get_mb_s": mb / bare_s,
+        "s3_pull_s": s3_s,
+        "s3_pull_mb_s": mb / s3_s,
+        "s3_transfer_s": s3_transfer_s,
+        "s3_transfer_mb_s": mb / max(s3_transfer_s, 1e-9),
+        "s3_calls": asdict(s3_calls),
+        "folder_pull_s": folder_s,
+        "folder_pull_mb_s": mb / folder_s,
+        "folder_transfer_mb_s": mb / max(folder_transfer_s, 1e-9),
+    }
+
+
+def print_s3_pull(p: dict[str, Any]) -> None:
+    """Print the S3 initial pull figures."""
+    ratio = p["s3_transfer_mb_s"] / p["bare_get_mb_s"]
+    c = p["s3_calls"]
+    print(
+        f"initial pull over S3 of {p['mb']:.1f} MB of segments ({p['objects']} objects, {p['events']:,} events):\n"
+        f"  bare boto3 get_object, 8 threads: {p['bare_get_s']:6.2f} s {p['bare_get_mb_s']:8.1f} MB/s\n"
+        f"  oplog pull from S3 (whole sync):  {p['s3_pull_s']:6.2f} s {p['s3_pull_mb_s']:8.1f} MB/s\n"
+        f"    transfer (download+verify+store): {p['s3_transfer_s']:6.2f} s {p['s3_transfer_mb_s']:8.1f} MB/s "
+        f"= {ratio:.2f}x bare GET (target >= 0.7x): {'met' if ratio >= 0.7 else 'MISSED'}\n"
+        f"    requests: {c['lists']} list, {c['reads']} GET, {c['writes']} PUT, {c['deletes']} DELETE\n"
+        f"  oplog pull from the same remote as a folder: {p['folder_pull_s']:6.2f} s "
+        f"{p['folder_pull_mb_s']:8.1f} MB/s (transfer {p['folder_transfer_mb_s']:.1f} MB/s)"
+    )
+
+
 # ---------------------------------------------------------------- driver
 
 
@@ -449,6 +608,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--dir", help="work folder (default: a temporary one, removed afterwards)")
     parser.add_argument("--json", help="also write the figures to this file")
     parser.add_argument("--profile", action="store_true", help="print a cProfile of the initial pull")
+    parser.add_argument("--s3", action="store_true", help="also measure both over moto's S3 server")
+    parser.add_argument("--s3-only", action="store_true", help="only the S3 measurements")
     args = parser.parse_args(argv)
     default_sizes = "100,1000" if args.quick else "1000,10000,100000"
     sizes = [int(s) for s in (args.sizes or default_sizes).split(",")]
@@ -458,17 +619,37 @@ def main(argv: list[str] | None = None) -> int:
     folder = Path(args.dir or tempfile.mkdtemp(prefix="oplog-bench-sync-"))
     folder.mkdir(parents=True, exist_ok=True)
     warnings.simplefilter("ignore")
+    figures: dict[str, Any] = {}
     try:
-        rows = []
-        for events in sizes:
-            row = incremental(folder, events, rounds, args.seed)
-            print(f"  (history of {events:,} events built and synced to B in {row['build_s']:.1f} s)")
-            rows.append(row)
-        ratios = print_incremental(rows)
-        pull = initial_pull(folder, pull_mb, args.seed, args.profile)
-        print_pull(pull)
+        if not args.s3_only:
+            rows = []
+            for events in sizes:
+                row = incremental(folder, events, rounds, args.seed)
+                print(f"  (history of {events:,} events built and synced to B in {row['build_s']:.1f} s)")
+                rows.append(row)
+            ratios = print_incremental(rows)
+            pull = initial_pull(folder, pull_mb, args.seed, args.profile)
+            print_pull(pull)
+            figures.update({"incremental": rows, "ratios": ratios, "initial_pull": pull})
+        if args.s3 or args.s3_only:
+            moto = MotoProcess()
+            try:
+                s3_rows = []
+                for events in sizes:
+                    row = incremental(
+                        folder / "s3", events, rounds, args.seed, lambda root: moto.remote(root.name)
+                    )
+                    print(
+                        f"  (history of {events:,} events built and synced to B over S3 in {row['build_s']:.1f} s)"
+                    )
+                    s3_rows.append(row)
+                s3_ratios = print_incremental(s3_rows, "S3")
+                s3_pull = s3_initial_pull(folder, pull_mb, args.seed, moto)
+                print_s3_pull(s3_pull)
+            finally:
+                moto.close()
+            figures.update({"s3_incremental": s3_rows, "s3_ratios": s3_ratios, "s3_initial_pull": s3_pull})
         if args.json:
-            figures = {"incremental": rows, "ratios": ratios, "initial_pull": pull}
             Path(args.json).write_text(json.dumps(figures, indent=1, default=_jsonable))
     finally:
         if owned:
