@@ -15,11 +15,13 @@ from collections.abc import Callable, Iterable
 from typing import Any
 
 from oplog.actions import group_top, move_group, removal_top
+from oplog.boxconf import default_conf, typed
 from oplog.model import CONTAINER_TYPES
 from oplog.resolve import seed_action
 from oplog.tree import (
     Node,
     Workspace,
+    box_docs,
     child_index,
     descendant_docs,
     heading_section,
@@ -227,6 +229,49 @@ def _inverse_outline(ws: Workspace, op: pb.Operation) -> Inverse:
     return [*_deletes(m.id for m in group), *_reinsert(group)]
 
 
+def _notebook_conf(ws: Workspace, box: str) -> dict[str, str] | None:
+    conf = ws.notebooks.get(box)
+    if conf is None and ws.has_notebook(box):
+        return default_conf()
+    return conf
+
+
+def _inverse_create_notebook(ws: Workspace, op: pb.Operation) -> Inverse:
+    return [_op("removeNotebook", op.id)]
+
+
+def _inverse_notebook_conf(ws: Workspace, op: pb.Operation) -> Inverse:
+    conf = _notebook_conf(ws, op.id)
+    if conf is None:
+        return []
+    return [_op("setNotebookConf", op.id, data=typed(conf))]
+
+
+def _inverse_remove_notebook(ws: Workspace, op: pb.Operation) -> Inverse:
+    conf = _notebook_conf(ws, op.id)
+    if conf is None:
+        return []
+    closed = conf.get("closed") == "true"
+    # Documents cannot be created in a closed notebook: it comes back open for them, then closes.
+    out = [_op("createNotebook", op.id, data={**typed(conf), "closed": False})]
+    for doc in box_docs(ws, op.id):
+        out.extend(_recreate_doc(doc))
+    if closed:
+        out.append(_op("closeNotebook", op.id))
+    return out
+
+
+def _inverse_move_doc(ws: Workspace, op: pb.Operation) -> Inverse:
+    doc = ws.docs.get(op.id)
+    if doc is None:
+        return []
+    back: dict[str, str] = {"box": doc.box}
+    parent = parent_doc_id(doc)
+    if parent:
+        back["parentDoc"] = parent
+    return [_op("moveDoc", doc.id, data=back)]
+
+
 _INVERSES: dict[str, Callable[[Workspace, pb.Operation], Inverse]] = {
     "insertBlock": _inverse_insert,
     "appendBlock": _inverse_insert,
@@ -247,6 +292,13 @@ _INVERSES: dict[str, Callable[[Workspace, pb.Operation], Inverse]] = {
     "heading2Doc": _inverse_to_doc,
     "li2Doc": _inverse_to_doc,
     "moveOutlineHeading": _inverse_outline,
+    "createNotebook": _inverse_create_notebook,
+    "renameNotebook": _inverse_notebook_conf,
+    "openNotebook": _inverse_notebook_conf,
+    "closeNotebook": _inverse_notebook_conf,
+    "setNotebookConf": _inverse_notebook_conf,
+    "removeNotebook": _inverse_remove_notebook,
+    "moveDoc": _inverse_move_doc,
 }
 
 

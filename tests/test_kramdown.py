@@ -41,9 +41,10 @@ def test_heading_levels(level: int) -> None:
     assert (block.type, block.subtype, block.markdown) == ("h", f"h{level}", "#" * level + " Section")
 
 
-def test_setext_heading_becomes_atx() -> None:
-    assert one("Title\n=====") == BlockSpec("h", "h1", "# Title")
-    assert one("Sub\n---") == BlockSpec("h", "h2", "## Sub")
+def test_no_setext_headings_as_in_siyuan() -> None:
+    # The kernel's Lute runs with SetSetext(false): `===` under text is text, `---` a thematic break.
+    assert one("Title\n=====") == BlockSpec("p", markdown="Title\n=====")
+    assert parse_markdown("Sub\n---") == [BlockSpec("p", markdown="Sub"), BlockSpec("tb", markdown="---")]
 
 
 def test_paragraph_keeps_inline_source_without_trailing_newline() -> None:
@@ -111,9 +112,17 @@ def test_lazy_blockquote_continuation() -> None:
 def test_code_fence_canonical() -> None:
     assert one("```python\nprint(1)\n```").markdown == "```python\nprint(1)\n```"
     assert one("~~~\nx\n~~~").markdown == "```\nx\n```"
-    assert one("    indented\n").markdown == "```\nindented\n```"
     assert one("````\n```\n````").markdown == "````\n```\n````"
     assert one("```\n```") == BlockSpec("c", markdown="```\n```")
+
+
+def test_no_indented_code_blocks_as_in_siyuan() -> None:
+    # SetIndentCodeBlock(false): an indented line is a paragraph, never code.
+    assert one("    indented\n") == BlockSpec("p", markdown="indented")
+    assert parse_markdown("text\n\n    more") == [
+        BlockSpec("p", markdown="text"),
+        BlockSpec("p", markdown="more"),
+    ]
 
 
 def test_math_block() -> None:
