@@ -11,6 +11,7 @@ from oplog.kramdown import (
     format_ial,
     parse_document_markdown,
     parse_ial,
+    parse_import_markdown,
     parse_markdown,
     parsed_markdown,
     parsed_plain_text,
@@ -510,3 +511,83 @@ def test_plain_text_shortcut_agrees_with_the_parser(markdown: str) -> None:
     """The no-markup shortcuts give exactly what markdown-it gives, whatever the text."""
     assert plain_text(markdown) == parsed_plain_text(markdown)
     assert parse_markdown(markdown) == parsed_markdown(markdown)
+
+
+# --- SiYuan's dialect on document input: front matter, the title heading, a round trip -------------
+
+_BODY = """## Section
+
+Text with **bold** and a line
+that continues.
+
+Not a heading
+===
+
+- one
+- two
+  - nested
+
+```python
+print(1)
+```
+
+    not code
+
+> quoted
+
+| a | b |
+| --- | --- |
+| 1 | 2 |
+"""
+
+
+def _exported(title: str, body: str, *, tags: str = "") -> str:
+    """What the kernel's exportMdContent returns: yfm() front matter, a title heading, the body."""
+    front = f"---\ntitle: {title}\ndate: 2024-07-21T10:00:00+08:00\nlastmod: 2024-07-22T11:12:13+08:00\n"
+    if tags:
+        front += "tags:\n" + "".join(f"  - '{t}'\n" for t in tags.split(","))
+    return f"{front}---\n\n# {title}\n\n{body}"
+
+
+def _shape(blocks: list[BlockSpec]) -> list[tuple[str, str, str, object]]:
+    return [(b.type, b.subtype, b.markdown, _shape(b.children)) for b in blocks]
+
+
+def test_front_matter_becomes_document_attributes() -> None:
+    attrs, blocks = parse_import_markdown(_exported("My Doc", "Hello\n", tags="a,it''s") + "\n---\n\nafter")
+    assert attrs == {"title": "My Doc", "updated": "20240722111213", "tags": "a,it's"}
+    # The title heading the export added is the title, not content; a later `---` is a thematic break.
+    assert _shape(blocks) == [("p", "", "Hello", []), ("tb", "", "---", []), ("p", "", "after", [])]
+
+
+def test_front_matter_only_at_the_start_of_a_document() -> None:
+    # Block-level input has no front matter (the kernel parses it with front matter off).
+    assert [b.type for b in parse_markdown("---\ntitle: x\n---\n")] == ["tb", "p", "tb"]
+    # Content that merely opens with a thematic break is content.
+    attrs, blocks = parse_import_markdown("---\n\nsome text\n\n---\n")
+    assert attrs == {} and [b.type for b in blocks] == ["tb", "p", "tb"]
+    # A heading that is not the front matter's title stays.
+    attrs, blocks = parse_import_markdown("---\ntitle: T\nauthor: Ann\n---\n# Other\n")
+    assert attrs == {"title": "T", "custom-author": "Ann"} and blocks[0].markdown == "# Other"
+
+
+def test_exported_document_imported_again_keeps_its_shape() -> None:
+    """createDoc(exportMdContent(doc)) holds the same blocks, and exporting it again gives the same text."""
+    from tests.engine_helpers import BOX, new_engine, request
+
+    engine = new_engine()
+    first = _exported("Round", _BODY, tags="x,y")
+    engine.apply_request(request({"action": "createDoc", "id": A, "data": {"box": BOX, "markdown": first}}))
+    doc = engine.ws.docs[A]
+    assert (
+        doc.attrs["title"] == "Round"
+        and doc.attrs["tags"] == "x,y"
+        and doc.attrs["updated"] == "20240722111213"
+    )
+    assert [c.type for c in doc.children] == ["h", "p", "p", "l", "c", "p", "b", "t"]
+    again = _exported(doc.attrs["title"], render_markdown(doc.children) + "\n", tags=doc.attrs["tags"])
+    engine.apply_request(request({"action": "createDoc", "id": B, "data": {"box": BOX, "markdown": again}}))
+    copy = engine.ws.docs[B]
+    assert _shape(copy.children) == _shape(doc.children)  # type: ignore[arg-type]
+    third = _exported(copy.attrs["title"], render_markdown(copy.children) + "\n", tags=copy.attrs["tags"])
+    assert third == again
