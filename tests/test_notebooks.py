@@ -14,6 +14,7 @@ from oplog.clock import FakeClock, RandomIds
 from oplog.engine import Engine, apply_event
 from oplog.errors import BlockNotFound, InvalidArgument, InvalidTransaction, StructureError
 from oplog.remote import LocalDirRemote
+from oplog.replay import replay
 from oplog.statehash import StateHash
 from oplog.store import Store
 from oplog.syncrunner import run_sync
@@ -21,6 +22,7 @@ from oplog.tree import UndoJournal, Workspace, check_invariants, snapshot
 from oplog.v1 import oplog_pb2 as pb
 from oplog.wire import from_value, operation_to_json
 from tests.engine_helpers import BOX, T0, bid, events_of, new_engine
+from tests.workload import open_logs
 
 NB1, NB2 = "20240101000000-nbaaaaa", "20240101000000-nbbbbbb"
 D1, D2, D3 = bid(101), bid(102), bid(103)
@@ -340,3 +342,23 @@ def test_notebook_events_sync_between_two_data_directories(tmp_path: Path) -> No
     finally:
         a.close()
         b.close()
+
+
+def test_the_replay_reader_process_folds_notebook_events_alike(tmp_path: Path) -> None:
+    """The child-process reader carries only resolved fields: the notebook actions need nothing more."""
+    store = _open(tmp_path, "a", 1)
+    log = Logged()
+    try:
+        for tx in _lifecycle(log):
+            store.apply(nb.apply_request([operation_to_json(op) for op in tx.do_operations]))
+        final = store.state().state_hash
+    finally:
+        store.close()
+    logs = open_logs(tmp_path / "a")
+    try:
+        here, there = replay(logs, reader=False), replay(logs, reader=True)
+        assert here.state_hash.hexdigest() == there.state_hash.hexdigest() == final
+        assert snapshot(here.ws) == snapshot(there.ws) and there.ws.notebooks
+    finally:
+        for device_log in logs.values():
+            device_log.close()
