@@ -159,8 +159,10 @@ class StateHash:
 
     def _sync_avs(self, ws: Workspace) -> None:
         if ws.notebooks != self._boxes:
-            # Notebooks are few and rarely change: re-summing them all is cheaper than tracking.
-            self._boxes = {box: dict(conf) for box, conf in ws.notebooks.items()}
+            # Notebooks are few and rarely change: re-summing them all is cheaper than tracking. The
+            # confs are shared, not copied: a conf is replaced whole, never changed in place
+            # (tree.set_notebook), so the comparison above stops at identity (≈ 0.4 µs for ten).
+            self._boxes = dict(ws.notebooks)
             self._box_total = sum(_box_digest(k, v) for k, v in self._boxes.items()) & _MASK
         if ws.avs == self._avs:
             return
@@ -196,7 +198,7 @@ class StateHash:
         other._total = self._total
         other._avs = dict(self._avs)
         other._av_total = self._av_total
-        other._boxes = {box: dict(conf) for box, conf in self._boxes.items()}
+        other._boxes = dict(self._boxes)
         other._box_total = self._box_total
         return other
 

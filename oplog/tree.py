@@ -784,6 +784,9 @@ def _undo_notebook(ws: Workspace, box: str, old: dict[str, str] | None) -> None:
 def set_notebook(ws: Workspace, box: str, conf: dict[str, str] | None, journal: UndoJournal) -> None:
     """Set notebook ``box``'s whole conf (None: drop it); opening or closing touches its blocks.
 
+    ``conf`` is the caller's new dict: a conf is replaced, never changed in place
+    (the state hash and the undo journal keep the old dict).
+
     The blocks are touched so the SQL view drops or restores their rows (a
     closed notebook's blocks leave it, as in SiYuan); their digests do not change.
     """
