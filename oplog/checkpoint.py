@@ -40,6 +40,7 @@ import sqlite_utils
 
 from oplog.collector import collector_paused
 from oplog.errors import DamagedCheckpoint
+from oplog.sqlite_readonly import connect_readonly
 from oplog.statehash import StateHash, block_digest, prev_id
 from oplog.tree import Node, Workspace
 
@@ -322,9 +323,7 @@ class CheckpointStore:
         if self.readonly:
             if not self.path.exists():
                 return None
-            conn = sqlite3.connect(
-                f"{self.path.resolve().as_uri()}?mode=ro", uri=True, check_same_thread=False
-            )
+            conn = connect_readonly(self.path)
             self._db = sqlite_utils.Database(conn, execute_plugins=False)
             return self._db
         try:

@@ -22,6 +22,7 @@ import logging
 import os
 import queue
 import sqlite3
+import tempfile
 import threading
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -42,7 +43,7 @@ from oplog.errors import (
 )
 from oplog.eventlog import EventLog
 from oplog.hlc import HybridClock
-from oplog.identity import DEVICE_FILE, DEVICES_DIR, load_or_create_device_id
+from oplog.identity import DEVICES_DIR, check_data_dir, load_or_create_device_id
 from oplog.journal import JOURNAL_FILE, Journal
 from oplog.kramdown import plain_text, render_markdown
 from oplog.lockfile import DataDirLock
@@ -180,7 +181,7 @@ class Store:
         self,
         data_dir: Path,
         *,
-        lock: DataDirLock,
+        lock: DataDirLock | None,
         device_id: str,
         logs: dict[str, EventLog],
         options: StoreOptions,
@@ -216,8 +217,13 @@ class Store:
         self._conflicts: list[ConflictRecord] = []
         self._max_hlc = 0
         self._since_checkpoint = 0
-        self._checkpoints = CheckpointStore(data_dir / CHECKPOINTS_FILE, keep=3)
-        self._view = BlocksView(data_dir / VIEW_FILE)
+        self._checkpoints = CheckpointStore(data_dir / CHECKPOINTS_FILE, keep=3, readonly=options.readonly)
+        # A read-only store writes nothing in the directory (it may be read-only media, or another
+        # process's): its view of the state it opened lives in a private temporary file.
+        self._view_dir = tempfile.TemporaryDirectory(prefix="oplog-view-") if options.readonly else None
+        self._view = BlocksView(
+            Path(self._view_dir.name) / VIEW_FILE if self._view_dir else data_dir / VIEW_FILE
+        )
         self._rebuild()
         self._hlc = HybridClock(clock, last=self._max_hlc)
         self._engine = Engine(self.ws, clock, ids)
@@ -257,15 +263,17 @@ class Store:
         ids: IdSource | None = None,
         create: bool = True,
     ) -> Store:
-        """Open (creating it if asked) the data directory for writing; takes the writer lock."""
+        """Open (creating it if asked) the data directory for writing, taking the writer lock; read-only: neither."""
         options = options or StoreOptions()
         path = Path(data_dir)
-        if not create and not (path / DEVICE_FILE).is_file():
-            raise NotADataDir(f"{path} is not an oplog data directory (no {DEVICE_FILE} file)")
+        if not create or options.readonly:
+            check_data_dir(path)
         if path.exists() and not path.is_dir():
             raise NotADataDir(f"{path} is not a directory")
         clock = clock or SystemClock()
         ids = ids or RandomIds(int.from_bytes(os.urandom(8), "big"))
+        if options.readonly:
+            return cls._open_readonly(path, options=options, clock=clock, ids=ids)
         lock = DataDirLock(path)
         lock.acquire(options.lock_timeout_s)
         try:
@@ -283,6 +291,22 @@ class Store:
             lock.release()
             raise
 
+    @classmethod
+    def _open_readonly(cls, path: Path, *, options: StoreOptions, clock: Clock, ids: IdSource) -> Store:
+        """The state of ``path`` as it is now, without the writer's lock, writing nothing there."""
+        device_id = load_or_create_device_id(path, ids)  # exists: check_data_dir saw the DEVICE file
+        logs = open_device_logs(path, writable_id=None, options=options)
+        try:
+            if device_id not in logs:  # this device never wrote: an empty log, nothing created
+                logs[device_id] = open_device_log(
+                    path / DEVICES_DIR / device_id, device_id, writable=False, options=options
+                )
+            return cls(path, lock=None, device_id=device_id, logs=logs, options=options, clock=clock, ids=ids)
+        except BaseException:
+            for log in logs.values():
+                log.close()
+            raise
+
     def close(self) -> None:
         """Close every log and release the writer lock."""
         if self._closed:
@@ -293,17 +317,20 @@ class Store:
         for sub in subscribers:
             sub.close()
         try:
-            if self._failed is None:
+            if self._failed is None and not self.options.readonly:
                 with self._write_lock:
                     self._flush_view()
                 if self._since_checkpoint:
                     self.checkpoint()
         finally:
             self._view.close()
+            if self._view_dir is not None:
+                self._view_dir.cleanup()
             self._checkpoints.close()
             for log in self._logs.values():
                 log.close()
-            self._lock.release()
+            if self._lock is not None:
+                self._lock.release()
 
     def __enter__(self) -> Store:
         return self
@@ -562,7 +589,7 @@ class Store:
                     self._flush_view()
             except sqlite3.Error as exc:
                 raise StorageError(f"the blocks view could not be updated: {exc}") from exc
-        return runner(self.data_dir / VIEW_FILE, sql, args, max_rows=max_rows, time_budget_s=time_budget_s)
+        return runner(self._view.path, sql, args, max_rows=max_rows, time_budget_s=time_budget_s)
 
     def conflicts(self) -> list[ConflictRecord]:
         """Operations replay skipped, with why, in merged order."""

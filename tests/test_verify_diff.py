@@ -17,6 +17,7 @@ from typing import Any
 import pytest
 
 from oplog.clock import FakeClock, RandomIds
+from oplog.datadir import open_logs_readonly
 from oplog.merge import order_key
 from oplog.remote import LocalDirRemote
 from oplog.replay import replay
@@ -24,7 +25,6 @@ from oplog.segment import SEGMENT_HEADER_SIZE
 from oplog.store import Store, StoreOptions
 from oplog.syncrunner import run_sync
 from oplog.tools.cli import main
-from oplog.tools.replay import open_logs_readonly
 from oplog.tree import Workspace, iter_blocks
 from oplog.v1 import oplog_pb2 as pb
 from oplog.wire import request_from_json

@@ -8,12 +8,10 @@ from typing import Any
 
 from oplog import wire
 from oplog.store import Store, StoreOptions
+from oplog.tools.options import add_lock_wait, add_server, add_token
 from oplog.v1 import oplog_pb2 as pb
 
 __all__ = ["register", "run", "apply_local"]
-
-#: How long a local apply waits for another writer (oplog watch, another apply) to let go.
-DEFAULT_LOCK_WAIT_S = 10.0
 
 
 def register(
@@ -27,19 +25,12 @@ def register(
         description="Validate, log durably and apply a SiYuan performTransactions body; prints the reply as JSON.",
     )
     cmd.add_argument("file", help="the JSON body, or - for standard input")
-    cmd.add_argument(
-        "--server",
-        metavar="ADDR",
+    add_server(
+        cmd,
         help="send it to this oplog server (host:port); by default a server running on --data is used when there is one",
     )
-    cmd.add_argument("--token", help="API token for --server (default $OPLOG_TOKEN)")
-    cmd.add_argument(
-        "--lock-wait",
-        type=float,
-        default=DEFAULT_LOCK_WAIT_S,
-        metavar="SECONDS",
-        help=f"how long to wait for another local writer (default {DEFAULT_LOCK_WAIT_S:g})",
-    )
+    add_token(cmd, help="API token for --server (default $OPLOG_TOKEN)")
+    add_lock_wait(cmd)
     cmd.set_defaults(func=run)
 
 

@@ -16,12 +16,11 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
+from oplog.datadir import SERVER_FILE
 from oplog.fsutil import atomic_write
 from oplog.lockfile import LOCK_FILE
 
 __all__ = ["SERVER_FILE", "ServerInfo", "write_server_file", "remove_server_file", "find_server"]
-
-SERVER_FILE = "SERVER"
 
 
 @dataclass(frozen=True, slots=True)

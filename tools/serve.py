@@ -12,6 +12,14 @@ import threading
 from typing import TYPE_CHECKING
 
 from oplog.errors import InvalidArgument
+from oplog.tools.options import (
+    DEFAULT_REMOTE,
+    add_cloud_name,
+    add_lock_wait,
+    add_remote,
+    add_token,
+    listen_address,
+)
 
 if TYPE_CHECKING:
     from oplog.server.auth import AuthConfig
@@ -19,10 +27,7 @@ if TYPE_CHECKING:
 
 __all__ = ["register", "serve", "auth_from_args", "limits_from_args"]
 
-DEFAULT_REMOTE = "./oplog-remote"
 DEFAULT_CLOUD_NAME = "main"
-#: A writer without a server (apply, sync, watch) holds the lock only while it writes.
-DEFAULT_LOCK_WAIT_S = 10.0
 DEFAULT_GRACE_S = 10.0
 
 
@@ -52,8 +57,8 @@ def register(
         "Without a token only loopback addresses are allowed",
     )
     auth = p.add_mutually_exclusive_group()
-    auth.add_argument(
-        "--token",
+    add_token(
+        auth,
         default=os.environ.get("OPLOG_TOKEN") or None,
         help="one admin token; callers send metadata 'authorization: Token <token>' (env OPLOG_TOKEN)",
     )
@@ -71,11 +76,9 @@ def register(
         help="always: fsync before every reply, concurrent requests sharing an fsync (default); "
         "interval: fsync on a timer, faster, the last moments may be lost on power failure",
     )
-    p.add_argument("--remote", default=DEFAULT_REMOTE, help=f"sync remote folder (default {DEFAULT_REMOTE})")
-    p.add_argument(
-        "--cloud-name",
-        default=DEFAULT_CLOUD_NAME,
-        help=f"folder under the remote (default {DEFAULT_CLOUD_NAME})",
+    add_remote(p, help=f"sync remote folder (default {DEFAULT_REMOTE})")
+    add_cloud_name(
+        p, default=DEFAULT_CLOUD_NAME, help=f"folder under the remote (default {DEFAULT_CLOUD_NAME})"
     )
     boot = p.add_mutually_exclusive_group()
     boot.add_argument(
@@ -136,16 +139,7 @@ def register(
         default=DEFAULT_GRACE_S,
         help=f"seconds in-flight calls get to finish on shutdown (default {DEFAULT_GRACE_S:g})",
     )
-    p.add_argument(
-        "--lock-wait",
-        type=float,
-        default=DEFAULT_LOCK_WAIT_S,
-        metavar="SECONDS",
-        help=(
-            "how long to wait for another local writer (an oplog apply, sync or watch) to let go of the "
-            f"data directory (default {DEFAULT_LOCK_WAIT_S:g})"
-        ),
-    )
+    add_lock_wait(p, what="another local writer (an oplog apply, sync or watch)")
     p.add_argument("--log-level", default="warning", choices=("debug", "info", "warning", "error"))
     p.set_defaults(func=serve)
 
@@ -200,7 +194,7 @@ def serve(args: argparse.Namespace) -> int:
     auth = auth_from_args(args)
     limits = limits_from_args(args)
     # Refuse a bad --listen before touching the data directory.
-    check_listen_address(args.listen, auth)
+    check_listen_address(listen_address(args.listen), auth)
 
     stop = threading.Event()
     received: list[int] = []
@@ -248,7 +242,8 @@ def serve(args: argparse.Namespace) -> int:
         tune_gc()
         from oplog.tools.discover import remove_server_file, write_server_file
 
-        write_server_file(args.data, running.address, args.remote)
+        if not args.readonly:  # a read-only server writes nothing there and holds no lock
+            write_server_file(args.data, running.address, args.remote)
         info = {
             "listening": running.address,
             "data": str(args.data),

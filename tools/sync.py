@@ -3,7 +3,7 @@
 When ``oplog serve`` holds the data directory (``tools/discover.find_server``), or
 with ``--server``, the sync runs inside that server (``PerformSync`` + ``WatchSync``,
 see ``tools/server_sync.py``) with the server's own remote; otherwise it opens the
-data directory itself, waiting up to ``--lock-timeout`` for another local writer.
+data directory itself, waiting up to ``--lock-wait`` for another local writer.
 """
 
 from __future__ import annotations
@@ -18,11 +18,16 @@ from oplog.errors import InvalidArgument
 from oplog.remote import LocalDirRemote
 from oplog.store import Store, StoreOptions
 from oplog.syncrunner import SyncRunner
+from oplog.tools.options import (
+    DEFAULT_REMOTE,
+    add_cloud_name,
+    add_lock_wait,
+    add_remote,
+    add_server,
+    add_token,
+)
 
 __all__ = ["register", "run", "DEFAULT_REMOTE"]
-
-#: The remote folder when none is given (the same as ``oplog serve`` and ``oplog watch``).
-DEFAULT_REMOTE = "./oplog-remote"
 
 
 def register(
@@ -30,27 +35,24 @@ def register(
 ) -> None:
     """Add the ``sync`` subcommand."""
     cmd = subparsers.add_parser("sync", parents=[parent], help="one sync with a remote folder")
-    cmd.add_argument(
-        "--remote",
+    add_remote(
+        cmd,
         default=None,
         help=(
             f"remote folder (default {DEFAULT_REMOTE}); through a server, the server's own --remote is used "
             "and a different one given here is refused"
         ),
     )
-    cmd.add_argument(
-        "--cloud-name", default=None, help="folder under the remote (default: the current one, or main)"
-    )
+    add_cloud_name(cmd, default=None, help="folder under the remote (default: the current one, or main)")
     cmd.add_argument("--push-mode", default="", help="'' (both ways), force-push or force-pull")
     cmd.add_argument("--force", action="store_true", help="re-list and re-verify the remote")
     cmd.add_argument("--app", default="oplog-cli", help="the app id sent with the sync")
-    cmd.add_argument("--lock-timeout", type=float, default=10.0, help="seconds to wait for the writer lock")
-    cmd.add_argument(
-        "--server",
-        metavar="ADDR",
+    add_lock_wait(cmd)
+    add_server(
+        cmd,
         help="run the sync in this oplog server (host:port); by default a server running on --data is used",
     )
-    cmd.add_argument("--token", help="API token for the server (default $OPLOG_TOKEN)")
+    add_token(cmd)
     cmd.set_defaults(func=run)
 
 
@@ -73,7 +75,7 @@ def run(args: argparse.Namespace) -> int:
         return _run_through_server(args, server)
     args.remote = args.remote or DEFAULT_REMOTE
     clock = SystemClock()
-    store = Store.open(args.data, options=StoreOptions(lock_timeout_s=args.lock_timeout), clock=clock)
+    store = Store.open(args.data, options=StoreOptions(lock_timeout_s=args.lock_wait), clock=clock)
     try:
         runner = SyncRunner(store, lambda: LocalDirRemote(args.remote), clock)
         bar = _ProgressBar.for_args(args)
@@ -113,9 +115,9 @@ class _ProgressBar:
     """A tqdm bar on stderr for sync progress events (only on a terminal, never with --json)."""
 
     def __init__(self) -> None:
-        from tqdm import tqdm
+        from oplog.tools.progress import ProgressBar
 
-        self.bar = tqdm(total=5, desc="sync", leave=False)
+        self.bar = ProgressBar(desc="sync")
 
     @classmethod
     def for_args(cls, args: argparse.Namespace) -> _ProgressBar | None:
@@ -123,9 +125,7 @@ class _ProgressBar:
 
     def show(self, cmd: str, current: int, total: int, message: str) -> None:
         if cmd == "syncProgress":
-            self.bar.total = max(self.bar.total or 0, total)
-            self.bar.n = current
-            self.bar.set_postfix_str(message[:40])
+            self.bar.step(current, max(total, 5), message)
         elif cmd == "syncRetry":
             self.bar.write(f"retrying: {message}")
 

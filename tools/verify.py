@@ -9,15 +9,16 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
+from oplog.datadir import check_data_dir
 from oplog.errors import InvalidArgument, NotADataDir, OplogError
+from oplog.tools.options import add_cloud_name, add_remote, usage_error
+from oplog.tools.progress import progress_bar, wanted
 from oplog.verify import VerifyReport, verify_data_dir
 from oplog.verify_remote import verify_remote
 
-__all__ = ["register", "run", "usage_error"]
+__all__ = ["register", "run"]
 
 
 def register(
@@ -36,54 +37,16 @@ def register(
             "2 for bad usage."
         ),
     )
-    cmd.add_argument("--remote", metavar="DIR", help="also check this remote folder")
-    cmd.add_argument(
-        "--cloud-name",
-        metavar="NAME",
-        help="cloud folder under the remote (default: the one in sync.json, else main)",
+    add_remote(cmd, default=None, help="also check this remote folder")
+    add_cloud_name(
+        cmd, default=None, help="cloud folder under the remote (default: the one in sync.json, else main)"
     )
     cmd.set_defaults(func=run)
-
-
-def usage_error(message: str) -> int:
-    """Print a one-line usage error and return exit status 2."""
-    print(f"oplog: error: {message}", file=sys.stderr)
-    return 2
-
-
-class _Bar:
-    """A tqdm bar over bytes whose total grows as work is planned."""
-
-    def __init__(self) -> None:
-        from tqdm import tqdm
-
-        self._bar = tqdm(total=0, unit="B", unit_scale=True, file=sys.stderr, leave=False, desc="verify")
-
-    def add_total(self, n: int) -> None:
-        self._bar.total = (self._bar.total or 0) + n
-        self._bar.refresh()
-
-    def advance(self, n: int) -> None:
-        self._bar.update(n)
-
-    def close(self) -> None:
-        self._bar.close()
-
-
-@contextmanager
-def _progress(enabled: bool) -> Iterator[_Bar | None]:
-    bar = _Bar() if enabled else None
-    try:
-        yield bar
-    finally:
-        if bar is not None:
-            bar.close()
 
 
 def _check_args(args: argparse.Namespace) -> tuple[Path, str]:
     """The data directory and the cloud folder to check (empty without ``--remote``); usage errors raise."""
     from oplog.sync import check_cloud_name
-    from oplog.tools.replay import check_data_dir
 
     data_dir = check_data_dir(args.data)
     cloud = check_cloud_name(args.cloud_name) if args.cloud_name is not None else None
@@ -130,14 +93,12 @@ def _print_text(report: VerifyReport, data_dir: Path, remote: str | None) -> Non
 def run(args: argparse.Namespace) -> int:
     """Verify; print findings (or JSON); exit 0 sound, 1 damaged, 2 bad usage."""
     from oplog.remote import LocalDirRemote
-    from oplog.tools.replay import one_line_warnings
 
-    one_line_warnings()
     try:
         data_dir, cloud = _check_args(args)
     except (InvalidArgument, NotADataDir) as exc:
         return usage_error(str(exc))
-    with _progress(sys.stderr.isatty() and not args.json) as bar:
+    with progress_bar(wanted(args), desc="verify", unit="B", min_total=0) as bar:
         try:
             report = verify_data_dir(data_dir, progress=bar)
             if args.remote is not None:

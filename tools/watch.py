@@ -31,6 +31,7 @@ from typing import Any, TextIO
 
 from oplog.autosync import Schedule
 from oplog.errors import InvalidArgument, OplogError
+from oplog.tools.options import DEFAULT_REMOTE, add_cloud_name, add_lock_wait, add_remote, add_token
 from oplog.watcher import (
     Batch,
     LocalSync,
@@ -47,7 +48,6 @@ from oplog.watcher import (
 
 __all__ = ["register", "run", "config_from_args", "Printer", "sync_function"]
 
-DEFAULT_REMOTE = "./oplog-remote"
 DEFAULT_DEBOUNCE_S = 1.0
 DEFAULT_INTERVAL_S = 300.0
 DEFAULT_MAX_BACKOFF_S = 300.0
@@ -73,15 +73,11 @@ def register(
             "code 1; so does a second oplog watch on the same data directory."
         ),
     )
-    p.add_argument(
-        "--remote",
-        default=DEFAULT_REMOTE,
-        help=f"remote folder (default {DEFAULT_REMOTE}); beside a server it must be the server's --remote",
+    add_remote(
+        p, help=f"remote folder (default {DEFAULT_REMOTE}); beside a server it must be the server's --remote"
     )
-    p.add_argument(
-        "--cloud-name",
-        default=None,
-        help="folder under the remote (default: the data directory's current one, or main)",
+    add_cloud_name(
+        p, default=None, help="folder under the remote (default: the data directory's current one, or main)"
     )
     p.add_argument(
         "--debounce",
@@ -118,13 +114,7 @@ def register(
         metavar="SECONDS",
         help=f"longest wait between failed attempts (default {DEFAULT_MAX_BACKOFF_S:g})",
     )
-    p.add_argument(
-        "--lock-wait",
-        type=float,
-        default=DEFAULT_LOCK_WAIT_S,
-        metavar="SECONDS",
-        help=f"how long a sync waits for another local writer (default {DEFAULT_LOCK_WAIT_S:g})",
-    )
+    add_lock_wait(p, what="another local writer (a sync waits)")
     p.add_argument(
         "--stop-wait",
         type=float,
@@ -132,7 +122,7 @@ def register(
         metavar="SECONDS",
         help=f"on SIGTERM/SIGINT, how long a sync in flight may take to end (default {DEFAULT_STOP_WAIT_S:g})",
     )
-    p.add_argument("--token", help="API token for the server (default $OPLOG_TOKEN)")
+    add_token(p)
     p.add_argument("--app", default="oplog-watch", help="the app id sent with each sync")
     p.add_argument(
         "--poll",
