@@ -15,7 +15,7 @@ from collections.abc import Callable, Iterable
 from typing import Any
 
 from oplog.actions import group_top, move_group, removal_top
-from oplog.boxconf import default_conf, typed
+from oplog.boxconf import typed
 from oplog.model import CONTAINER_TYPES
 from oplog.resolve import seed_action
 from oplog.tree import (
@@ -229,11 +229,11 @@ def _inverse_outline(ws: Workspace, op: pb.Operation) -> Inverse:
     return [*_deletes(m.id for m in group), *_reinsert(group)]
 
 
-def _notebook_conf(ws: Workspace, box: str) -> dict[str, str] | None:
-    conf = ws.notebooks.get(box)
-    if conf is None and ws.has_notebook(box):
-        return default_conf()
-    return conf
+def _recreate_box(ws: Workspace, box: str) -> list[pb.Operation]:
+    out: list[pb.Operation] = []
+    for doc in box_docs(ws, box):
+        out.extend(_recreate_doc(doc))
+    return out
 
 
 def _inverse_create_notebook(ws: Workspace, op: pb.Operation) -> Inverse:
@@ -241,21 +241,23 @@ def _inverse_create_notebook(ws: Workspace, op: pb.Operation) -> Inverse:
 
 
 def _inverse_notebook_conf(ws: Workspace, op: pb.Operation) -> Inverse:
-    conf = _notebook_conf(ws, op.id)
-    if conf is None:
+    conf = ws.notebooks.get(op.id)
+    if conf is not None:
+        return [_op("setNotebookConf", op.id, data=typed(conf))]
+    if not ws.has_notebook(op.id):
         return []
-    return [_op("setNotebookConf", op.id, data=typed(conf))]
+    # A box that only held documents (an older log's) gets a conf from this op. No action drops a
+    # conf alone, so undo removes the box and re-creates its documents exactly: no conf again.
+    return [_op("removeNotebook", op.id), *_recreate_box(ws, op.id)]
 
 
 def _inverse_remove_notebook(ws: Workspace, op: pb.Operation) -> Inverse:
-    conf = _notebook_conf(ws, op.id)
+    conf = ws.notebooks.get(op.id)
     if conf is None:
-        return []
+        return _recreate_box(ws, op.id)  # a box without a conf comes back as one
     closed = conf.get("closed") == "true"
     # Documents cannot be created in a closed notebook: it comes back open for them, then closes.
-    out = [_op("createNotebook", op.id, data={**typed(conf), "closed": False})]
-    for doc in box_docs(ws, op.id):
-        out.extend(_recreate_doc(doc))
+    out = [_op("createNotebook", op.id, data={**typed(conf), "closed": False}), *_recreate_box(ws, op.id)]
     if closed:
         out.append(_op("closeNotebook", op.id))
     return out
@@ -265,6 +267,11 @@ def _inverse_move_doc(ws: Workspace, op: pb.Operation) -> Inverse:
     doc = ws.docs.get(op.id)
     if doc is None:
         return []
+    subtree = [doc, *descendant_docs(ws, doc)]
+    if doc.box not in ws.notebooks and len(box_docs(ws, doc.box)) == len(subtree):
+        # The box only held these documents and no conf: it is gone after the move, and moveDoc
+        # needs an existing notebook. Re-creating the documents brings the box back exactly.
+        return [_op("removeDoc", doc.id), *(step for d in subtree for step in _recreate_doc(d))]
     back: dict[str, str] = {"box": doc.box}
     parent = parent_doc_id(doc)
     if parent:
