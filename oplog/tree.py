@@ -504,6 +504,11 @@ def _first_inconsistency(ws: Workspace) -> str:
                 stack.append(child)
     if seen != set(ws.blocks):
         return f"unreachable blocks: {sorted(set(ws.blocks) - seen)[:5]}"
+    for box, conf in ws.notebooks.items():
+        if not isinstance(conf, dict) or not all(isinstance(v, str) for v in conf.values()):
+            return f"notebook {box} has a malformed conf"
+        if conf.get("closed") not in ("true", "false"):
+            return f"notebook {box} is neither open nor closed"
     return ""
 
 
