@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import marshal
 import os
 import random
 import warnings
@@ -12,6 +13,7 @@ from typing import Any
 import pytest
 
 from oplog import notebooks as nb
+from oplog.checkpoint import decode_state, encode_state
 from oplog.clock import FakeClock, RandomIds
 from oplog.engine import Engine, apply_event
 from oplog.errors import BlockNotFound, InvalidArgument, InvalidTransaction, StructureError
@@ -425,3 +427,14 @@ def test_random_notebook_sequences_replay_and_undo() -> None:
         log.undo(tx)
         assert snapshot(log.ws) == before
     check_invariants(log.ws)
+
+
+def test_checkpoint_state_keeps_confs_and_older_states_keep_their_bytes(log: Logged) -> None:
+    log.apply(_doc(BOX, D1, "a", markdown="x"))
+    older = encode_state(log.ws)
+    assert len(marshal.loads(older)) == 2  # no notebook confs: the two-part form older code wrote and reads
+    log.apply(nb.create_notebook_op("A", notebook_id=NB1), nb.close_notebook_op(NB1))
+    blob = encode_state(log.ws, StateHash.of(log.ws))
+    back = decode_state(blob)
+    assert back.notebooks == log.ws.notebooks and snapshot(back) == snapshot(log.ws)
+    assert StateHash.of(back) == StateHash.of(log.ws)
