@@ -142,9 +142,7 @@ def _doc_id_of_path(path: str) -> str:
     return last[:-3] if last.endswith(".sy") else last
 
 
-def move_docs_ops(
-    ws: Workspace, from_paths: Iterable[str], to_notebook: str, to_path: str
-) -> list[dict[str, Any]]:
+def move_docs_ops(from_paths: Iterable[str], to_notebook: str, to_path: str) -> list[dict[str, Any]]:
     """The kernel's ``moveDocs``: documents named by ``.sy`` paths to ``to_path`` (``/``: the top) of ``to_notebook``."""
     parent = "" if to_path.strip() in ("", "/") else _doc_id_of_path(to_path)
     if parent and not is_block_id(parent):

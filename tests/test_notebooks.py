@@ -190,7 +190,7 @@ def test_move_doc_with_its_children_to_another_notebook(log: Logged) -> None:
     assert body.root is log.ws.docs[D1] and body.root.box == NB2
     check_invariants(log.ws)
     # moveDocs by path, back to the top of the first notebook.
-    log.apply(*nb.move_docs_ops(log.ws, [f"/{D3}/{D1}.sy"], NB1, "/"))
+    log.apply(*nb.move_docs_ops([f"/{D3}/{D1}.sy"], NB1, "/"))
     assert log.ws.docs[D1].path == f"/{D1}.sy" and log.ws.docs[D2].path == f"/{D1}/{D2}.sy"
     assert log.ws.docs[D2].box == NB1
     check_invariants(log.ws)
@@ -198,7 +198,7 @@ def test_move_doc_with_its_children_to_another_notebook(log: Logged) -> None:
 
 def test_move_docs_request_builders_refuse_bad_paths(log: Logged) -> None:
     with pytest.raises(InvalidArgument):
-        nb.move_docs_ops(log.ws, ["/not-an-id.sy"], NB1, "/")
+        nb.move_docs_ops(["/not-an-id.sy"], NB1, "/")
     with pytest.raises(BlockNotFound):
         nb.move_docs_by_id_ops(log.ws, [D1], NB2)
 
