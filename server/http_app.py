@@ -124,6 +124,14 @@ def build_app(ctx: HttpContext, auth: HttpAuth) -> Starlette:
 
 # ---- the server ----
 
+_ID_ALPHABET = "abcdefghijklmnopqrstuvwxyz0123456789"
+
+
+def _new_block_id() -> str:
+    # The edge may read the clock and randomness; the id travels in the logged op, so replay never does.
+    stamp = time.strftime("%Y%m%d%H%M%S", time.localtime())
+    return stamp + "-" + "".join(secrets.choice(_ID_ALPHABET) for _ in range(7))
+
 
 def _split(listen: str) -> tuple[str, int]:
     host, sep, port = listen.rpartition(":")
@@ -213,6 +221,7 @@ def start_http(
         query_runner,
         readonly=readonly,
         ids=ids or (lambda: secrets.token_hex(4)[:7]),
+        new_id=_new_block_id,
     )
     app = build_app(ctx, HttpAuth(auth, readonly=readonly))
     server = HttpServer(app, sock, hub, bridge_sync_events(sync, hub))

@@ -53,6 +53,7 @@ def _root(node: Node) -> Node:
 
 
 def _write(ctx: HttpContext, ops: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Apply ``ops`` as one transaction of one request: one logged event."""
     body = {"transactions": [{"doOperations": ops}], "reqId": ctx.clock_ms(), "app": "oplog-http"}
     return apply_json(ctx, body)
 
@@ -315,20 +316,35 @@ def _create_doc_with_md(ctx: HttpContext, body: dict[str, Any]) -> str:
     markdown = arg(body, "markdown", str, empty_ok=True)
     parent = opt(body, "parentID", str, "")
     doc_id = opt(body, "id", str, "")
-    if not hpath.startswith("/"):
-        hpath = "/" + hpath
     parts = [part for part in hpath.split("/") if part]
     if not parts:
         raise ApiError("Field [path] is required")
-    title = parts[-1]
-    if not parent and len(parts) > 1:
-        parent_hpath = "/" + "/".join(parts[:-1])
-        found = _doc_by_hpath(_ws(ctx), box, parent_hpath)
-        if not found:
-            # The kernel creates the missing parents; oplog refuses (docs/http.md).
-            raise ApiError(f"parent document [{parent_hpath}] not found in notebook [{box}]")
-        parent = found[0].id
-    return _create_doc(ctx, box, title, markdown, parent, doc_id)
+    ops: list[dict[str, Any]] = []
+    if not parent:
+        # As the kernel does, missing parent documents along the path are created, in the same
+        # transaction (one logged event), with ids made here at the edge so the log holds them.
+        ws = _ws(ctx)
+        for depth in range(1, len(parts)):
+            found = _doc_by_hpath(ws, box, "/" + "/".join(parts[:depth]))
+            if found and not ops:
+                parent = found[0].id
+                continue
+            made = ctx.new_id()
+            data: dict[str, Any] = {"box": box, "title": parts[depth - 1], "markdown": ""}
+            if parent:
+                data["parentDoc"] = parent
+            ops.append({"action": "createDoc", "id": made, "data": data})
+            parent = made
+    data = {"box": box, "title": parts[-1], "markdown": markdown}
+    if parent:
+        data["parentDoc"] = parent
+    last: dict[str, Any] = {"action": "createDoc", "data": data}
+    if doc_id:
+        last["id"] = doc_id
+    reply = _write(ctx, [*ops, last])
+    final = reply[0]["doOperations"][-1]
+    ret = final.get("retData")
+    return str(ret if isinstance(ret, str) else final.get("id", ""))
 
 
 @endpoint("filetree/createDoc", WRITE)

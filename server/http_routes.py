@@ -59,6 +59,8 @@ class HttpContext:
     readonly: bool = False
     clock_ms: Callable[[], int] = field(default=_wall_ms)
     ids: Callable[[], str] = field(default=lambda: "")
+    #: A new block id (YYYYMMDDHHMMSS-xxxxxxx) for endpoints that must name blocks before creating them.
+    new_id: Callable[[], str] = field(default=lambda: "")
 
 
 Handler = Callable[[HttpContext, dict[str, Any]], Any]

@@ -57,10 +57,13 @@ def test_document_lifecycle_and_paths(client: httpx.Client) -> None:
     assert [f["id"] for f in below["files"]] == [child]
     notebooks = _post(client, "notebook/lsNotebooks")
     assert BOX in [n["id"] for n in notebooks["notebooks"]]
-    missing = client.post(
-        "/api/filetree/createDocWithMd", json={"notebook": BOX, "path": "/Nope/Deeper", "markdown": ""}
-    ).json()
-    assert missing["code"] == -1 and "/Nope" in missing["msg"]
+    # Missing parents along the path are made, as the kernel makes them, in the same transaction.
+    deeper = _post(
+        client, "filetree/createDocWithMd", notebook=BOX, path="/Nope/Deeper/Deepest", markdown="x"
+    )
+    assert _post(client, "filetree/getHPathByID", id=deeper) == "/Nope/Deeper/Deepest"
+    (nope,) = _post(client, "filetree/getIDsByHPath", notebook=BOX, path="/Nope")
+    assert _post(client, "filetree/getPathByID", id=deeper)["path"].startswith(f"/{nope}/")
     by_path = _post(
         client,
         "filetree/createDoc",
