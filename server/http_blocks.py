@@ -374,6 +374,23 @@ def _remove_doc_by_id(ctx: HttpContext, body: dict[str, Any]) -> None:
     _remove(ctx, arg(body, "id", str))
 
 
+def _rename(ctx: HttpContext, doc_id: str, title: str) -> None:
+    _doc(ctx, doc_id)
+    # A document's title is its ``title`` attribute; the hpaths below it follow from it.
+    _write(ctx, [{"action": "setAttrs", "id": doc_id, "data": {"title": title}}])
+
+
+@endpoint("filetree/renameDoc", WRITE)
+def _rename_doc(ctx: HttpContext, body: dict[str, Any]) -> None:
+    arg(body, "notebook", str)
+    _rename(ctx, _id_of_path(arg(body, "path", str)), arg(body, "title", str))
+
+
+@endpoint("filetree/renameDocByID", WRITE)
+def _rename_doc_by_id(ctx: HttpContext, body: dict[str, Any]) -> None:
+    _rename(ctx, arg(body, "id", str), arg(body, "title", str))
+
+
 @endpoint("filetree/getHPathByID", READ)
 def _get_hpath_by_id(ctx: HttpContext, body: dict[str, Any]) -> str:
     node = _node(ctx, arg(body, "id", str))

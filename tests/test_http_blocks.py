@@ -74,6 +74,9 @@ def test_document_lifecycle_and_paths(client: httpx.Client) -> None:
     )
     assert by_path == "20240102000001-ccccccc"
     assert _post(client, "filetree/getHPathByID", id=by_path) == "/Projects/Made"
+    assert _post(client, "filetree/renameDocByID", id=parent, title="Work") is None
+    assert _post(client, "filetree/getHPathByID", id=by_path) == "/Work/Made"
+    assert _post(client, "filetree/renameDoc", notebook=BOX, path=f"/{parent}.sy", title="Projects") is None
     assert _post(client, "filetree/removeDoc", notebook=BOX, path=f"/{parent}/{by_path}.sy") is None
     assert _post(client, "filetree/removeDocByID", id=child) is None
     assert _post(client, "filetree/getIDsByHPath", notebook=BOX, path="/Projects/Plan") == []
