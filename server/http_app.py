@@ -42,7 +42,7 @@ from oplog.errors import InvalidArgument
 from oplog.server import http_api, http_blocks  # noqa: F401
 from oplog.server.auth import AuthConfig, check_listen_address
 from oplog.server.http_auth import HttpAuth
-from oplog.server.http_envelope import ApiError, error_body, error_for, ok_body, parse_body
+from oplog.server.http_envelope import Refusal, error_body, error_for, ok_body, parse_body
 from oplog.server.http_routes import ENDPOINTS, READ, HttpContext
 from oplog.server.http_sync import bridge_sync_events
 from oplog.server.http_ws import Hub
@@ -67,11 +67,11 @@ def _json(body: Any, status: int = 200, headers: dict[str, str] | None = None) -
     )
 
 
-def _refusal(exc: ApiError) -> Response:
-    if exc.status == 401:
+def _refusal(refusal: Refusal) -> Response:
+    if refusal.status == 401:
         # The kernel's 401 body has no data field.
-        return _json({"code": exc.code, "msg": exc.msg}, 401)
-    return _json(error_body(exc.code, exc.msg, exc.data), exc.status)
+        return _json({"code": refusal.code, "msg": refusal.msg}, 401)
+    return _json(error_body(refusal.code, refusal.msg, refusal.data), refusal.status)
 
 
 def build_app(ctx: HttpContext, auth: HttpAuth) -> Starlette:
@@ -85,17 +85,22 @@ def build_app(ctx: HttpContext, auth: HttpAuth) -> Starlette:
         found = ENDPOINTS.get(path)
         if found is None or (request.method == "GET" and path != "/api/system/version"):
             return _json(error_body(-1, f"unsupported endpoint {request.method} {path}"), 404)
+        refused = auth.check(found.method, request.headers, request.query_params)
+        if refused is not None:
+            return _refusal(refused)
+        raw = await request.body()
+        if len(raw) > max_bytes:
+            return _refusal(
+                Refusal(f"request body of {len(raw)} bytes is over the limit of {max_bytes}", status=413)
+            )
         try:
-            auth.check(found.method, request.headers, request.query_params)
-            raw = await request.body()
-            if len(raw) > max_bytes:
-                raise ApiError(
-                    f"request body of {len(raw)} bytes is over the limit of {max_bytes}", status=413
-                )
             body = parse_body(raw, path)
+        except InvalidArgument as exc:
+            return _refusal(error_for(exc))
+        try:
             data = await to_thread.run_sync(found.handler, ctx, body)
         except Exception as exc:  # noqa: BLE001 - every failure becomes an envelope
-            return _refusal(error_for(exc))
+            return _refusal(error_for(exc, code=found.error_code))
         elapsed_ms = (time.perf_counter() - started) * 1000
         return _json(ok_body(data), headers={"Server-Timing": f"total;dur={elapsed_ms:.3f}"})
 
@@ -104,11 +109,10 @@ def build_app(ctx: HttpContext, auth: HttpAuth) -> Starlette:
 
     async def ws(websocket: WebSocket) -> None:
         query = websocket.query_params
-        try:
-            auth.check(READ, websocket.headers, query)
-        except ApiError as exc:
+        refused = auth.check(READ, websocket.headers, query)
+        if refused is not None:
             # Refused before the upgrade, as an HTTP answer (403 for any WebSocket refusal in ASGI).
-            await websocket.close(code=1008, reason=exc.msg)
+            await websocket.close(code=1008, reason=refused.msg)
             return
         await ctx.hub.serve(websocket, query.get("app", ""), query.get("id", ""), query.get("type", "main"))
 

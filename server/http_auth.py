@@ -20,7 +20,7 @@ from collections.abc import Mapping
 import grpc
 
 from oplog.server.auth import METHOD_RULES, AuthConfig, AuthInterceptor, MethodRule
-from oplog.server.http_envelope import READONLY_MSG, ApiError
+from oplog.server.http_envelope import READONLY_MSG, Refusal
 
 __all__ = ["HttpAuth", "OPEN", "HEADER_FAILED", "QUERY_FAILED"]
 
@@ -54,10 +54,10 @@ class HttpAuth:
         """The rule of a gRPC method (the interceptor's default for one not listed)."""
         return METHOD_RULES.get(method, MethodRule("reader"))
 
-    def check(self, method: str, headers: Mapping[str, str], query: Mapping[str, str]) -> None:
-        """Raise the refusal for this call, or return to let it through."""
+    def check(self, method: str, headers: Mapping[str, str], query: Mapping[str, str]) -> Refusal | None:
+        """The refusal for this call, or None to let it through."""
         if method == OPEN:
-            return
+            return None
         header = headers.get("authorization")
         token = _header_token(header)
         where = HEADER_FAILED
@@ -69,7 +69,8 @@ class HttpAuth:
         if verdict is not None:
             code, message = verdict
             if code == grpc.StatusCode.UNAUTHENTICATED:
-                raise ApiError(where, status=401)
-            raise ApiError(message, status=403)
+                return Refusal(where, status=401)
+            return Refusal(message, status=403)
         if self.readonly and self.rule(method).writes:
-            raise ApiError(READONLY_MSG, data={"closeTimeout": 5000})
+            return Refusal(READONLY_MSG, data={"closeTimeout": 5000})
+        return None

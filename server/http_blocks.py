@@ -21,10 +21,10 @@ from __future__ import annotations
 import re
 from typing import Any, cast
 
-from oplog.errors import BlockNotFound, InvalidArgument, QueryRefused, QueryTimeout
+from oplog.errors import BlockNotFound, InvalidArgument
 from oplog.kramdown import render_block, render_markdown
 from oplog.server.http_api import apply_json
-from oplog.server.http_envelope import ApiError, arg, opt
+from oplog.server.http_envelope import arg, opt
 from oplog.server.http_routes import QUERY, READ, WRITE, HttpContext, endpoint
 from oplog.sqlview import hpath_of
 from oplog.tree import Node, Workspace, heading_section, iter_documents
@@ -61,7 +61,7 @@ def _write(ctx: HttpContext, ops: list[dict[str, Any]]) -> list[dict[str, Any]]:
 def _data_type(body: dict[str, Any]) -> str:
     data_type = arg(body, "dataType", str)
     if data_type not in ("markdown", "dom"):
-        raise ApiError(f"Field [dataType] must be markdown or dom, got {data_type!r}")
+        raise InvalidArgument(f"Field [dataType] must be markdown or dom, got {data_type!r}")
     return data_type
 
 
@@ -77,7 +77,7 @@ def _insert_block(ctx: HttpContext, body: dict[str, Any]) -> Any:
         if value:
             op[key] = value
     if not any(key in op for key in ("nextID", "previousID", "parentID")):
-        raise ApiError("Field [nextID], [previousID] or [parentID] is required")
+        raise InvalidArgument("Field [nextID], [previousID] or [parentID] is required")
     return _write(ctx, [op])
 
 
@@ -123,9 +123,9 @@ def _move_block(ctx: HttpContext, body: dict[str, Any]) -> Any:
     previous = opt(body, "previousID", str, "")
     parent = opt(body, "parentID", str, "")
     if not previous and not parent:
-        raise ApiError("Field [previousID] or [parentID] is required")
+        raise InvalidArgument("Field [previousID] or [parentID] is required")
     if previous and previous in _ws(ctx).docs:
-        raise ApiError("`previousID` can not be the ID of a document")
+        raise InvalidArgument("`previousID` can not be the ID of a document")
     if previous:
         op["previousID"] = previous
     if parent:
@@ -137,7 +137,7 @@ def _fold(ctx: HttpContext, body: dict[str, Any], action: str) -> Any:
     block_id = arg(body, "id", str)
     node = _node(ctx, block_id)
     if node.type == "d":
-        raise ApiError(f"document can not be {'folded' if action == 'foldBlock' else 'unfolded'}")
+        raise InvalidArgument(f"document can not be {'folded' if action == 'foldBlock' else 'unfolded'}")
     return _write(ctx, [{"action": action, "id": block_id}])
 
 
@@ -159,7 +159,7 @@ def _get_block_kramdown(ctx: HttpContext, body: dict[str, Any]) -> dict[str, Any
     block_id = arg(body, "id", str)
     mode = opt(body, "mode", str, "md")
     if mode not in ("md", "textmark"):
-        raise ApiError("Invalid mode")
+        raise InvalidArgument("Invalid mode")
     node = _node(ctx, block_id)
     if node.type == "d":
         kramdown = render_markdown(node.children, ial=True)
@@ -233,7 +233,7 @@ def _set_block_attrs(ctx: HttpContext, body: dict[str, Any]) -> None:
     attrs = arg(body, "attrs", dict, empty_ok=True)
     for name, value in attrs.items():
         if value is not None and not isinstance(value, str):
-            raise ApiError(f"Field [attrs] value of [{name}] should be of type [String]")
+            raise InvalidArgument(f"Field [attrs] value of [{name}] should be of type [String]")
     clean = {name: (value or "") for name, value in attrs.items()}
     _write(ctx, [{"action": "setAttrs", "id": block_id, "data": clean}])
     return None
@@ -260,20 +260,17 @@ def with_default_limit(stmt: str) -> str:
     return stmt.rstrip().rstrip(";") + f" LIMIT {SQL_DEFAULT_LIMIT}"
 
 
-@endpoint("query/sql", QUERY)
+# The kernel answers a failed statement with code 1 and the SQL error.
+@endpoint("query/sql", QUERY, error_code=1)
 def _sql(ctx: HttpContext, body: dict[str, Any]) -> list[dict[str, Any]]:
     stmt = with_default_limit(arg(body, "stmt", str))
-    try:
-        result = ctx.store.query(
-            stmt,
-            (),
-            max_rows=ctx.limits.query_max_rows,
-            time_budget_s=ctx.limits.query_time_budget_s,
-            runner=ctx.query_runner,
-        )
-    except (QueryRefused, InvalidArgument, QueryTimeout) as exc:
-        # The kernel answers a failed statement with code 1 and the SQL error.
-        raise ApiError(str(exc), code=1) from exc
+    result = ctx.store.query(
+        stmt,
+        (),
+        max_rows=ctx.limits.query_max_rows,
+        time_budget_s=ctx.limits.query_time_budget_s,
+        runner=ctx.query_runner,
+    )
     columns = list(result.columns)
     return [dict(zip(columns, row, strict=True)) for row in result.rows]
 
@@ -318,7 +315,7 @@ def _create_doc_with_md(ctx: HttpContext, body: dict[str, Any]) -> str:
     doc_id = opt(body, "id", str, "")
     parts = [part for part in hpath.split("/") if part]
     if not parts:
-        raise ApiError("Field [path] is required")
+        raise InvalidArgument("Field [path] is required")
     ops: list[dict[str, Any]] = []
     if not parent:
         # As the kernel does, missing parent documents along the path are created, in the same

@@ -6,19 +6,22 @@ reason in ``msg`` (``query/sql`` uses ``code: 1`` for SQL errors). Clients send
 JSON with whatever ``Content-Type`` (``text/plain`` is common) and sometimes no
 body at all, which the kernel reads as ``{}``. This module holds those rules in
 one place, as :mod:`oplog.server.status` holds the gRPC mapping; the handlers
-raise :class:`ApiError` or an ``OplogError`` and never build an error reply.
+raise an ``OplogError`` (an argument error is ``InvalidArgument`` with the
+kernel's words) and never build an error reply; :func:`error_for` turns it into
+a :class:`Refusal`.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from oplog import errors
 
 __all__ = [
-    "ApiError",
+    "Refusal",
     "READONLY_MSG",
     "ok_body",
     "error_body",
@@ -45,15 +48,14 @@ _JSON_TYPE_NAMES: dict[type, str] = {
 }
 
 
-class ApiError(Exception):
+@dataclass(frozen=True)
+class Refusal:
     """A refusal in SiYuan's envelope: HTTP ``status`` with ``{code, msg, data}``."""
 
-    def __init__(self, msg: str, *, code: int = -1, data: Any = None, status: int = 200) -> None:
-        super().__init__(msg)
-        self.msg = msg
-        self.code = code
-        self.data = data
-        self.status = status
+    msg: str
+    code: int = -1
+    data: Any = None
+    status: int = 200
 
 
 def ok_body(data: Any) -> dict[str, Any]:
@@ -74,9 +76,9 @@ def parse_body(raw: bytes, path: str) -> dict[str, Any]:
         value = json.loads(raw)
     except (ValueError, UnicodeDecodeError) as exc:
         # The kernel's JsonArg message shape, with the decoder's reason.
-        raise ApiError(f"Parses request [{path}] failed: {exc}") from exc
+        raise errors.InvalidArgument(f"Parses request [{path}] failed: {exc}") from exc
     if not isinstance(value, dict):
-        raise ApiError(f"Parses request [{path}] failed: the body must be a JSON object")
+        raise errors.InvalidArgument(f"Parses request [{path}] failed: the body must be a JSON object")
     return value
 
 
@@ -87,7 +89,9 @@ def _check_type(name: str, value: Any, kind: type[_T]) -> _T:
     else:
         ok = isinstance(value, wanted)
     if not ok:
-        raise ApiError(f"Field [{name}] should be of type [{_JSON_TYPE_NAMES.get(kind, kind.__name__)}]")
+        raise errors.InvalidArgument(
+            f"Field [{name}] should be of type [{_JSON_TYPE_NAMES.get(kind, kind.__name__)}]"
+        )
     return value  # type: ignore[return-value]
 
 
@@ -95,10 +99,10 @@ def arg(body: dict[str, Any], name: str, kind: type[_T] = str, *, empty_ok: bool
     """A required field: ``Field [name] is required`` when missing (or blank, unless ``empty_ok``)."""
     value = body.get(name)
     if value is None:
-        raise ApiError(f"Field [{name}] is required")
+        raise errors.InvalidArgument(f"Field [{name}] is required")
     value = _check_type(name, value, kind)
     if not empty_ok and ((isinstance(value, str) and not value.strip()) or value in ([], {})):
-        raise ApiError(f"Field [{name}] is required")
+        raise errors.InvalidArgument(f"Field [{name}] is required")
     return value
 
 
@@ -110,15 +114,13 @@ def opt(body: dict[str, Any], name: str, kind: type[_T], default: _T) -> _T:
     return _check_type(name, value, kind)
 
 
-def error_for(exc: BaseException) -> ApiError:
-    """The envelope refusal an exception from the core (or a bug) becomes."""
-    if isinstance(exc, ApiError):
-        return exc
+def error_for(exc: BaseException, *, code: int = -1) -> Refusal:
+    """The envelope refusal an exception from a handler (or a bug) becomes; ``code`` for an ``OplogError``."""
     if isinstance(exc, errors.ReadOnlyStore):
-        return ApiError(READONLY_MSG, data={"closeTimeout": 5000})
+        return Refusal(READONLY_MSG, data={"closeTimeout": 5000})
     if isinstance(exc, errors.OplogError):
         # SyncInProgress and BootSyncInProgress carry SiYuan's text verbatim; the others name
         # transactions[i].doOperations[j] where a request was refused.
-        return ApiError(str(exc))
+        return Refusal(str(exc), code=code)
     log.error("unexpected error in an HTTP handler", exc_info=exc)
-    return ApiError(f"internal error: {type(exc).__name__} (details in the server log)", status=500)
+    return Refusal(f"internal error: {type(exc).__name__} (details in the server log)", status=500)

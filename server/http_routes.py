@@ -2,7 +2,7 @@
 
 Handlers are plain synchronous functions ``handler(ctx, body) -> data``: they
 run on a worker thread (the store blocks on fsync), raise
-:class:`~oplog.server.http_envelope.ApiError` or an ``OplogError`` to refuse,
+an ``OplogError`` to refuse (``InvalidArgument`` with the kernel's words),
 and return the ``data`` of SiYuan's envelope. Binding each endpoint to a gRPC
 method (a block write is an ``Apply``, ``query/sql`` a ``Query``) is what makes
 HTTP and gRPC take the same auth decisions (see :mod:`.http_auth`).
@@ -72,17 +72,19 @@ class Endpoint:
 
     method: str
     handler: Handler
+    #: The envelope code a refusal of this endpoint carries (the kernel's ``query/sql`` uses 1).
+    error_code: int = -1
 
 
 #: ``/api/<group>/<name>`` -> endpoint; filled by the modules that define handlers.
 ENDPOINTS: dict[str, Endpoint] = {}
 
 
-def endpoint(path: str, method: str) -> Callable[[Handler], Handler]:
+def endpoint(path: str, method: str, *, error_code: int = -1) -> Callable[[Handler], Handler]:
     """Register ``handler`` at ``/api/<path>`` under the auth rule of gRPC ``method``."""
 
     def register(handler: Handler) -> Handler:
-        ENDPOINTS["/api/" + path] = Endpoint(method, handler)
+        ENDPOINTS["/api/" + path] = Endpoint(method, handler, error_code)
         return handler
 
     return register

@@ -19,8 +19,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from oplog.errors import InvalidSyncArgument
-from oplog.server.http_envelope import ApiError, arg, opt
+from oplog.errors import InvalidArgument
+from oplog.server.http_envelope import arg, opt
 from oplog.server.http_ws import Hub, push_message
 from oplog.syncrunner import SyncEventDict, SyncRunner
 
@@ -33,7 +33,7 @@ _SYNCING_CODE = {"syncBegin": 0, "syncEnd": 1, "syncFail": 2}
 
 def _runner(sync: SyncRunner | None) -> SyncRunner:
     if sync is None:
-        raise ApiError("sync is not configured: start the server with --remote")
+        raise InvalidArgument("sync is not configured: start the server with --remote")
     return sync
 
 
@@ -42,16 +42,14 @@ def perform_sync(sync: SyncRunner | None, body: dict[str, Any]) -> dict[str, Any
     runner = _runner(sync)
     app = arg(body, "app", str)
     cloud_name = opt(body, "cloudName", str, "")
-    try:
-        return runner.perform(
-            app,
-            force=opt(body, "force", bool, False),
-            push_mode=opt(body, "pushMode", str, ""),
-            push_only=opt(body, "pushOnly", bool, False),
-            cloud_name=cloud_name if cloud_name != "" else None,
-        )
-    except InvalidSyncArgument as exc:
-        raise ApiError(str(exc)) from exc
+    # A bad pushMode or cloud name is InvalidSyncArgument, refused before anything starts.
+    return runner.perform(
+        app,
+        force=opt(body, "force", bool, False),
+        push_mode=opt(body, "pushMode", str, ""),
+        push_only=opt(body, "pushOnly", bool, False),
+        cloud_name=cloud_name if cloud_name != "" else None,
+    )
 
 
 def get_sync_info(sync: SyncRunner | None, body: dict[str, Any]) -> dict[str, Any]:
