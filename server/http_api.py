@@ -5,9 +5,8 @@ the body becomes one ``ApplyRequest`` (``oplog.wire``), ``Store.apply`` logs it
 as events (undo, change feed, sync), and the reply's ``data`` is the processed
 transactions with ``retData``. A refused request changes nothing (the store is
 atomic per request) and its message names ``transactions[i].doOperations[j]``.
-After each applied request a ``transactions`` message goes to every ``/ws``
-connection except the sender's own session, as the kernel's
-``PushModeBroadcastExcludeSelf`` does.
+The ``transactions`` message on ``/ws`` after each applied request comes from
+the change feed (:mod:`.http_feed`), so gRPC and synced requests send one too.
 """
 
 from __future__ import annotations
@@ -24,8 +23,6 @@ __all__ = ["KERNEL_VERSION", "apply_json"]
 
 #: The kernel version oplog answers ``system/version`` with: the API generation its endpoints follow.
 KERNEL_VERSION = "3.2.0"
-#: The kernel's PushModeBroadcastExcludeSelf.
-_EXCLUDE_SELF = 2
 
 
 # ---- system, notification ----
@@ -106,14 +103,8 @@ def apply_json(ctx: HttpContext, body: dict[str, Any]) -> list[dict[str, Any]]:
         # The kernel stamps each transaction with the request's reqId.
         tx.timestamp = request.req_id
     response = ctx.store.apply(request)
-    data = [wire.transaction_to_json(tx) for tx in response.transactions]
-    ctx.hub.publish(
-        push_message(
-            "transactions", data=data, app=request.app, sid=request.session, push_mode=_EXCLUDE_SELF
-        ),
-        exclude_sid=request.session,
-    )
-    return data
+    # The /ws "transactions" message comes from the change feed (http_feed), for every protocol.
+    return [wire.transaction_to_json(tx) for tx in response.transactions]
 
 
 @endpoint("transactions", WRITE)

@@ -43,6 +43,7 @@ from oplog.server import http_api, http_blocks  # noqa: F401
 from oplog.server.auth import AuthConfig, check_listen_address
 from oplog.server.http_auth import HttpAuth
 from oplog.server.http_envelope import Refusal, error_body, error_for, ok_body, parse_body
+from oplog.server.http_feed import FeedBridge
 from oplog.server.http_routes import ENDPOINTS, READ, HttpContext
 from oplog.server.http_sync import bridge_sync_events
 from oplog.server.http_ws import Hub
@@ -232,6 +233,14 @@ def start_http(
         new_id=_new_block_id,
     )
     app = build_app(ctx, HttpAuth(auth, readonly=readonly))
-    server = HttpServer(app, sock, hub, bridge_sync_events(sync, hub))
+    feed = FeedBridge(store, hub)
+    unbridge_sync = bridge_sync_events(sync, hub)
+
+    def unbridge() -> None:
+        unbridge_sync()
+        feed.stop()
+
+    server = HttpServer(app, sock, hub, unbridge)
+    feed.start()
     server.start()
     return server

@@ -16,6 +16,7 @@ import httpx
 import pytest
 from websockets.sync.client import connect
 
+from oplog import wire
 from oplog.v1 import oplog_pb2 as pb
 from oplog.v1 import oplog_pb2_grpc as pb_grpc
 from tests.http_helpers import TOKENS, HttpServe, ok, write_auth_file
@@ -302,6 +303,50 @@ def test_ws_gets_a_transactions_frame_after_each_applied_request(
         err = ok(admin.post("/api/notification/pushErrMsg", json={"msg": "bad"}))
         pushed = _frames_until(ws, "msg")[-1]
         assert (pushed["code"], pushed["data"]["id"]) == (-1, err["id"])
+
+
+def test_ws_gets_a_transactions_frame_for_a_grpc_request_too(server: HttpServe, admin: httpx.Client) -> None:
+    doc = _doc(admin, "ws-grpc", "one")
+    with _ws(server, TOKENS["reader"], "watcher2") as ws:
+        body = {
+            "reqId": 7,
+            "app": "grpc-app",
+            "session": "grpc-session",
+            "transactions": [
+                {
+                    "doOperations": [
+                        {"action": "appendBlock", "parentID": doc, "data": "a", "dataType": "markdown"}
+                    ]
+                },
+                {
+                    "doOperations": [
+                        {"action": "appendBlock", "parentID": doc, "data": "b", "dataType": "markdown"}
+                    ]
+                },
+            ],
+        }
+        metadata = (("authorization", f"Token {TOKENS['editor']}"),)
+        with grpc.insecure_channel(server.grpc) as channel:
+            pb_grpc.OpLogStub(channel).Apply(wire.request_from_json(body), metadata=metadata, timeout=30)
+        frame = _frames_until(ws, "transactions")[-1]
+        # One message for the request, both transactions in it, with the sender's app and session.
+        assert (frame["app"], frame["sid"], len(frame["data"])) == ("grpc-app", "grpc-session", 2)
+        assert [tx["doOperations"][0]["data"] for tx in frame["data"]] == ["a", "b"]
+
+
+def test_ws_skips_the_senders_own_session(server: HttpServe, admin: httpx.Client) -> None:
+    doc = _doc(admin, "ws-self", "one")
+
+    def body(session: str, text: str) -> dict[str, Any]:
+        op = {"action": "appendBlock", "parentID": doc, "data": text, "dataType": "markdown"}
+        return {"reqId": 1, "app": "t", "session": session, "transactions": [{"doOperations": [op]}]}
+
+    with _ws(server, TOKENS["reader"], "me") as ws:
+        ok(admin.post("/api/transactions", json=body("me", "mine")))
+        ok(admin.post("/api/transactions", json=body("other", "theirs")))
+        frame = _frames_until(ws, "transactions")[-1]
+        # The first transactions message this session sees is the other session's.
+        assert frame["sid"] == "other" and frame["data"][0]["doOperations"][0]["data"] == "theirs"
 
 
 def test_ws_refuses_a_wrong_token(server: HttpServe) -> None:
