@@ -143,7 +143,7 @@ def _flatten(doc: Node, out: list[Any]) -> None:
 
 
 def encode_state(ws: Workspace, state_hash: StateHash | None = None) -> bytes:
-    """The whole state as bytes: per document (box, path, pre-order blocks, their digests), then the attribute views.
+    """The whole state as bytes: per document (box, path, pre-order blocks, their digests), the attribute views, notebook confs.
 
     Each block's state-hash digest is stored beside it so a load need not
     re-hash every block (it re-hashes a sample and checks the sum).
@@ -165,6 +165,10 @@ def encode_state(ws: Workspace, state_hash: StateHash | None = None) -> bytes:
             digests = b"".join(parts)
         docs.append((doc.box, doc.path, flat, digests))
     avs = sorted(ws.avs.items())
+    if ws.notebooks:
+        # A third part only when there are notebook confs: older states keep their exact bytes.
+        notebooks = [(box, sorted(conf.items())) for box, conf in sorted(ws.notebooks.items())]
+        return marshal.dumps((docs, avs, notebooks))
     return marshal.dumps((docs, avs))
 
 
@@ -180,8 +184,10 @@ def _decode(blob: bytes) -> tuple[Workspace, dict[str, int] | None]:
 
 def _decode_state(blob: bytes) -> tuple[Workspace, dict[str, int] | None]:
     try:
-        docs, avs = marshal.loads(blob)
-    except (ValueError, EOFError, TypeError) as exc:
+        parts = marshal.loads(blob)
+        docs, avs = parts[0], parts[1]
+        notebooks = parts[2] if len(parts) > 2 else ()
+    except (ValueError, EOFError, TypeError, IndexError, KeyError) as exc:
         raise DamagedCheckpoint(f"state does not decode: {exc}") from exc
     digests: dict[str, int] | None = {}
     from_bytes = int.from_bytes
@@ -233,6 +239,7 @@ def _decode_state(blob: bytes) -> tuple[Workspace, dict[str, int] | None]:
                 raise DamagedCheckpoint("a document's block tree is incomplete")
             ws.docs[doc.id] = doc
         ws.avs.update(avs)
+        ws.notebooks.update((box, dict(conf)) for box, conf in notebooks)
     except (IndexError, TypeError, ValueError) as exc:
         raise DamagedCheckpoint(f"state is malformed: {exc}") from exc
     return ws, digests

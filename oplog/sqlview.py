@@ -304,6 +304,11 @@ _Placed = tuple[str, str, str, str, "tuple[tuple[Any, ...], ...] | None"]
 _KNOWN_MAX = 1 << 14
 
 
+def _root_box(node: Node) -> str:
+    root = node.root
+    return root.box if root is not None else node.box
+
+
 def _chunks(items: Sequence[str], size: int = 500) -> Iterator[Sequence[str]]:
     for start in range(0, len(items), size):
         yield items[start : start + size]
@@ -448,7 +453,10 @@ class BlocksView:
             conn.execute("DELETE FROM attributes")
             conn.execute("DELETE FROM conflicts")
             conn.execute("DELETE FROM meta WHERE key != 'writer'")
+            closed = ws.closed_boxes()
             for doc_id in sorted(ws.docs):
+                if ws.docs[doc_id].box in closed:
+                    continue  # a closed notebook's blocks are not in the view
                 rows, attr_rows = view_rows(ws, iter_blocks(ws.docs[doc_id]))
                 conn.executemany(_INSERT_BLOCK, rows)
                 conn.executemany(_INSERT_ATTR, attr_rows)
@@ -525,9 +533,12 @@ class BlocksView:
         if missing:
             # Ancestors lifted in: knowing where they stand lets an unmoved one be UPDATEd.
             placed.update(self._placement(missing))
-        nodes = [blocks[i] for i in sorted(refresh)]
+        closed = ws.closed_boxes()
+        hidden = {i for i in refresh if _root_box(blocks[i]) in closed} if closed else set()
+        nodes = [blocks[i] for i in sorted(refresh - hidden)]
         rows, attr_rows = view_rows(ws, nodes, self._heading_free)
-        dropped = sorted(i for i in gone if i not in blocks)
+        # A closed notebook's blocks leave the view, as in SiYuan; opening it touches them back in.
+        dropped = sorted({i for i in gone if i not in blocks} | hidden)
         conn = self._db.conn
         # BEGIN/COMMIT by hand: sqlite-utils' atomic() costs a generator and a check per write.
         conn.execute("BEGIN")
