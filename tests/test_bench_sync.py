@@ -26,3 +26,22 @@ def test_quick_run_prints_and_writes_its_figures(tmp_path: Path) -> None:
     pull = figures["initial_pull"]
     assert pull["pulled_events"] == pull["events"] > 0
     assert pull["mb"] > 1 and pull["cp_mb_s"] > 0 and pull["pull_mb_s"] > 0 and pull["after_pull_calls"] == 1
+
+
+def test_quick_s3_run_prints_request_counts_and_the_pull_next_to_bare_get(tmp_path: Path) -> None:
+    """bench/sync.py --s3-only --quick: moto in a child process; flat request counts, pull vs bare GET vs folder."""
+    out = tmp_path / "figures.json"
+    stdout = run_bench(
+        "sync.py", "--quick", "--s3-only", "--dir", str(tmp_path / "w"), "--json", str(out), timeout=300
+    )
+    assert "over the S3 remote" in stdout and "bare boto3 get_object" in stdout and "as a folder" in stdout
+    figures = json.loads(out.read_text())
+    rows = figures["s3_incremental"]
+    assert [r["events"] for r in rows] == [100, 1000]
+    assert rows[0]["pull_calls"] == rows[1]["pull_calls"] and rows[0]["push_calls"] == rows[1]["push_calls"]
+    pull = figures["s3_initial_pull"]
+    assert (
+        pull["pulled_events"] == pull["events"] > 0
+        and pull["bare_get_mb_s"] > 0
+        and pull["download_mb_s"] > 0
+    )
