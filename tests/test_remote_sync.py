@@ -625,3 +625,37 @@ def test_watch_polls_a_remote_it_cannot_watch(site: Site, tmp_path: Path) -> Non
         thread.join(60)
         b.close()
     assert outcome == [0]
+
+
+@SERVED
+def test_a_permanent_error_fails_the_sync_at_once_in_one_line_without_secrets(
+    site: Site, tmp_path: Path
+) -> None:
+    """Wrong WebDAV password / missing S3 bucket: no syncRetry, one line naming the remote, no secret."""
+    warnings.simplefilter("ignore")
+    if site.kind == "webdav":
+        spec = site.spec.replace(f":{WEBDAV_PASSWORD}@", ":wrong-pass-123@")
+        remote_shown = f"127.0.0.1:{site.port}/dav/{site.root}"
+    else:
+        spec = site.spec.replace(f"s3://{BUCKET}/", "s3://no-such-bucket-here/")
+        remote_shown = "no-such-bucket-here"
+    a = _store(tmp_path / "a", 1)
+    retries: list[str] = []
+    try:
+        _doc(a, 1)
+        with pytest.raises(RemoteError) as failed:
+            run_sync(
+                a,
+                open_remote(spec),
+                a.clock,
+                retry=FAST,
+                sleeper=lambda t: None,
+                emit=lambda cmd, cur, tot, msg: retries.append(msg) if cmd == "syncRetry" else None,
+            )
+    finally:
+        a.close()
+    text = str(failed.value)
+    print(text)
+    assert not retries and not isinstance(failed.value, TransientRemoteError)
+    assert "\n" not in text and remote_shown in text
+    assert "wrong-pass-123" not in text and S3_SECRET not in text and WEBDAV_PASSWORD not in text
