@@ -497,7 +497,9 @@ def test_three_devices_through_oplog_serve_and_performsync_keep_secrets(site: Si
         for s in stores:
             run_sync(s, site.open(), s.clock)
         assert len(stores[1].ws.docs) == 4
-        # force-pull on the server: its log becomes the remote's history, nothing of it archived needlessly.
+        # force-pull on the server with an unpushed edit: the edit goes to the archive, as on a folder.
+        with Client(server.address) as client:
+            client.stub.Apply(request_from_json(numbered_doc_body(6)), timeout=30)
         texts.append(repr(sync_through_server(server.address, push_mode="force-pull", timeout=120)))
         with Client(server.address) as client:
             texts.append(str(client.stub.GetSyncInfo(pb.GetSyncInfoRequest(), timeout=30)))
@@ -514,6 +516,12 @@ def test_three_devices_through_oplog_serve_and_performsync_keep_secrets(site: Si
         assert snapshot(check.ws) == _reopen(tmp_path / "b") and len(check.ws.docs) == 4
     finally:
         check.close()
+    # The archive, as on a folder: the force-pull archived A's unpushed doc 6, which the remote never held.
+    from oplog.archive import archived_events, list_archive
+
+    entries = [e for e in list_archive(a_dir) if e.reason == "force-pull"]
+    assert entries, [e.reason for e in list_archive(a_dir)]
+    assert any(ev.req_id == 6 for e in entries for ev in archived_events(a_dir, e))
     server_record = json.loads((a_dir / "SERVER").read_text()) if (a_dir / "SERVER").exists() else {}
     assert WEBDAV_PASSWORD not in json.dumps(server_record)
     for secret in (WEBDAV_PASSWORD, S3_SECRET):
@@ -659,3 +667,24 @@ def test_a_permanent_error_fails_the_sync_at_once_in_one_line_without_secrets(
     assert not retries and not isinstance(failed.value, TransientRemoteError)
     assert "\n" not in text and remote_shown in text
     assert "wrong-pass-123" not in text and S3_SECRET not in text and WEBDAV_PASSWORD not in text
+
+
+def test_oplog_watch_takes_an_s3_or_webdav_url_and_a_poll_interval(tmp_path: Path) -> None:
+    """The command line no longer refuses a URL: it stays a URL (not a folded path), polled every --poll."""
+    from oplog.errors import InvalidArgument
+    from oplog.tools.cli import build_parser
+    from oplog.tools.watch import config_from_args
+
+    parser = build_parser()
+    data = str(tmp_path / "d")
+    url = "webdav://u:p@127.0.0.1:9/dav/x"
+    config = config_from_args(parser.parse_args(["watch", "--data", data, "--remote", url, "--poll", "7"]))
+    assert config.remote == url and config.poll_s == 7 and not config.poll
+    config = config_from_args(parser.parse_args(["watch", "--data", data, "--remote", "s3://b/p"]))
+    assert config.remote == "s3://b/p" and config.poll_s == 30
+    folder = config_from_args(
+        parser.parse_args(["watch", "--data", data, "--remote", "r", "--force-polling"])
+    )
+    assert folder.remote == Path("r") and folder.poll
+    with pytest.raises(InvalidArgument):
+        config_from_args(parser.parse_args(["watch", "--data", data, "--remote", url, "--poll", "0"]))
