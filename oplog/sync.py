@@ -22,7 +22,7 @@ the session.
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from contextlib import closing
 from dataclasses import dataclass
 from typing import Any, TypeVar
@@ -418,11 +418,12 @@ class SyncSession:
             self._progress("pushing local segments")
             self._push_own(epoch.epoch, manifests.get(self.me), self._reported_damage(manifests))
             self._progress("pulling other devices' segments")
-            pulled: list[Fetched] = []
+            missing: list[tuple[str, SegEntry]] = []
             for device_id in sorted(manifests):
                 if device_id != self.me and device_id not in unreadable:
-                    pulled.extend(self._fetch_device(device_id, self._view(device_id, epoch, manifests)))
-            self._store_pulled(pulled)
+                    view = self._view(device_id, epoch, manifests)
+                    missing.extend((device_id, e) for e in self._fetch_device(device_id, view))
+            self._store_pulled(self._download(missing))
             self._publish_damage()
         st.cursors = {d: log_seq for d in self.store.device_ids() if (log_seq := self._last_seq(d))}
         st.last_sync_time = self.clock.now_ms()
@@ -565,8 +566,8 @@ class SyncSession:
             self._log(f"removed {removed} temporary file(s) an interrupted upload left in devices/{self.me}")
         return True
 
-    def _fetch_device(self, device_id: str, view: list[SegEntry] | None) -> list[Fetched]:
-        """Make the local copy of a foreign device's log a prefix of its view; download and check the rest."""
+    def _fetch_device(self, device_id: str, view: list[SegEntry] | None) -> list[SegEntry]:
+        """Make the local copy of a foreign device's log a prefix of its view; the rest of the view is to download."""
         if view is None:
             return []
         known_before = dict(self.state.known.get(device_id, {}))
@@ -593,41 +594,47 @@ class SyncSession:
                         f"{device_id}/{entry.name}: remote copy missing or damaged; device {device_id} "
                         "re-uploads it on its next sync (`oplog sync` there)"
                     )
-        fetched: list[Fetched] = []
+        return view[k:]
+
+    def _download(self, missing: list[tuple[str, SegEntry]]) -> list[Fetched]:
+        """Download and check ``missing`` segments (every device's, in log order per device).
+
+        One bounded pool of downloads for all devices (``read_many``, each read with this
+        sync's retries), results in order; a device's first segment that fails its checks
+        stops that device (its later segments are skipped, as they could not be applied).
+        """
         now = self.clock.now_ms()
-        wanted = {self._path(DEVICES, device_id, e.name): e for e in view[k:]}
-        # A bounded pool of downloads (each with this sync's retries), handed back in log order;
-        # leaving the loop early cancels what has not started.
+        wanted = {self._path(DEVICES, d, e.name): (d, e) for d, e in missing}
         workers = int(getattr(self.remote, "read_workers", DEFAULT_WORKERS))
         downloads = read_many(
             lambda p: self._call("download", self.remote.read, p), list(wanted), workers=workers
         )
+        fetched: list[Fetched] = []
+        stopped: set[str] = set()
         with closing(downloads):
-            fetched.extend(self._check_downloads(device_id, wanted, downloads, now))
+            for path, data in downloads:
+                device_id, entry = wanted[path]
+                if device_id in stopped:
+                    continue
+                problem = self._check_pulled(device_id, entry, data, now)
+                if isinstance(problem, str):
+                    stopped.add(device_id)
+                    self._refuse_pulled(device_id, entry, path, data, problem)
+                    continue
+                assert data is not None
+                self.result.bytes_down = (self.result.bytes_down or 0) + len(data)
+                fetched.append(Fetched(device_id, entry, data, problem))
         return fetched
 
-    def _check_downloads(
-        self,
-        device_id: str,
-        wanted: dict[str, SegEntry],
-        downloads: Iterator[tuple[str, bytes | None]],
-        now: int,
-    ) -> Iterator[Fetched]:
-        """The downloaded segments that pass the checks, in order, up to the first that does not."""
-        for path, data in downloads:
-            entry = wanted[path]
-            problem = self._check_pulled(device_id, entry, data, now)
-            if isinstance(problem, str):
-                if data is not None and (len(data) != entry.size or segment_crc(data) != entry.crc):
-                    # Only the device itself writes its folder: tell it (our manifest) and the user who can fix it.
-                    self._damage_seen.add((device_id, entry.name))
-                    problem += f"; device {device_id} re-uploads it on its next sync (`oplog sync` there)"
-                self.result.refused.append(f"{path}: {problem}")
-                self._log(f"refused {path}: {problem}")
-                return
-            assert data is not None
-            self.result.bytes_down = (self.result.bytes_down or 0) + len(data)
-            yield Fetched(device_id, entry, data, problem)
+    def _refuse_pulled(
+        self, device_id: str, entry: SegEntry, path: str, data: bytes | None, problem: str
+    ) -> None:
+        if data is not None and (len(data) != entry.size or segment_crc(data) != entry.crc):
+            # Only the device itself writes its folder: tell it (our manifest) and the user who can fix it.
+            self._damage_seen.add((device_id, entry.name))
+            problem += f"; device {device_id} re-uploads it on its next sync (`oplog sync` there)"
+        self.result.refused.append(f"{path}: {problem}")
+        self._log(f"refused {path}: {problem}")
 
     def _repair_pulled(
         self, device_id: str, local: list[SegEntry], view: list[SegEntry], known_before: dict[str, list[Any]]
