@@ -39,7 +39,7 @@ from starlette.websockets import WebSocket
 from oplog.errors import InvalidArgument
 
 # Importing the handler modules fills ENDPOINTS.
-from oplog.server import http_api, http_blocks  # noqa: F401
+from oplog.server import http_api, http_blocks, http_notebooks  # noqa: F401
 from oplog.server.auth import AuthConfig, check_listen_address
 from oplog.server.http_auth import HttpAuth
 from oplog.server.http_envelope import Refusal, error_body, error_for, ok_body, parse_body

@@ -438,7 +438,7 @@ def _list_docs_by_path(ctx: HttpContext, body: dict[str, Any]) -> dict[str, Any]
     return {"box": box, "path": path, "files": files}
 
 
-# ---- export, notebooks ----
+# ---- export ----
 
 
 @endpoint("export/exportMdContent", READ)
@@ -457,23 +457,3 @@ def _iso(stamp: str) -> str:
     if len(stamp) != 14 or not stamp.isdigit():
         return ""
     return f"{stamp[0:4]}-{stamp[4:6]}-{stamp[6:8]}T{stamp[8:10]}:{stamp[10:12]}:{stamp[12:14]}Z"
-
-
-@endpoint("notebook/lsNotebooks", READ)
-def _ls_notebooks(ctx: HttpContext, body: dict[str, Any]) -> dict[str, Any]:
-    # Notebooks are not yet state of their own in oplog: a notebook is a box that holds documents.
-    boxes = _ws(ctx).boxes()
-    return {
-        "notebooks": [
-            {
-                "id": box,
-                "name": box,
-                "icon": "",
-                "sort": i,
-                "sortMode": 15,
-                "closed": False,
-                "newFlashcardCount": 0,
-            }
-            for i, box in enumerate(boxes)
-        ]
-    }

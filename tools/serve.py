@@ -217,6 +217,12 @@ def serve(args: argparse.Namespace) -> int:
     if args.http != "off":
         check_listen_address(listen_address(args.http), auth)
 
+    from oplog.tools.clockseam import store_clock
+
+    store_clock_, seam_warning = store_clock()
+    if seam_warning:
+        print(f"oplog serve: {seam_warning}", file=sys.stderr, flush=True)
+
     stop = threading.Event()
     received: list[int] = []
 
@@ -235,7 +241,7 @@ def serve(args: argparse.Namespace) -> int:
             options=StoreOptions(
                 durability=args.durability, readonly=args.readonly, lock_timeout_s=args.lock_wait
             ),
-            clock=SystemClock(),
+            clock=store_clock_,
             ids=RandomIds(),
         )
         from oplog.remoteurl import open_remote
