@@ -195,7 +195,7 @@ def limits_from_args(args: argparse.Namespace) -> Limits:
 
 def serve(args: argparse.Namespace) -> int:
     """Run the server until SIGTERM or SIGINT; 0 after a clean stop."""
-    from oplog.clock import RandomIds, SystemClock
+    from oplog.clock import SystemClock
     from oplog.server.app import start_server, tune_gc
     from oplog.server.auth import check_listen_address
     from oplog.store import Store, StoreOptions
@@ -217,9 +217,9 @@ def serve(args: argparse.Namespace) -> int:
     if args.http != "off":
         check_listen_address(listen_address(args.http), auth)
 
-    from oplog.tools.clockseam import store_clock
+    from oplog.tools.testseams import store_seams
 
-    store_clock_, seam_warning = store_clock()
+    store_clock, store_ids, seam_warning = store_seams()
     if seam_warning:
         print(f"oplog serve: {seam_warning}", file=sys.stderr, flush=True)
 
@@ -241,8 +241,8 @@ def serve(args: argparse.Namespace) -> int:
             options=StoreOptions(
                 durability=args.durability, readonly=args.readonly, lock_timeout_s=args.lock_wait
             ),
-            clock=store_clock_,
-            ids=RandomIds(),
+            clock=store_clock,
+            ids=store_ids,
         )
         from oplog.remoteurl import open_remote
         from oplog.syncrunner import SyncRunner
