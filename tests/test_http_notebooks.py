@@ -119,8 +119,14 @@ def test_notebook_lifecycle(server: HttpServe, admin: httpx.Client) -> None:
     assert _post(admin, "notebook/closeNotebook", notebook=box) is None
     assert _notebooks(admin)[box]["closed"] is True
     assert _box_blocks(admin, box) == 0  # a closed notebook's blocks leave the SQL view
+    # ... and every other read, as SiYuan unmounts it.
+    assert _refused(admin, "block/getBlockKramdown", id=doc) == f"block not found [id={doc}]"
+    assert _post(admin, "attr/getBlockAttrs", id=doc) == {}
+    assert _post(admin, "filetree/getIDsByHPath", notebook=box, path="/Plan") == []
+    assert _post(admin, "filetree/listDocsByPath", notebook=box, path="/")["files"] == []
     assert _post(admin, "notebook/openNotebook", notebook=box) is None
     assert _notebooks(admin)[box]["closed"] is False and _box_blocks(admin, box) == 3
+    assert _post(admin, "filetree/getIDsByHPath", notebook=box, path="/Plan") == [doc]
 
     other = _post(admin, "notebook/createNotebook", name="Archive")["notebook"]["id"]
     assert _post(admin, "filetree/moveDocsByID", fromIDs=[doc], toID=other) is None
