@@ -22,7 +22,14 @@ import google_crc32c
 
 from oplog.archive import ArchivedSegment, ArchiveEntry, add_to_archive
 from oplog.clock import Clock
-from oplog.errors import InvalidSyncArgument, OplogError, RemoteError, StorageError, TransientRemoteError
+from oplog.errors import (
+    DamagedRemoteObject,
+    InvalidSyncArgument,
+    OplogError,
+    RemoteError,
+    StorageError,
+    TransientRemoteError,
+)
 from oplog.eventlog import decode_event
 from oplog.fsutil import atomic_write, read_file
 from oplog.hlc import hlc_ms
@@ -365,6 +372,13 @@ class SyncSession:
                 )
                 self._sleep(delay)
 
+    def _read_or_damaged(self, what: str, path: str) -> bytes | None:
+        """The object, or None when missing or (encrypted) not opening: either way not what we hold."""
+        try:
+            return self._call(what, self.remote.read, path)
+        except DamagedRemoteObject:
+            return None
+
     def _progress(self, msg: str) -> None:
         self._step += 1
         self._steps = max(self._steps, self._step)
@@ -453,7 +467,14 @@ class SyncSession:
         manifests: dict[str, Manifest | None] = {}
         unreadable: set[str] = set()
         for device_id in sorted(names):
-            data = self._call("read manifest", self.remote.read, self._path("devices", device_id, MANIFEST))
+            try:
+                data = self._call(
+                    "read manifest", self.remote.read, self._path("devices", device_id, MANIFEST)
+                )
+            except DamagedRemoteObject as exc:  # an encrypted manifest that does not open
+                unreadable.add(device_id)
+                self.result.refused.append(f"{device_id}/{MANIFEST}: unreadable ({exc})")
+                continue
             if data is None:
                 manifests[device_id] = None
                 continue
@@ -579,14 +600,14 @@ class SyncSession:
             listed = remote_entries.get(entry.name)
             same = listed is not None and listed.key() == entry.key()
             if same and present is not None:
-                data_there = self._call("verify", self.remote.read, path) if entry.name in present else None
+                data_there = self._read_or_damaged("verify", path) if entry.name in present else None
                 same = data_there is not None and _crc(data_there) == entry.crc
             if same:
                 continue
             swept = swept or self._sweep_own()
             data = read_file(str(folder / entry.name))
             if listed is None and not self._call("upload", self.remote.write_new, path, data):
-                existing = self._call("read", self.remote.read, path)
+                existing = self._read_or_damaged("read", path)
                 if existing != data:
                     self._call("upload", self.remote.replace, path, data)
             elif listed is not None:
@@ -638,15 +659,20 @@ class SyncSession:
                 self.store.after_drop({device_id: local[k].first_seq})
         if self.params.force:
             for entry in view[:k]:
-                data = self._call("verify", self.remote.read, self._path("devices", device_id, entry.name))
+                data = self._read_or_damaged("verify", self._path("devices", device_id, entry.name))
                 if data is None or _crc(data) != entry.crc:
                     self.result.refused.append(f"{device_id}/{entry.name}: remote copy missing or damaged")
         fetched: list[Fetched] = []
         now = self.clock.now_ms()
         for entry in view[k:]:
             path = self._path("devices", device_id, entry.name)
-            data = self._call("download", self.remote.read, path)
-            problem = self._check_pulled(device_id, entry, data, now)
+            problem: str | list[pb.Event]
+            try:
+                data = self._call("download", self.remote.read, path)
+            except DamagedRemoteObject as exc:  # an encrypted segment that does not open: as a bad checksum
+                data, problem = None, f"damaged: {exc}"
+            else:
+                problem = self._check_pulled(device_id, entry, data, now)
             if isinstance(problem, str):
                 self.result.refused.append(f"{path}: {problem}")
                 self._log(f"refused {path}: {problem}")

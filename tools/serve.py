@@ -12,6 +12,7 @@ import threading
 from typing import TYPE_CHECKING
 
 from oplog.errors import InvalidArgument
+from oplog.tools import passphrase
 
 if TYPE_CHECKING:
     from oplog.server.auth import AuthConfig
@@ -72,6 +73,7 @@ def register(
         "interval: fsync on a timer, faster, the last moments may be lost on power failure",
     )
     p.add_argument("--remote", default=DEFAULT_REMOTE, help=f"sync remote folder (default {DEFAULT_REMOTE})")
+    passphrase.add_passphrase_option(p)
     p.add_argument(
         "--cloud-name",
         default=DEFAULT_CLOUD_NAME,
@@ -201,6 +203,7 @@ def serve(args: argparse.Namespace) -> int:
     limits = limits_from_args(args)
     # Refuse a bad --listen before touching the data directory.
     check_listen_address(args.listen, auth)
+    keyring = passphrase.keyring_from(args)
 
     stop = threading.Event()
     received: list[int] = []
@@ -225,10 +228,13 @@ def serve(args: argparse.Namespace) -> int:
         )
         from oplog.remote import LocalDirRemote
         from oplog.syncrunner import SyncRunner
+        from oplog.tools.passphrase import remote_for
 
         clock = SystemClock()
         remote_path = args.remote
-        runner = SyncRunner(store, lambda: LocalDirRemote(remote_path), clock, cloud_name=args.cloud_name)
+        runner = SyncRunner(
+            store, lambda: remote_for(LocalDirRemote(remote_path), keyring), clock, cloud_name=args.cloud_name
+        )
         try:
             running = start_server(
                 store,

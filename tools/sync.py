@@ -18,6 +18,7 @@ from oplog.errors import InvalidArgument
 from oplog.remote import LocalDirRemote
 from oplog.store import Store, StoreOptions
 from oplog.syncrunner import SyncRunner
+from oplog.tools.passphrase import add_passphrase_option, keyring_from, remote_for
 
 __all__ = ["register", "run", "DEFAULT_REMOTE"]
 
@@ -51,6 +52,7 @@ def register(
         help="run the sync in this oplog server (host:port); by default a server running on --data is used",
     )
     cmd.add_argument("--token", help="API token for the server (default $OPLOG_TOKEN)")
+    add_passphrase_option(cmd)
     cmd.set_defaults(func=run)
 
 
@@ -72,10 +74,11 @@ def run(args: argparse.Namespace) -> int:
     if server:
         return _run_through_server(args, server)
     args.remote = args.remote or DEFAULT_REMOTE
+    keyring = keyring_from(args)  # read before the store opens: a bad --passphrase-file changes nothing
     clock = SystemClock()
     store = Store.open(args.data, options=StoreOptions(lock_timeout_s=args.lock_timeout), clock=clock)
     try:
-        runner = SyncRunner(store, lambda: LocalDirRemote(args.remote), clock)
+        runner = SyncRunner(store, lambda: remote_for(LocalDirRemote(args.remote), keyring), clock)
         bar = _ProgressBar.for_args(args)
         if bar is not None:
             runner.add_listener(bar.show_dict)

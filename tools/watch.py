@@ -31,6 +31,7 @@ from typing import Any, TextIO
 
 from oplog.autosync import Schedule
 from oplog.errors import InvalidArgument, OplogError
+from oplog.tools.passphrase import add_passphrase_option, keyring_from
 from oplog.watcher import (
     Batch,
     LocalSync,
@@ -134,6 +135,7 @@ def register(
     )
     p.add_argument("--token", help="API token for the server (default $OPLOG_TOKEN)")
     p.add_argument("--app", default="oplog-watch", help="the app id sent with each sync")
+    add_passphrase_option(p)
     p.add_argument(
         "--poll",
         action="store_true",
@@ -229,11 +231,15 @@ class Printer:
         self._emit(record, text)
 
 
-def sync_function(config: WatchConfig, *, token: str | None, app: str) -> Callable[[SyncRequest], SyncReport]:
-    """One sync: through the server the request names (``PerformSync``), else locally."""
+def sync_function(
+    config: WatchConfig, *, token: str | None, app: str, keyring: Any = None
+) -> Callable[[SyncRequest], SyncReport]:
+    """One sync: through the server the request names (``PerformSync``), else locally (sealed under ``keyring``)."""
     from oplog.clock import SystemClock
 
-    local = LocalSync(config.data, config.remote, SystemClock(), lock_wait_s=config.lock_wait_s, app=app)
+    local = LocalSync(
+        config.data, config.remote, SystemClock(), lock_wait_s=config.lock_wait_s, app=app, keyring=keyring
+    )
 
     def sync(request: SyncRequest) -> SyncReport:
         if request.server is None:
@@ -309,7 +315,7 @@ def run(args: argparse.Namespace) -> int:
     printer = Printer(sys.stdout, sys.stderr, as_json=args.json, verbose=args.verbose)
     watcher = Watcher(
         config,
-        sync=sync_function(config, token=args.token, app=args.app),
+        sync=sync_function(config, token=args.token, app=args.app, keyring=keyring_from(args)),
         find_server=find_server,
         monotonic=time.monotonic,
         clock=SystemClock(),
