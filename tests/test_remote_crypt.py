@@ -436,3 +436,34 @@ def test_guard_remote_picks_the_layer() -> None:
     keyring = _keyring()
     assert isinstance(guard_remote(inner, keyring), SealedRemote)
     assert PASS.decode() not in repr(keyring) and PASS.decode() not in str(vars(SealedRemote(inner, keyring)))
+
+
+def test_compressed_objects_open_and_sync(tmp_path: Path) -> None:
+    """With compression on (library option), objects are zlib'd before sealing; any reader opens both kinds."""
+    a, b = _open(tmp_path, "a", 1), _open(tmp_path, "b", 2)
+    folder = LocalDirRemote(tmp_path / "remote")
+    try:
+        for n in range(1, 4):
+            _doc(a, n)
+        _sync(a, SealedRemote(folder, _keyring(), compress=True))
+        epoch = (tmp_path / "remote" / "main" / "EPOCH").read_bytes()
+        assert epoch[:6] == b"OPLS\x01\x01"
+        _doc(b, 9)
+        _sync(b, SealedRemote(folder, _keyring()))  # b writes uncompressed into the same cloud
+        _sync(a, SealedRemote(folder, _keyring(), compress=True))
+        assert snapshot(a.ws) == snapshot(b.ws) and len(a.ws.docs) == 4
+    finally:
+        a.close()
+        b.close()
+
+
+def test_bench_crypt_runs_end_to_end(tmp_path: Path) -> None:
+    """bench/crypt.py's smallest run prints every figure and writes them (never timed here)."""
+    from tests.bench_helpers import run_bench
+
+    out = tmp_path / "figures.json"
+    stdout = run_bench("crypt.py", "--mb", "1", "--json", str(out), timeout=300)
+    assert "push encrypted" in stdout and "initial pull encrypted" in stdout and "scrypt" in stdout
+    figures = json.loads(out.read_text())
+    assert set(figures["push"]["seconds"]) == set(figures["pull"]) == {"plain", "encrypted", "encrypted+zlib"}
+    assert figures["pull"]["encrypted"]["events"] == figures["pull"]["plain"]["events"] == figures["events"]
