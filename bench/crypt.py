@@ -173,6 +173,11 @@ def print_figures(out: dict[str, Any]) -> None:
             f"(remote {sizes[kind] / 1e6:.1f} MB)"
             + ("" if kind == "plain" else f"  target <= 1.3: {'met' if ratio <= 1.3 else 'MISSED'}")
         )
+    less = p["encrypted"] - out["kdf_s"]
+    print(
+        f"  push encrypted less its one scrypt ({out['kdf_s']:.2f} s, a new cloud key): {less:.2f} s "
+        f"x{less / p['plain']:.2f}"
+    )
     q = out["pull"]
     for kind in ("plain", "encrypted", "encrypted+zlib"):
         ratio = q[kind]["seconds"] / q["plain"]["seconds"]

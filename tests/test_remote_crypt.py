@@ -467,3 +467,27 @@ def test_bench_crypt_runs_end_to_end(tmp_path: Path) -> None:
     figures = json.loads(out.read_text())
     assert set(figures["push"]["seconds"]) == set(figures["pull"]) == {"plain", "encrypted", "encrypted+zlib"}
     assert figures["pull"]["encrypted"]["events"] == figures["pull"]["plain"]["events"] == figures["events"]
+
+
+def test_passphrase_from_file_or_environment(tmp_path: Path) -> None:
+    """The file wins over the environment, one trailing newline is dropped; empty or missing is a one-line error."""
+    import argparse
+
+    from oplog.errors import InvalidArgument
+    from oplog.tools.passphrase import passphrase_from
+
+    f = tmp_path / "p"
+    f.write_bytes(b"  spaced pass \n")
+    assert (
+        passphrase_from(argparse.Namespace(passphrase_file=str(f)), {"OPLOG_PASSPHRASE": "env"})
+        == b"  spaced pass "
+    )
+    assert passphrase_from(argparse.Namespace(passphrase_file=None), {"OPLOG_PASSPHRASE": "env"}) == b"env"
+    assert passphrase_from(argparse.Namespace(passphrase_file=None), {}) is None
+    f.write_bytes(b"\n")
+    with pytest.raises(InvalidArgument, match="empty"):
+        passphrase_from(argparse.Namespace(passphrase_file=str(f)), {})
+    with pytest.raises(InvalidArgument, match="OPLOG_PASSPHRASE"):
+        passphrase_from(argparse.Namespace(passphrase_file=None), {"OPLOG_PASSPHRASE": ""})
+    with pytest.raises(InvalidArgument, match="No such file"):
+        passphrase_from(argparse.Namespace(passphrase_file=str(tmp_path / "missing")), {})
