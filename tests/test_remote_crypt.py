@@ -491,3 +491,30 @@ def test_passphrase_from_file_or_environment(tmp_path: Path) -> None:
         passphrase_from(argparse.Namespace(passphrase_file=None), {"OPLOG_PASSPHRASE": ""})
     with pytest.raises(InvalidArgument, match="No such file"):
         passphrase_from(argparse.Namespace(passphrase_file=str(tmp_path / "missing")), {})
+
+
+def test_serve_syncs_an_encrypted_remote_with_its_passphrase(tmp_path: Path) -> None:
+    """``oplog serve --passphrase-file``: its syncs (asked by ``oplog sync``) open the cloud; a wrong one is refused."""
+    from tests.test_serve_process import ServeProcess
+
+    a, b, folder = _encrypted_pair(tmp_path)
+    a_id = a.device_id
+    a.close()
+    b.close()
+    (tmp_path / "right").write_text(PASS.decode() + "\n")
+    (tmp_path / "wrong").write_text("not it\n")
+    for name, ok in (("wrong", False), ("right", True)):
+        server = ServeProcess(
+            tmp_path / "b", "--remote", str(folder.root), "--passphrase-file", str(tmp_path / name)
+        )
+        try:
+            done = _oplog("sync", "--data", str(tmp_path / "b"))
+        finally:
+            code, err = server.stop()
+        assert code == 0, err
+        assert (done.returncode == 0) == ok, (done.stdout, done.stderr)
+        assert (tmp_path / "b" / "devices" / a_id).is_dir() == ok
+        if not ok:
+            assert "wrong passphrase" in done.stderr and done.stderr.count("\n") == 1
+        for text in (done.stdout, done.stderr, err):
+            assert PASS.decode() not in text and "not it" not in text
