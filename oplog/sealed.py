@@ -17,8 +17,11 @@ to another name fails to open, while the whole cloud folder may still be moved
 or restored under another name. A fresh random nonce per object (96 bits from
 the injected random source) keeps nonces unique. A newer version byte or an
 unknown flag is refused with "upgrade oplog", never misread. Flag bit 0 marks a
-zlib-compressed body (compression happens before encryption); it is off by
-default because the benchmark showed it does not pay (docs/encryption.md).
+zlib-compressed body (compression before encryption); readers open it, but
+``SealedRemote`` does not write it: the benchmark showed it does not pay
+(docs/encryption.md), and ``sizes`` (sync's read-free damage check) reports a
+sealed object's size less the fixed ``SEAL_OVERHEAD``, which needs a body
+whose size is the content's.
 
 Names stay visible (``list`` passes through), and so do ``delete`` and
 ``sweep``, which never need contents. A cloud is encrypted or not from its
@@ -40,9 +43,17 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from oplog.cloudkey import DEFAULT_KDF, KEY_FILE, KdfParams, RandomBytes, new_key_file, open_key_file
 from oplog.errors import CloudKeyError, DamagedRemoteObject, RemoteError, TransientRemoteError
-from oplog.remote import Remote, check_remote_path
+from oplog.remote import Remote, VersionedRemote, check_remote_path, remote_url
 
-__all__ = ["SEAL_MAGIC", "SEAL_FORMAT", "Keyring", "SealedRemote", "PlainGuardRemote", "guard_remote"]
+__all__ = [
+    "SEAL_MAGIC",
+    "SEAL_FORMAT",
+    "SEAL_OVERHEAD",
+    "Keyring",
+    "SealedRemote",
+    "PlainGuardRemote",
+    "guard_remote",
+]
 
 SEAL_MAGIC = b"OPLS"
 #: The sealed-object format this oplog writes and understands.
@@ -52,6 +63,8 @@ _KNOWN_FLAGS = _FLAG_ZLIB
 _HEADER = len(SEAL_MAGIC) + 2
 _NONCE = 12
 _TAG = 16
+#: What sealing adds to an object's size: ``sizes`` reports sizes less this, as the manifests have them.
+SEAL_OVERHEAD = _HEADER + _NONCE + _TAG
 _AAD_LABEL = b"oplog sealed object\0"
 
 
@@ -142,11 +155,10 @@ def unseal(key: bytes, rel: str, blob: bytes, where: str) -> bytes:
 class SealedRemote:
     """A ``Remote`` whose objects are sealed under each cloud folder's data key (``KEY`` stays plain)."""
 
-    def __init__(self, inner: Remote, keyring: Keyring, *, compress: bool = False) -> None:
-        """Seal what goes to ``inner`` with keys from ``keyring``; ``compress`` zlibs before sealing."""
+    def __init__(self, inner: Remote, keyring: Keyring) -> None:
+        """Seal what goes to ``inner`` with keys from ``keyring``."""
         self.inner = inner
         self.keyring = keyring
-        self.compress = compress
         self._keys: dict[str, bytes] = {}
         #: every path read through this layer (verify uses it to open each object once)
         self.read_paths: set[str] = set()
@@ -183,9 +195,27 @@ class SealedRemote:
         """Open ``<cloud>/KEY`` with the passphrase (``CloudKeyError`` if it does not); False if the cloud is empty."""
         return self._key(cloud, create=False) is not None
 
+    @property
+    def url(self) -> str:
+        """The inner remote's identity (sync keeps its records per remote by it)."""
+        return remote_url(self.inner)
+
     def list(self, folder: str) -> list[str]:
         """Names pass through: they are not secret (device ids, segment numbers)."""
         return self.inner.list(folder)
+
+    def sizes(self, folder: str) -> dict[str, int]:
+        """The contents' sizes (stored size less ``SEAL_OVERHEAD``), so sync's size check needs no reading.
+
+        An object too short to be sealed reports 0, which no segment has: sync reads or replaces it.
+        ``KEY`` (plain) keeps its stored size.
+        """
+        sizes = self.inner.sizes(folder)
+        top = "/" not in folder
+        return {
+            name: size if top and name == KEY_FILE else max(0, size - SEAL_OVERHEAD)
+            for name, size in sizes.items()
+        }
 
     def read(self, path: str) -> bytes | None:
         """The opened object, or None; ``DamagedRemoteObject`` if it does not open."""
@@ -209,7 +239,7 @@ class SealedRemote:
             )
         key = self._key(cloud, create=True)
         assert key is not None
-        return seal(key, rel, data, self.keyring.random_bytes, compress=self.compress)
+        return seal(key, rel, data, self.keyring.random_bytes)
 
     def write_new(self, path: str, data: bytes) -> bool:
         """Create ``path`` with ``data`` sealed (a fresh nonce), unless it exists."""
@@ -222,6 +252,28 @@ class SealedRemote:
     def delete(self, path: str) -> None:
         """Pass through: deleting needs no key."""
         self.inner.delete(path)
+
+    def read_versioned(self, path: str) -> tuple[bytes | None, str | None]:
+        """The opened object and the inner remote's version of its sealed bytes."""
+        inner = self._versioned()
+        cloud, rel = _split(path)
+        key = self._key(cloud, create=False)
+        self.read_paths.add(path)
+        blob, version = inner.read_versioned(path)
+        if blob is None:
+            return None, version
+        if key is None:
+            raise CloudKeyError(f"cloud folder {cloud!r} holds unencrypted data ({rel}) and no KEY")
+        return unseal(key, rel, blob, path), version
+
+    def replace_if(self, path: str, data: bytes, version: str | None) -> bool:
+        """Replace with ``data`` sealed if the stored object is still at ``version``."""
+        return self._versioned().replace_if(path, self._sealed(path, data), version)
+
+    def _versioned(self) -> VersionedRemote:
+        if not isinstance(self.inner, VersionedRemote):
+            raise RemoteError(f"remote {self.url}: cannot replace conditionally")
+        return self.inner
 
     def sweep(self, folder: str) -> int:
         """Pass through: temporaries are found by name."""
@@ -253,10 +305,34 @@ class PlainGuardRemote:
         self._guard(cloud)
         return False
 
+    @property
+    def url(self) -> str:
+        """The inner remote's identity."""
+        return remote_url(self.inner)
+
     def list(self, folder: str) -> list[str]:
         """The inner listing, once the cloud is known to be plain."""
         self._guard(folder)
         return self.inner.list(folder)
+
+    def sizes(self, folder: str) -> dict[str, int]:
+        """The inner sizes, once the cloud is known to be plain."""
+        self._guard(folder)
+        return self.inner.sizes(folder)
+
+    def read_versioned(self, path: str) -> tuple[bytes | None, str | None]:
+        """The inner versioned read, once the cloud is known to be plain."""
+        self._guard(path)
+        if not isinstance(self.inner, VersionedRemote):
+            raise RemoteError(f"remote {self.url}: cannot read versions")
+        return self.inner.read_versioned(path)
+
+    def replace_if(self, path: str, data: bytes, version: str | None) -> bool:
+        """The inner conditional replace, once the cloud is known to be plain."""
+        self._guard(path)
+        if not isinstance(self.inner, VersionedRemote):
+            raise RemoteError(f"remote {self.url}: cannot replace conditionally")
+        return self.inner.replace_if(path, data, version)
 
     def read(self, path: str) -> bytes | None:
         """The inner read, once the cloud is known to be plain."""
@@ -284,10 +360,8 @@ class PlainGuardRemote:
         return self.inner.sweep(folder)
 
 
-def guard_remote(
-    inner: Remote, keyring: Keyring | None, *, compress: bool = False
-) -> SealedRemote | PlainGuardRemote:
+def guard_remote(inner: Remote, keyring: Keyring | None) -> SealedRemote | PlainGuardRemote:
     """``inner`` sealed under ``keyring``, or (no passphrase) guarded against encrypted clouds."""
     if keyring is None:
         return PlainGuardRemote(inner)
-    return SealedRemote(inner, keyring, compress=compress)
+    return SealedRemote(inner, keyring)

@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from oplog.errors import QueryOverLimit, QueryRefused, QueryTimeout, StorageError
+from oplog.sqlite_readonly import connect_readonly
 
 __all__ = [
     "QueryResult",
@@ -147,7 +148,7 @@ def run_query(
     if not path.is_file():
         raise StorageError(f"the blocks view {path} does not exist yet")
     try:
-        conn = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True, check_same_thread=False)
+        conn = connect_readonly(path)
     except sqlite3.Error as exc:
         raise StorageError(f"cannot open the blocks view {path}: {exc}") from exc
     deadline = clock() + time_budget_s

@@ -20,12 +20,13 @@ its own core in its tests.
 
 from __future__ import annotations
 
-import json
 import os
 import threading
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
+
+from oplog.syncformat import DEVICES, EPOCH_FILE, MANIFEST, EpochInfo, remote_change_kind
 
 __all__ = [
     "Fingerprint",
@@ -61,13 +62,6 @@ def local_fingerprint(folder: Path) -> Fingerprint:
     return tuple(sorted(out))
 
 
-# The remote layout names are spelled here, behind is_remote_news and _news_files,
-# until the remote formats live in one module (then these two switch to it).
-_DEVICES_DIR = "devices"
-_MANIFEST = "MANIFEST"
-_EPOCH = "EPOCH"
-
-
 def is_remote_news(parts: Sequence[str], device_id: str) -> bool:
     """Whether a path under the cloud folder (split in parts) may be another device's news.
 
@@ -75,22 +69,20 @@ def is_remote_news(parts: Sequence[str], device_id: str) -> bool:
     ``EPOCH`` (a force-push); segments are only read after their manifest names
     them, and this device's own folder is its own writes.
     """
-    if list(parts) == [_EPOCH]:
-        return True
-    return len(parts) == 3 and parts[0] == _DEVICES_DIR and parts[2] == _MANIFEST and parts[1] != device_id
+    return remote_change_kind(list(parts), device_id) is not None
 
 
 def _news_files(cloud_dir: Path, device_id: str) -> list[Path]:
     """The files whose change is news: other devices' manifests, and ``EPOCH`` if another device wrote it."""
     paths = [
-        Path(e.path) / _MANIFEST
-        for e in _scandir(cloud_dir / _DEVICES_DIR)
+        Path(e.path) / MANIFEST
+        for e in _scandir(cloud_dir / DEVICES)
         if e.name != device_id and e.is_dir(follow_symlinks=False)
     ]
-    epoch = cloud_dir / _EPOCH
+    epoch = cloud_dir / EPOCH_FILE
     try:
-        writer = json.loads(epoch.read_bytes()).get("device_id")
-    except (OSError, ValueError, AttributeError):
+        writer = EpochInfo.decode(epoch.read_bytes()).device_id
+    except (OSError, ValueError):
         writer = None
     # The initial epoch (no writer) that any device's first sync creates, or one this device
     # wrote, is no news.

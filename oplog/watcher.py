@@ -183,7 +183,7 @@ class LocalSync:
     def __call__(self, request: SyncRequest) -> SyncReport:
         """One sync; the report's ``quiet`` compares the local log with how the sync left it."""
         from oplog.identity import DEVICES_DIR
-        from oplog.remote import LocalDirRemote
+        from oplog.remoteurl import open_remote
         from oplog.sealed import guard_remote
         from oplog.store import Store, StoreOptions
         from oplog.syncrunner import run_sync
@@ -192,7 +192,7 @@ class LocalSync:
         try:
             result = run_sync(
                 store,
-                guard_remote(LocalDirRemote(self.remote), self.keyring),
+                guard_remote(open_remote(str(self.remote)), self.keyring),
                 self.clock,
                 self.app,
                 cloud_name=request.cloud_name,
@@ -399,7 +399,8 @@ class Watcher:
     def _prepare(self) -> None:
         """Find (or create) the device id and the two folders to watch."""
         from oplog.identity import DEVICE_FILE, DEVICES_DIR
-        from oplog.sync import DEFAULT_CLOUD, load_state
+        from oplog.syncformat import DEFAULT_CLOUD
+        from oplog.syncstate import load_state
 
         data = self.config.data
         explicit_cloud = self._explicit_cloud()
@@ -431,7 +432,7 @@ class Watcher:
 
     def _explicit_cloud(self) -> str | None:
         """The ``cloud_name`` asked for, checked (``InvalidArgument``), or None."""
-        from oplog.sync import check_cloud_name
+        from oplog.syncformat import check_cloud_name
 
         return check_cloud_name(self.config.cloud_name) if self.config.cloud_name else None
 

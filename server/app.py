@@ -141,6 +141,23 @@ def start_server(
     server.start()
     for name in ("", SERVICE_NAME):
         health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
+    watch_health = getattr(store, "watch_health", None)
+    if watch_health is not None:
+        # The store cannot write its log (a full disk, a failed fsync): NOT_SERVING until it recovers.
+        def on_health(problem: str | None) -> None:
+            status = (
+                health_pb2.HealthCheckResponse.NOT_SERVING
+                if problem
+                else health_pb2.HealthCheckResponse.SERVING
+            )
+            for name in ("", SERVICE_NAME):
+                health_servicer.set(name, status)
+
+        try:
+            watch_health(on_health)
+        except Exception as exc:
+            # Health is an extra signal: a store that cannot report it (a failing test double) is still served.
+            log.warning("store health not watched: %s", exc)
     address = _with_port(listen, port)
     log.info("listening on %s", address)
     return RunningServer(server, service, health_servicer, address, port)

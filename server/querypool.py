@@ -15,10 +15,16 @@ most until the query's budget is spent (then ``QueryOverLimit``, gRPC's
 enforces the budget itself (``QueryTimeout``); if it has not answered by the
 budget plus a grace, it is killed and the query ends with ``QueryTimeout``.
 A worker that dies (out of memory) ends its query with ``QueryOverLimit``.
+
+Where no worker can be started at all (the interpreter cannot be re-run by the
+server's user, or the process limit is reached) the query still runs, in
+process, with the same SQLite limits and progress-handler budget but without
+the kill bound; the server logs that once, so an operator can see why.
 """
 
 from __future__ import annotations
 
+import logging
 import os
 import resource
 import signal
@@ -34,6 +40,8 @@ from typing import Any
 
 from oplog.errors import OplogError, QueryOverLimit, QueryTimeout, StorageError
 from oplog.sqlquery import QueryResult, run_query, set_heap_limit
+
+_log = logging.getLogger("oplog.server")
 
 __all__ = ["QueryPool", "DEFAULT_QUERY_WORKERS", "DEFAULT_QUERY_MEMORY"]
 
@@ -83,6 +91,8 @@ class QueryPool:
         self._closed = False
         #: Workers killed past their budget or found dead (for tests and stats).
         self.killed = 0
+        #: True once a worker could not be started and queries fell back to running in process.
+        self._degraded = False
 
     # ---- workers ----
 
@@ -151,7 +161,10 @@ class QueryPool:
                 f"{self.size} queries are running and none ended within this query's budget; try again later"
             )
         try:
-            worker = self._take()
+            try:
+                worker = self._take()
+            except OSError as exc:
+                return self._in_process(exc, db_path, sql, args, max_rows, deadline - time.monotonic())
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 self._give_back(worker)
@@ -186,6 +199,26 @@ class QueryPool:
         if kind == "error":
             raise payload
         raise RuntimeError(f"query worker failed: {payload}")
+
+    def _in_process(
+        self,
+        exc: OSError,
+        db_path: str | os.PathLike[str],
+        sql: str,
+        args: Sequence[Any],
+        max_rows: int,
+        remaining: float,
+    ) -> QueryResult:
+        """Run a query here when no worker can start: SQLite's limits and the budget still hold."""
+        if not self._degraded:
+            self._degraded = True
+            _log.warning(
+                "cannot start a query worker (%s); queries run in the server process, without the kill bound",
+                exc.strerror or exc,
+            )
+        return run_query(
+            db_path, sql, args, max_rows=max_rows, time_budget_s=max(0.0, remaining), max_bytes=self.max_bytes
+        )
 
     def close(self) -> None:
         """Stop every worker; running queries end with an error, later ones are refused."""

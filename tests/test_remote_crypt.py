@@ -25,13 +25,12 @@ import pytest
 
 from oplog.clock import FakeClock, RandomIds
 from oplog.cloudkey import DEFAULT_KDF, KEY_FILE, KdfParams
-from oplog.errors import CloudKeyError, DamagedRemoteObject, RemoteError
-from oplog.remote import FakeRemote, Faults, LocalDirRemote
+from oplog.errors import CloudKeyError, DamagedRemoteObject
+from oplog.remote import FakeRemote, Faults, LocalDirRemote, remote_url
 from oplog.sealed import SEAL_FORMAT, Keyring, PlainGuardRemote, SealedRemote, guard_remote
 from oplog.server.status import status_for
 from oplog.statehash import StateHash
 from oplog.store import Store
-from oplog.sync import Manifest, RetryPolicy, SyncSession, parse_sync_params
 from oplog.syncrunner import run_sync
 from oplog.tree import snapshot
 from oplog.wire import request_from_json
@@ -376,44 +375,44 @@ def test_the_daemons_local_sync_seals(tmp_path: Path) -> None:
         a.close()
 
 
+class _SealedFake(SealedRemote):
+    """A fake remote behind the sealing layer, with the fake's faults and counters, and its files opened."""
+
+    def __init__(self, inner: FakeRemote, keyring: Keyring) -> None:
+        super().__init__(inner, keyring)
+        self.fake = inner
+
+    @property
+    def faults(self) -> Faults:
+        return self.fake.faults
+
+    @property
+    def calls(self) -> int:
+        return self.fake.calls
+
+    @property
+    def files(self) -> dict[str, bytes]:
+        """Every object opened (a torn one nobody lists stays as stored, so using it fails loudly)."""
+        out: dict[str, bytes] = {}
+        for path, blob in self.fake.files.items():
+            if path.endswith(f"/{KEY_FILE}"):
+                continue
+            try:
+                out[path] = self.read(path) or b""
+            except DamagedRemoteObject:
+                out[path] = blob
+        return out
+
+
 class _SealedSimulation(Simulation):
-    """The multi-device simulation, every sync through the sealing layer over the faulty fake remote."""
+    """The multi-device simulation (remote switches, faults, forces) with every remote behind the sealing layer."""
 
     def __init__(self, root: Path, seed: int) -> None:
         super().__init__(root, seed, devices=3)
-        self.sealed = SealedRemote(self.remote, Keyring(PASS, random.Random(seed).randbytes, CHEAP))
-
-    def sync(self, dev: Any, *, push_mode: str = "", force: bool = False) -> bool:
-        params = parse_sync_params("sim", push_mode=push_mode, force=force)
-        try:
-            SyncSession(
-                dev.store,
-                self.sealed,
-                params,
-                dev.clock,
-                sleeper=lambda s: None,
-                retry=RetryPolicy(retries=2),
-            ).run()
-        except RemoteError:
-            return False
-        return True
-
-    def check(self) -> None:
-        raw = self.remote
-        opened = FakeRemote(0, Faults())
-        for path in raw.files:
-            if not path.endswith(f"/{KEY_FILE}"):
-                data = self.sealed.read(path)
-                assert data is not None
-                opened.files[path] = data
-        for path, data in opened.files.items():
-            if path.endswith("/MANIFEST"):
-                Manifest.decode(data)
-        self.remote = opened
-        try:
-            super().check()
-        finally:
-            self.remote = raw
+        keyring = Keyring(PASS, random.Random(seed).randbytes, CHEAP)
+        self.remote = _SealedFake(self.remote, keyring)  # type: ignore[assignment]
+        self.remotes = [self.remote, _SealedFake(self.remotes[1], keyring)]  # type: ignore[list-item]
+        self.raw = [r.fake for r in self.remotes]  # type: ignore[attr-defined]
 
 
 @pytest.mark.parametrize("seed", [7, 8])
@@ -425,6 +424,9 @@ def test_a_slice_of_the_simulation_runs_encrypted(tmp_path: Path, seed: int) -> 
         sim.run(12)
         sim.settle()
         sim.check()
+        for raw in sim.raw:
+            for path, blob in raw.files.items():
+                assert path.endswith(f"/{KEY_FILE}") or blob.startswith(b"OPLS"), path
     finally:
         sim.close()
 
@@ -438,20 +440,40 @@ def test_guard_remote_picks_the_layer() -> None:
     assert PASS.decode() not in repr(keyring) and PASS.decode() not in str(vars(SealedRemote(inner, keyring)))
 
 
-def test_compressed_objects_open_and_sync(tmp_path: Path) -> None:
-    """With compression on (library option), objects are zlib'd before sealing; any reader opens both kinds."""
-    a, b = _open(tmp_path, "a", 1), _open(tmp_path, "b", 2)
-    folder = LocalDirRemote(tmp_path / "remote")
+def test_compressed_objects_open(tmp_path: Path) -> None:
+    """A zlib'd body (flag bit 0, which a later oplog may write) opens; the layer itself never writes one."""
+    from oplog.sealed import seal
+
+    inner = FakeRemote()
+    remote = SealedRemote(inner, _keyring())
+    remote.replace("main/EPOCH", b"x")
+    key = remote._keys["main"]
+    inner.files["main/EPOCH"] = seal(
+        key, "EPOCH", b"squeezed " * 100, random.Random(SEED).randbytes, compress=True
+    )
+    assert inner.files["main/EPOCH"][:6] == b"OPLS\x01\x01" and len(inner.files["main/EPOCH"]) < 900
+    assert remote.read("main/EPOCH") == b"squeezed " * 100
+
+
+def test_sizes_are_content_sizes(tmp_path: Path) -> None:
+    """``sizes`` reports what the manifests hold (stored size less the overhead): sync's read-free check holds."""
+    from oplog.sealed import SEAL_OVERHEAD
+
+    a, b, folder = _encrypted_pair(tmp_path)
     try:
-        for n in range(1, 4):
-            _doc(a, n)
-        _sync(a, SealedRemote(folder, _keyring(), compress=True))
-        epoch = (tmp_path / "remote" / "main" / "EPOCH").read_bytes()
-        assert epoch[:6] == b"OPLS\x01\x01"
-        _doc(b, 9)
-        _sync(b, SealedRemote(folder, _keyring()))  # b writes uncompressed into the same cloud
-        _sync(a, SealedRemote(folder, _keyring(), compress=True))
-        assert snapshot(a.ws) == snapshot(b.ws) and len(a.ws.docs) == 4
+        remote = SealedRemote(folder, _keyring())
+        stored = folder.sizes(f"main/devices/{a.device_id}")
+        seen = remote.sizes(f"main/devices/{a.device_id}")
+        assert all(seen[n] == stored[n] - SEAL_OVERHEAD for n in stored)
+        for name in seen:
+            assert seen[name] == len(remote.read(f"main/devices/{a.device_id}/{name}") or b"")
+        assert remote.sizes("main")[KEY_FILE] == folder.sizes("main")[KEY_FILE]
+        assert remote.url == remote_url(folder) != ""
+        # A sync with nothing new re-uploads nothing: the sizes agree with the manifest.
+        _doc(a, 2)
+        result = _sync(a, remote)
+        assert result.pushed_segments == 1 and not result.repaired
+        assert _sync(a, SealedRemote(folder, _keyring())).pushed_segments == 0
     finally:
         a.close()
         b.close()

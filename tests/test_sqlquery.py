@@ -168,6 +168,25 @@ def test_the_pool_passes_refusals_and_arguments_through(view_path: Path) -> None
         pool.close()
 
 
+def test_a_pool_that_cannot_start_a_worker_runs_the_query_in_process(
+    view_path: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    # A server whose user cannot re-run its interpreter (seen as root's venv run by nobody) still answers.
+    not_runnable = tmp_path / "python"
+    not_runnable.write_text("")
+    not_runnable.chmod(0o644)
+    monkeypatch.setattr("sys.executable", str(not_runnable))
+    pool = QueryPool(1)
+    try:
+        assert pool.run(view_path, "SELECT 1 + 1").rows == [(2,)]
+        with pytest.raises(QueryRefused):
+            pool.run(view_path, "DELETE FROM blocks")
+    finally:
+        pool.close()
+    warnings = [r.getMessage() for r in caplog.records if "cannot start a query worker" in r.getMessage()]
+    assert len(warnings) == 1
+
+
 def test_every_slot_busy_for_the_whole_budget_is_over_limit(view_path: Path) -> None:
     forever = "WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c) SELECT count(*) FROM c"
     pool = QueryPool(1)

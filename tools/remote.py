@@ -26,7 +26,7 @@ def register(
     """Add ``remote passwd``."""
     from oplog.tools.passphrase import ENV_NEW_PASSPHRASE, add_passphrase_option
 
-    cmd = subparsers.add_parser("remote", help="manage a sync remote (encryption passphrase)")
+    cmd = subparsers.add_parser("remote", help="manage a sync remote: change an encrypted cloud's passphrase")
     sub = cmd.add_subparsers(dest="remote_command", metavar="SUBCOMMAND", required=True)
     p = sub.add_parser(
         "passwd",

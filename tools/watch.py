@@ -27,14 +27,15 @@ import time
 from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
-from typing import Any, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
 
 from oplog.autosync import Schedule
 from oplog.errors import InvalidArgument, OplogError
+from oplog.tools.options import DEFAULT_REMOTE, add_cloud_name, add_lock_wait, add_remote, add_token
 from oplog.tools.passphrase import add_passphrase_option, keyring_from
+from oplog.watchchanges import local_fingerprint
 from oplog.watcher import (
     Batch,
-    LocalSync,
     Status,
     SyncEnded,
     SyncOutcome,
@@ -46,9 +47,12 @@ from oplog.watcher import (
     WatchEvent,
 )
 
+if TYPE_CHECKING:
+    from oplog.sealed import Keyring
+    from oplog.store import Store
+
 __all__ = ["register", "run", "config_from_args", "Printer", "sync_function"]
 
-DEFAULT_REMOTE = "./oplog-remote"
 DEFAULT_DEBOUNCE_S = 1.0
 DEFAULT_INTERVAL_S = 300.0
 DEFAULT_MAX_BACKOFF_S = 300.0
@@ -74,15 +78,11 @@ def register(
             "code 1; so does a second oplog watch on the same data directory."
         ),
     )
-    p.add_argument(
-        "--remote",
-        default=DEFAULT_REMOTE,
-        help=f"remote folder (default {DEFAULT_REMOTE}); beside a server it must be the server's --remote",
+    add_remote(
+        p, help=f"remote folder (default {DEFAULT_REMOTE}); beside a server it must be the server's --remote"
     )
-    p.add_argument(
-        "--cloud-name",
-        default=None,
-        help="folder under the remote (default: the data directory's current one, or main)",
+    add_cloud_name(
+        p, default=None, help="folder under the remote (default: the data directory's current one, or main)"
     )
     p.add_argument(
         "--debounce",
@@ -119,13 +119,7 @@ def register(
         metavar="SECONDS",
         help=f"longest wait between failed attempts (default {DEFAULT_MAX_BACKOFF_S:g})",
     )
-    p.add_argument(
-        "--lock-wait",
-        type=float,
-        default=DEFAULT_LOCK_WAIT_S,
-        metavar="SECONDS",
-        help=f"how long a sync waits for another local writer (default {DEFAULT_LOCK_WAIT_S:g})",
-    )
+    add_lock_wait(p, what="another local writer (a sync waits)")
     p.add_argument(
         "--stop-wait",
         type=float,
@@ -133,7 +127,7 @@ def register(
         metavar="SECONDS",
         help=f"on SIGTERM/SIGINT, how long a sync in flight may take to end (default {DEFAULT_STOP_WAIT_S:g})",
     )
-    p.add_argument("--token", help="API token for the server (default $OPLOG_TOKEN)")
+    add_token(p)
     p.add_argument("--app", default="oplog-watch", help="the app id sent with each sync")
     add_passphrase_option(p)
     p.add_argument(
@@ -232,36 +226,45 @@ class Printer:
 
 
 def sync_function(
-    config: WatchConfig, *, token: str | None, app: str, keyring: Any = None
+    config: WatchConfig, *, token: str | None, app: str, keyring: Keyring | None = None
 ) -> Callable[[SyncRequest], SyncReport]:
-    """One sync: through the server the request names (``PerformSync``), else locally (sealed under ``keyring``)."""
-    from oplog.clock import SystemClock
+    """One sync through ``tools/syncroute.sync_data_dir``: the server the request names, else locally.
 
-    local = LocalSync(
-        config.data, config.remote, SystemClock(), lock_wait_s=config.lock_wait_s, app=app, keyring=keyring
-    )
+    A local sync seals the remote under ``keyring`` (``--passphrase-file``/``$OPLOG_PASSPHRASE``).
+    """
+    from oplog.tools.syncroute import sync_data_dir
 
     def sync(request: SyncRequest) -> SyncReport:
-        if request.server is None:
-            return local(request)
-        from oplog.tools.server_sync import sync_through_server
+        quiet: list[Callable[[], bool]] = []
 
-        address = request.server
-        result = sync_through_server(
-            address,
+        def fingerprint(store: Store) -> None:
+            # Still holding the writer's lock: nobody else has written since.
+            folder = store.device_dir(store.device_id)
+            after = local_fingerprint(folder)
+            quiet.append(lambda: local_fingerprint(folder) == after)
+
+        result = sync_data_dir(
+            config.data,
+            remote=config.remote,
+            cloud_name=request.cloud_name,
+            server=request.server,
             token=token,
             app=app,
-            cloud_name=request.cloud_name,
-            monotonic=time.monotonic,
+            lock_wait_s=config.lock_wait_s,
+            sleeper=request.sleep,
             cancel=request.cancel,
+            monotonic=time.monotonic,
+            while_locked=fingerprint,
+            keyring=keyring,
         )
+        address = result.server
         return SyncReport(
             pushed_segments=result.pushed_segments,
             pulled_segments=result.pulled_segments,
-            pulled_events=None,
+            pulled_events=result.pulled_events,
             archived_segments=result.archived_segments,
             refused=list(result.refused),
-            quiet=lambda: _server_idle(address, token),
+            quiet=quiet[0] if quiet else lambda: _server_idle(address, token),
         )
 
     return sync
@@ -287,6 +290,14 @@ def config_from_args(args: argparse.Namespace) -> WatchConfig:
     """The daemon's configuration from the command line; ``InvalidArgument`` for bad values."""
     if args.lock_wait < 0 or args.stop_wait < 0:
         raise InvalidArgument("--lock-wait and --stop-wait must be >= 0")
+    from oplog.remoteurl import display_remote, remote_kind
+
+    if remote_kind(args.remote) != "folder":
+        # The daemon watches the remote's folder for news; object stores need polling (not built yet).
+        raise InvalidArgument(
+            f"oplog watch watches a remote folder; {display_remote(args.remote)} is not one: "
+            "run oplog sync (or oplog serve, whose PerformSync uses it) for s3:// and webdav:// remotes"
+        )
     max_delay = args.max_delay if args.max_delay is not None else 10 * args.debounce
     schedule = Schedule(
         debounce_s=args.debounce,
