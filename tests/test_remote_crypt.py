@@ -17,6 +17,7 @@ import subprocess
 import sys
 import threading
 import warnings
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -540,3 +541,76 @@ def test_serve_syncs_an_encrypted_remote_with_its_passphrase(tmp_path: Path) -> 
             assert "wrong passphrase" in done.stderr and done.stderr.count("\n") == 1
         for text in (done.stdout, done.stderr, err):
             assert PASS.decode() not in text and "not it" not in text
+
+
+@pytest.fixture(scope="module")
+def served(tmp_path_factory: pytest.TempPathFactory) -> Any:
+    """moto's S3 server and wsgidav on loopback (tests/remote_servers.py): a maker of a fresh remote of each."""
+    import uuid
+
+    from oplog.remote_s3 import S3Remote
+    from oplog.remote_webdav import WebDavRemote
+    from tests.remote_servers import (
+        BUCKET,
+        S3_KEY_ID,
+        S3_SECRET,
+        WEBDAV_PASSWORD,
+        WEBDAV_USER,
+        s3_server,
+        webdav_server,
+    )
+
+    with pytest.MonkeyPatch.context() as mp:
+        home = tmp_path_factory.mktemp("aws")
+        for name in ("AWS_PROFILE", "AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_S3", "AWS_SESSION_TOKEN"):
+            mp.delenv(name, raising=False)
+        mp.setenv("AWS_CONFIG_FILE", str(home / "config"))
+        mp.setenv("AWS_SHARED_CREDENTIALS_FILE", str(home / "credentials"))
+        mp.setenv("AWS_ACCESS_KEY_ID", S3_KEY_ID)
+        mp.setenv("AWS_SECRET_ACCESS_KEY", S3_SECRET)
+        mp.setenv("AWS_DEFAULT_REGION", "us-east-1")
+        mp.setenv("AWS_EC2_METADATA_DISABLED", "true")
+        with s3_server() as (endpoint, _), webdav_server(tmp_path_factory.mktemp("dav")) as (base, _):
+
+            def make(kind: str) -> Callable[[], Any]:
+                """An opener of one fresh root on the ``kind`` server (each sync opens its own client)."""
+                root = f"c{uuid.uuid4().hex[:10]}"
+                if kind == "s3":
+                    return lambda: S3Remote(BUCKET, root, endpoint=endpoint)
+                return lambda: WebDavRemote(f"{base}/dav/{root}", user=WEBDAV_USER, password=WEBDAV_PASSWORD)
+
+            yield make
+
+
+@pytest.mark.parametrize("kind", ["s3", "webdav"])
+def test_two_devices_converge_through_an_encrypted_object_store(
+    tmp_path: Path, served: Any, kind: str
+) -> None:
+    """An encrypted S3 bucket and an encrypted WebDAV share: devices converge; every stored object is sealed."""
+    opener = served(kind)
+    a, b = _open(tmp_path, "a", 1), _open(tmp_path, "b", 2)
+    try:
+        for n in range(1, 4):
+            _doc(a, n)
+            _doc(b, 20 + n)
+            _sync(a, SealedRemote(opener(), _keyring(seed=SEED + n)))
+            _sync(b, SealedRemote(opener(), _keyring(seed=SEED + 10 + n)))
+        _sync(a, SealedRemote(opener(), _keyring()))
+        assert snapshot(a.ws) == snapshot(b.ws) and len(a.ws.docs) == 6
+        raw = opener()
+        paths = [f"main/{n}" for n in raw.list("main") if n != "devices"]
+        for device in raw.list("main/devices"):
+            paths += [f"main/devices/{device}/{n}" for n in raw.list(f"main/devices/{device}")]
+        assert f"main/{KEY_FILE}" in paths and len(paths) > 4
+        for path in paths:
+            data = raw.read(path)
+            assert data is not None
+            assert path.endswith(KEY_FILE) or data.startswith(b"OPLS"), path
+            assert _doc_id(1).encode() not in data and b"Zebracontent" not in data, path
+        with pytest.raises(CloudKeyError, match="wrong passphrase"):
+            _sync(b, SealedRemote(opener(), _keyring(b"other")))
+        with pytest.raises(CloudKeyError, match="is encrypted"):
+            _sync(b, PlainGuardRemote(opener()))
+    finally:
+        a.close()
+        b.close()
