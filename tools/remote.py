@@ -33,7 +33,9 @@ def register(
         parents=[parent],
         help="change an encrypted cloud folder's passphrase (rewraps its key; nothing re-uploaded)",
     )
-    p.add_argument("--remote", required=True, help="remote folder")
+    p.add_argument(
+        "--remote", required=True, help="the remote: a folder, s3://BUCKET[/PREFIX] or webdav(s)://HOST/PATH"
+    )
     p.add_argument(
         "--cloud-name",
         default=None,
@@ -51,7 +53,8 @@ def register(
 
 def _cloud(args: argparse.Namespace) -> str:
     from oplog.errors import StorageError
-    from oplog.sync import DEFAULT_CLOUD, check_cloud_name, load_state
+    from oplog.syncformat import DEFAULT_CLOUD, check_cloud_name
+    from oplog.syncstate import load_state
 
     if args.cloud_name is not None:
         return check_cloud_name(args.cloud_name)
@@ -64,7 +67,7 @@ def _cloud(args: argparse.Namespace) -> str:
 def passwd(args: argparse.Namespace) -> int:
     """Rewrap the data key of ``--remote``/``--cloud-name`` under the new passphrase."""
     from oplog.cloudkey import KEY_FILE, rewrap
-    from oplog.remote import LocalDirRemote
+    from oplog.remoteurl import display_remote, open_remote
     from oplog.tools.passphrase import ENV_NEW_PASSPHRASE, passphrase_from, read_passphrase
 
     old = passphrase_from(args)
@@ -76,15 +79,16 @@ def passwd(args: argparse.Namespace) -> int:
             f"the new passphrase is needed: --new-passphrase-file FILE or ${ENV_NEW_PASSPHRASE}"
         )
     cloud = _cloud(args)
-    remote = LocalDirRemote(args.remote)
+    remote = open_remote(args.remote)
+    shown = display_remote(args.remote)
     where = f"{cloud}/{KEY_FILE}"
     current = remote.read(where)
     if current is None:
-        raise CloudKeyError(f"{args.remote}/{where} does not exist: cloud folder {cloud!r} is not encrypted")
+        raise CloudKeyError(f"{shown}/{where} does not exist: cloud folder {cloud!r} is not encrypted")
     remote.replace(where, rewrap(current, old, new, os.urandom, where))
     if args.json:
         print(json.dumps({"changed": True, "cloud_name": cloud}))
     else:
-        print(f"passphrase changed for {args.remote}/{cloud} (KEY rewrapped; nothing re-uploaded)")
+        print(f"passphrase changed for {shown}/{cloud} (KEY rewrapped; nothing re-uploaded)")
     sys.stdout.flush()
     return 0
