@@ -24,6 +24,7 @@ def register(
     subparsers: argparse._SubParsersAction[argparse.ArgumentParser], parent: argparse.ArgumentParser
 ) -> None:
     """Add ``remote passwd``."""
+    from oplog.tools.options import add_cloud_name, add_remote
     from oplog.tools.passphrase import ENV_NEW_PASSPHRASE, add_passphrase_option
 
     cmd = subparsers.add_parser("remote", help="manage a sync remote: change an encrypted cloud's passphrase")
@@ -33,14 +34,10 @@ def register(
         parents=[parent],
         help="change an encrypted cloud folder's passphrase (rewraps its key; nothing re-uploaded)",
     )
-    p.add_argument(
-        "--remote", required=True, help="the remote: a folder, s3://BUCKET[/PREFIX] or webdav(s)://HOST/PATH"
+    add_remote(
+        p, default=None, help="the remote (required): a folder, s3://BUCKET[/PREFIX] or webdav(s)://HOST/PATH"
     )
-    p.add_argument(
-        "--cloud-name",
-        default=None,
-        help="folder under the remote (default: the data directory's, else main)",
-    )
+    add_cloud_name(p, default=None, help="folder under the remote (default: the data directory's, else main)")
     add_passphrase_option(p)
     p.add_argument(
         "--new-passphrase-file",
@@ -70,6 +67,8 @@ def passwd(args: argparse.Namespace) -> int:
     from oplog.remoteurl import display_remote, open_remote
     from oplog.tools.passphrase import ENV_NEW_PASSPHRASE, passphrase_from, read_passphrase
 
+    if args.remote is None:
+        raise InvalidArgument("--remote is needed: the remote whose cloud folder is encrypted")
     old = passphrase_from(args)
     if old is None:
         raise InvalidArgument("the current passphrase is needed: --passphrase-file FILE or $OPLOG_PASSPHRASE")
