@@ -58,6 +58,13 @@ def register(
         help=f"host:port to listen on; port 0 picks a free one (default {DEFAULT_LISTEN}, env OPLOG_LISTEN). "
         "Without a token only loopback addresses are allowed",
     )
+    p.add_argument(
+        "--http",
+        default=os.environ.get("OPLOG_HTTP"),
+        metavar="ADDR",
+        help="host:port for SiYuan's HTTP API and /ws (default 127.0.0.1:6806, SiYuan's port, or 127.0.0.1:0 "
+        "when --listen asks for port 0; env OPLOG_HTTP); 'off' serves gRPC only. See docs/http.md",
+    )
     auth = p.add_mutually_exclusive_group()
     add_token(
         auth,
@@ -206,6 +213,11 @@ def serve(args: argparse.Namespace) -> int:
         from oplog.syncformat import check_cloud_name
 
         args.cloud_name = check_cloud_name(args.cloud_name)
+    if args.http is None:
+        # Port 0 asks for free ports (tests, several servers at once): 6806 would collide.
+        args.http = "127.0.0.1:0" if args.listen.endswith(":0") else "127.0.0.1:6806"
+    if args.http != "off":
+        check_listen_address(listen_address(args.http), auth)
     keyring = passphrase.keyring_from(args)
 
     stop = threading.Event()
@@ -252,6 +264,25 @@ def serve(args: argparse.Namespace) -> int:
             runner.close()
             store.close()
             raise
+        http = None
+        if args.http != "off":
+            from oplog.server.http_app import start_http
+
+            try:
+                http = start_http(
+                    store,
+                    listen=args.http,
+                    auth=auth,
+                    readonly=args.readonly,
+                    limits=limits,
+                    sync=runner,
+                    query_runner=running.service.queries.run,
+                )
+            except BaseException:
+                running.stop(grace=0)
+                runner.close()
+                store.close()
+                raise
         if args.boot_sync and not args.readonly:
             runner.boot_sync()
         tune_gc()
@@ -266,13 +297,15 @@ def serve(args: argparse.Namespace) -> int:
             "auth": "tokens" if auth.enabled else "off (loopback only)",
             "readonly": bool(args.readonly),
             "durability": args.durability,
+            "http": http.address if http is not None else "off",
         }
         if args.json:
             print(json.dumps(info), flush=True)
         else:
             print(
                 f"oplog serve: listening on {running.address} (data {args.data}, auth {info['auth']}, "
-                f"{'read-only' if args.readonly else 'read-write'}, durability {args.durability})",
+                f"{'read-only' if args.readonly else 'read-write'}, durability {args.durability}, "
+                f"http {info['http']})",
                 flush=True,
             )
         try:
@@ -280,6 +313,8 @@ def serve(args: argparse.Namespace) -> int:
                 pass
         finally:
             remove_server_file(args.data)
+            if http is not None:
+                http.stop(grace=args.grace)
             running.stop(grace=args.grace)
             runner.close()
             store.close()
