@@ -29,7 +29,13 @@ from typing import Any, TypeVar
 
 from oplog.archive import ArchivedSegment, ArchiveEntry, add_to_archive
 from oplog.clock import Clock
-from oplog.errors import InvalidSyncArgument, OplogError, RemoteError, TransientRemoteError
+from oplog.errors import (
+    DamagedRemoteObject,
+    InvalidSyncArgument,
+    OplogError,
+    RemoteError,
+    TransientRemoteError,
+)
 from oplog.eventlog import decode_event
 from oplog.fsutil import atomic_write, read_file
 from oplog.hlc import hlc_ms
@@ -157,6 +163,17 @@ class Fetched:
     events: list[pb.Event]
 
 
+def _read_workers(remote: object) -> int:
+    """How many reads at once ``remote`` wants (``read_workers``, looked up through wrappers' ``inner``)."""
+    layer: object | None = remote
+    while layer is not None:
+        workers = getattr(layer, "read_workers", None)
+        if workers is not None:
+            return int(workers)
+        layer = getattr(layer, "inner", None)
+    return DEFAULT_WORKERS
+
+
 def _common_prefix(a: list[SegEntry], b: list[SegEntry]) -> int:
     k = 0
     while k < len(a) and k < len(b) and a[k].key() == b[k].key():
@@ -217,6 +234,13 @@ class SyncSession:
                     "syncRetry", self._step, self._steps, f"{what}: {exc}; retry {attempt} in {delay:g}s"
                 )
                 self._sleep(delay)
+
+    def _read_or_damaged(self, what: str, path: str) -> bytes | None:
+        """The object, or None when missing or (encrypted) not opening: either way not what we hold."""
+        try:
+            return self._call(what, self.remote.read, path)
+        except DamagedRemoteObject:
+            return None
 
     def _progress(self, msg: str) -> None:
         self._step += 1
@@ -350,7 +374,14 @@ class SyncSession:
         manifests: dict[str, Manifest | None] = {}
         unreadable: set[str] = set()
         for device_id in sorted(names):
-            data = self._call("read manifest", self.remote.read, self._path("devices", device_id, MANIFEST))
+            try:
+                data = self._call(
+                    "read manifest", self.remote.read, self._path("devices", device_id, MANIFEST)
+                )
+            except DamagedRemoteObject as exc:  # an encrypted manifest that does not open
+                unreadable.add(device_id)
+                self.result.refused.append(f"{device_id}/{MANIFEST}: unreadable ({exc})")
+                continue
             if data is None:
                 manifests[device_id] = None
                 continue
@@ -517,7 +548,7 @@ class SyncSession:
                 there = sizes.get(entry.name)
                 damage = "missing" if there is None else f"{there} bytes, its manifest says {entry.size}"
             elif same and (present is not None or entry.name in reported):
-                data_there = self._call("verify", self.remote.read, path)
+                data_there = self._read_or_damaged("verify", path)
                 if data_there is None or segment_crc(data_there) != entry.crc:
                     damage = "missing" if data_there is None else "its checksum differs from its manifest"
             if same and not damage:
@@ -531,7 +562,7 @@ class SyncSession:
             swept = swept or self._sweep_own()
             data = read_file(str(folder / entry.name))
             if listed is None and not self._call("upload", self.remote.write_new, path, data):
-                existing = self._call("read", self.remote.read, path)
+                existing = self._read_or_damaged("read", path)
                 if existing != data:
                     self._call("upload", self.remote.replace, path, data)
             elif listed is not None:
@@ -587,7 +618,7 @@ class SyncSession:
                 self.store.after_drop({device_id: local[k].first_seq})
         if self.params.force:
             for entry in view[:k]:
-                data = self._call("verify", self.remote.read, self._path("devices", device_id, entry.name))
+                data = self._read_or_damaged("verify", self._path("devices", device_id, entry.name))
                 if data is None or segment_crc(data) != entry.crc:
                     self._damage_seen.add((device_id, entry.name))
                     self.result.refused.append(
@@ -605,10 +636,17 @@ class SyncSession:
         """
         now = self.clock.now_ms()
         wanted = {self._path(DEVICES, d, e.name): (d, e) for d, e in missing}
-        workers = int(getattr(self.remote, "read_workers", DEFAULT_WORKERS))
-        downloads = read_many(
-            lambda p: self._call("download", self.remote.read, p), list(wanted), workers=workers
-        )
+        #: segments that do not open (an encrypted remote): refused like a bad checksum, not an error
+        sealed_damage: dict[str, str] = {}
+
+        def download(path: str) -> bytes | None:
+            try:
+                return self._call("download", self.remote.read, path)
+            except DamagedRemoteObject as exc:
+                sealed_damage[path] = str(exc)
+                return None
+
+        downloads = read_many(download, list(wanted), workers=_read_workers(self.remote))
         fetched: list[Fetched] = []
         stopped: set[str] = set()
         with closing(downloads):
@@ -616,10 +654,14 @@ class SyncSession:
                 device_id, entry = wanted[path]
                 if device_id in stopped:
                     continue
-                problem = self._check_pulled(device_id, entry, data, now)
+                problem: str | list[pb.Event]
+                if path in sealed_damage:
+                    problem = f"damaged: {sealed_damage[path]}"
+                else:
+                    problem = self._check_pulled(device_id, entry, data, now)
                 if isinstance(problem, str):
                     stopped.add(device_id)
-                    self._refuse_pulled(device_id, entry, path, data, problem)
+                    self._refuse_pulled(device_id, entry, path, data, problem, path in sealed_damage)
                     continue
                 assert data is not None
                 self.result.bytes_down = (self.result.bytes_down or 0) + len(data)
@@ -627,9 +669,9 @@ class SyncSession:
         return fetched
 
     def _refuse_pulled(
-        self, device_id: str, entry: SegEntry, path: str, data: bytes | None, problem: str
+        self, device_id: str, entry: SegEntry, path: str, data: bytes | None, problem: str, sealed: bool
     ) -> None:
-        if data is not None and (len(data) != entry.size or segment_crc(data) != entry.crc):
+        if sealed or (data is not None and (len(data) != entry.size or segment_crc(data) != entry.crc)):
             # Only the device itself writes its folder: tell it (our manifest) and the user who can fix it.
             self._damage_seen.add((device_id, entry.name))
             problem += f"; device {device_id} re-uploads it on its next sync (`oplog sync` there)"

@@ -65,6 +65,7 @@ from typing import Any, Protocol
 from oplog.autosync import AutoSync, Schedule
 from oplog.clock import Clock
 from oplog.errors import (
+    CloudKeyError,
     DataDirLocked,
     InvalidArgument,
     NotADataDir,
@@ -177,8 +178,18 @@ SyncFunction = Callable[[SyncRequest], SyncReport]
 class LocalSync:
     """The local sync function: open the data directory for this sync only, sync, close."""
 
-    def __init__(self, data: Path, remote: Path | str, clock: Clock, *, lock_wait_s: float, app: str) -> None:
-        """Sync ``data`` with ``remote`` (a folder or a URL), waiting up to ``lock_wait_s`` for the writer's lock."""
+    def __init__(
+        self,
+        data: Path,
+        remote: Path | str,
+        clock: Clock,
+        *,
+        lock_wait_s: float,
+        app: str,
+        keyring: Any = None,
+    ) -> None:
+        """Sync ``data`` with ``remote`` (a folder or a URL; sealed under ``keyring``, an ``oplog.sealed.Keyring``)."""
+        self.keyring = keyring
         self.data = data
         self.remote = remote
         self.clock = clock
@@ -189,6 +200,7 @@ class LocalSync:
         """One sync; the report's ``quiet`` compares the local log with how the sync left it."""
         from oplog.identity import DEVICES_DIR
         from oplog.remoteurl import open_remote
+        from oplog.sealed import guard_remote
         from oplog.store import Store, StoreOptions
         from oplog.syncrunner import run_sync
 
@@ -196,7 +208,7 @@ class LocalSync:
         try:
             result = run_sync(
                 store,
-                open_remote(str(self.remote)),
+                guard_remote(open_remote(str(self.remote)), self.keyring),
                 self.clock,
                 self.app,
                 cloud_name=request.cloud_name,
@@ -296,7 +308,7 @@ def is_permanent(exc: BaseException) -> bool:
     code = getattr(exc, "code", None)
     if code is not None and getattr(code, "name", None) in _PERMANENT_CODES:
         return True
-    if isinstance(exc, (InvalidArgument, NotADataDir, ReadOnlyStore)):
+    if isinstance(exc, (InvalidArgument, NotADataDir, ReadOnlyStore, CloudKeyError)):
         return True
     if isinstance(exc, RemoteError) and str(exc).startswith("invalid remote path"):
         return True
@@ -657,7 +669,7 @@ class Watcher:
         if running is not None and running.other_remote(self.config.remote) and not self._warned_remote:
             self._warned_remote = True
             self._status(
-                f"the server at {running.address} syncs with {running.remote}, not {self.config.remote}; "
+                f"the server at {running.address} syncs with {running.remote}, not {display_remote(str(self.config.remote))}; "
                 "changes in the server's remote are only seen by the periodic sync"
             )
         server = running.address if running is not None else None
