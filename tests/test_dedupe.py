@@ -187,12 +187,18 @@ def test_oplog_apply_holds_ctrl_c_until_the_committed_reply(capsys: pytest.Captu
 
     from oplog.tools.apply import _sigint_deferred
 
-    with _sigint_deferred():
-        os.kill(os.getpid(), signal.SIGINT)  # a real Ctrl-C while the request commits
-        committed = True
-    assert committed
-    assert "committed; its reply follows" in capsys.readouterr().err
-    # The usual handler is back: the next Ctrl-C interrupts.
-    with pytest.raises(KeyboardInterrupt):
-        os.kill(os.getpid(), signal.SIGINT)
-        signal.sigwait  # noqa: B018 - a statement for the signal to land on
+    # Python's own Ctrl-C handler, whatever this process inherited (a run started in the background,
+    # as CI may start it, begins with SIGINT ignored).
+    inherited = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        with _sigint_deferred():
+            os.kill(os.getpid(), signal.SIGINT)  # a real Ctrl-C while the request commits
+            committed = True
+        assert committed
+        assert "committed; its reply follows" in capsys.readouterr().err
+        # The usual handler is back: the next Ctrl-C interrupts.
+        with pytest.raises(KeyboardInterrupt):
+            os.kill(os.getpid(), signal.SIGINT)
+            signal.sigwait  # noqa: B018 - a statement for the signal to land on
+    finally:
+        signal.signal(signal.SIGINT, inherited)
