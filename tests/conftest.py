@@ -19,6 +19,7 @@ import pytest
 from oplog.engine import Engine
 from tests.engine_helpers import new_engine, with_doc
 from tests.fixtures import REQUESTS
+from tests.log_helpers import DEVICE
 from tests.serve_helpers import ServeProcess
 
 REPO = Path(__file__).resolve().parents[1]
@@ -60,6 +61,12 @@ def data_dir(tmp_path: Path) -> Path:
     path = tmp_path / "data"
     path.mkdir()
     return path
+
+
+@pytest.fixture
+def log_folder(tmp_path: Path) -> str:
+    """The folder of the test device's log (tests/log_helpers.py) in a fresh data directory, not yet created."""
+    return str(tmp_path / "data" / "devices" / DEVICE)
 
 
 @pytest.fixture
