@@ -13,14 +13,20 @@ from __future__ import annotations
 import os
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from oplog.engine import Engine
+from oplog.server.app import RunningServer, start_server
+from oplog.server.client import Client
+from oplog.server.service import Limits
+from oplog.v1 import oplog_pb2 as pb
 from tests.engine_helpers import new_engine, with_doc
 from tests.fixtures import REQUESTS
 from tests.log_helpers import DEVICE
 from tests.serve_helpers import ServeProcess
+from tests.server_helpers import open_store, setup_request
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -92,3 +98,32 @@ def serve_factory() -> Iterator[list[ServeProcess]]:
         if child.proc.poll() is None:
             child.proc.kill()
             child.proc.communicate(timeout=30)
+
+
+@pytest.fixture
+def tmp_store(tmp_path: Path) -> Iterator[Any]:
+    """An open store in a temporary data directory."""
+    store = open_store(tmp_path / "data")
+    yield store
+    store.close()
+
+
+@pytest.fixture
+def grpc_server(tmp_store: Any) -> Iterator[RunningServer]:
+    """A server on 127.0.0.1, a free port, no auth, over ``tmp_store``."""
+    running = start_server(tmp_store, listen="127.0.0.1:0", limits=Limits(max_request_bytes=256 * 1024))
+    yield running
+    running.stop(grace=2)
+
+
+@pytest.fixture
+def client(grpc_server: RunningServer) -> Iterator[Client]:
+    """A client of ``grpc_server``."""
+    with Client(grpc_server.address) as c:
+        yield c
+
+
+@pytest.fixture
+def seeded(client: Client) -> pb.ApplyResponse:
+    """``client``'s server after tests/fixtures/requests/00-setup.json."""
+    return client.stub.Apply(setup_request(), timeout=30)

@@ -23,7 +23,8 @@ from oplog.tools.cli import main
 from oplog.tools.replay import replay_data_dir
 from oplog.wire import request_from_json
 from tests.cli_helpers import run_cli
-from tests.serve_helpers import ServeProcess
+
+from .serve_helpers import ServeProcess
 
 T0 = 1_721_527_400_000
 BOX = "20240101000000-notebk1"

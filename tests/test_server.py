@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import threading
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -50,35 +49,6 @@ def rpc_error(fn: Any, *args: Any, **kwargs: Any) -> grpc.RpcError:
     with pytest.raises(grpc.RpcError) as info:
         fn(*args, **kwargs)
     return info.value
-
-
-@pytest.fixture
-def tmp_store(tmp_path: Path) -> Iterator[Any]:
-    """An open store in a temporary data directory."""
-    store = open_store(tmp_path / "data")
-    yield store
-    store.close()
-
-
-@pytest.fixture
-def grpc_server(tmp_store: Any) -> Iterator[RunningServer]:
-    """A server on 127.0.0.1, a free port, no auth, over ``tmp_store``."""
-    running = start_server(tmp_store, listen="127.0.0.1:0", limits=Limits(max_request_bytes=256 * 1024))
-    yield running
-    running.stop(grace=2)
-
-
-@pytest.fixture
-def client(grpc_server: RunningServer) -> Iterator[Client]:
-    """A client of ``grpc_server``."""
-    with Client(grpc_server.address) as c:
-        yield c
-
-
-@pytest.fixture
-def seeded(client: Client) -> pb.ApplyResponse:
-    """``client``'s server after 00-setup.json."""
-    return client.stub.Apply(setup_request(), timeout=30)
 
 
 class StoreWrapper:
