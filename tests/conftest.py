@@ -5,7 +5,7 @@ clone runs it. ``../shared`` (or ``$OPLOG_SHARED``) is read by one test only, wh
 
 Long randomized or crash runs carry ``@pytest.mark.soak`` and are skipped unless ``OPLOG_SOAK=1``;
 each such test has a short version that always runs. ``soak_scale`` is the one switch for tests that
-run longer rather than separately under ``OPLOG_SOAK=1``.
+run longer rather than separately under ``OPLOG_SOAK=1``, and the hypothesis profile follows it too.
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import settings
 
 from oplog.engine import Engine
 from oplog.server.app import RunningServer, start_server
@@ -32,6 +33,14 @@ REPO = Path(__file__).resolve().parents[1]
 
 #: True when the long runs are wanted (``OPLOG_SOAK=1``).
 SOAK = os.environ.get("OPLOG_SOAK") == "1"
+
+
+# Property tests: the default run is derandomized (the same examples every run, so a failure is not
+# a matter of luck, and the example database is not consulted), never held to a per-example deadline
+# (a loaded 2-core machine is not a bug); the soak run draws fresh examples each time.
+settings.register_profile("oplog", deadline=None, derandomize=True, print_blob=True)
+settings.register_profile("oplog-soak", deadline=None, print_blob=True)
+settings.load_profile("oplog-soak" if SOAK else "oplog")
 
 
 def soak_scale(default: int, soak: int) -> int:
