@@ -135,4 +135,5 @@ def client(grpc_server: RunningServer) -> Iterator[Client]:
 @pytest.fixture
 def seeded(client: Client) -> pb.ApplyResponse:
     """``client``'s server after tests/fixtures/requests/00-setup.json."""
-    return client.stub.Apply(setup_request(), timeout=30)
+    reply: pb.ApplyResponse = client.stub.Apply(setup_request(), timeout=30)
+    return reply

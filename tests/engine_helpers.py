@@ -31,10 +31,10 @@ def request(
     *ops: dict[str, Any], req_id: int = 1, undo: list[dict[str, Any]] | None = None
 ) -> pb.ApplyRequest:
     """One transaction with these operations (SiYuan JSON spelling)."""
-    body = {"reqId": req_id, "app": "test", "session": "s", "transactions": [{"doOperations": list(ops)}]}
+    tx: dict[str, Any] = {"doOperations": list(ops)}
     if undo is not None:
-        body["transactions"][0]["undoOperations"] = undo
-    return request_from_json(body)
+        tx["undoOperations"] = undo
+    return request_from_json({"reqId": req_id, "app": "test", "session": "s", "transactions": [tx]})
 
 
 def md(action: str, data: str, **fields: str) -> dict[str, Any]:
