@@ -46,14 +46,21 @@ from typing import Any
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-import google_crc32c  # noqa: E402
 
 from bench.replay import _Device  # noqa: E402
 from oplog.clock import SystemClock  # noqa: E402
 from oplog.eventlog import EventLog  # noqa: E402
 from oplog.remote import LocalDirRemote  # noqa: E402
 from oplog.store import Store  # noqa: E402
-from oplog.sync import EpochInfo, Manifest, SegEntry  # noqa: E402
+from oplog.syncformat import (  # noqa: E402
+    DEVICES,
+    EPOCH_FILE,
+    MANIFEST,
+    EpochInfo,
+    Manifest,
+    SegEntry,
+    segment_crc,
+)
 from oplog.syncrunner import run_sync  # noqa: E402
 from oplog.wire import request_from_json  # noqa: E402
 
@@ -97,6 +104,11 @@ class CountingRemote:
         """Count a listing."""
         self.counts.lists += 1
         return self.inner.list(folder)
+
+    def sizes(self, folder: str) -> dict[str, int]:
+        """Count a listing with sizes."""
+        self.counts.lists += 1
+        return self.inner.sizes(folder)
 
     def read(self, path: str) -> bytes | None:
         """Count a read and its bytes."""
@@ -327,18 +339,16 @@ def build_remote(folder: Path, megabytes: float, devices: int, seed: int) -> tup
         log.log.seal()
         segments = log.log.segments()
         log.close()
-        dest = cloud / "devices" / device_id
+        dest = cloud / DEVICES / device_id
         dest.mkdir(parents=True)
         entries = []
         for seg in segments:
             data = (staging / device_id / seg.name).read_bytes()
             (dest / seg.name).write_bytes(data)
-            entries.append(
-                SegEntry(seg.name, seg.first_seq, seg.count, len(data), f"{google_crc32c.value(data):08x}")
-            )
+            entries.append(SegEntry(seg.name, seg.first_seq, seg.count, len(data), segment_crc(data)))
             total += len(data)
-        (dest / "MANIFEST").write_bytes(Manifest("0", device_id, entries).encode())
-    (cloud / "EPOCH").write_bytes(EpochInfo("0").encode())
+        (dest / MANIFEST).write_bytes(Manifest("0", device_id, entries).encode())
+    (cloud / EPOCH_FILE).write_bytes(EpochInfo("0").encode())
     shutil.rmtree(staging)
     return remote_root, total, events
 

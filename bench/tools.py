@@ -278,7 +278,7 @@ def _child(step: str, folder: Path, block: str, to: int | None) -> dict[str, Any
     cpu = time.process_time()
     lines = 0
     if step == "bare":
-        from oplog.tools.replay import open_logs_readonly
+        from oplog.datadir import open_logs_readonly
 
         logs = open_logs_readonly(folder)
         for log in logs.values():
@@ -289,7 +289,7 @@ def _child(step: str, folder: Path, block: str, to: int | None) -> dict[str, Any
     elif step == "fields":
         from floors import read_printed_fields
 
-        from oplog.tools.replay import open_logs_readonly
+        from oplog.datadir import open_logs_readonly
 
         logs = open_logs_readonly(folder)
         for log in logs.values():
@@ -299,8 +299,8 @@ def _child(step: str, folder: Path, block: str, to: int | None) -> dict[str, Any
         for log in logs.values():
             log.close()
     elif step == "scan":
+        from oplog.datadir import open_logs_readonly
         from oplog.scan import scan
-        from oplog.tools.replay import open_logs_readonly
 
         logs = open_logs_readonly(folder)
         for _ in scan(logs):

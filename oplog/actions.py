@@ -21,7 +21,8 @@ Tolerance rules (replay) — see docs/actions.md:
 
 This module holds the block placement handlers and ``HANDLERS``, the dispatch
 table over every family: attribute and view-state actions live in
-``actions_attrs``, document actions in ``actions_doc``, and what all three
+``actions_attrs``, document actions in ``actions_doc``, notebook actions in
+``actions_notebook``, and what all of them
 share (the handler signature, the refuse-or-record rule, spec → node) in
 ``actions_base`` below them, so the families never import this module.
 """
@@ -30,7 +31,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from oplog import actions_attrs, actions_doc
+from oplog import actions_attrs, actions_doc, actions_notebook
 from oplog.actions_base import Handler, node_from_spec, refuse, spec_attrs, target
 from oplog.errors import BlockNotFound, InvalidTransaction, StructureError, UnsupportedAction
 from oplog.model import CONTAINER_TYPES
@@ -562,6 +563,7 @@ HANDLERS: dict[str, Handler] = {
     "append": _append_to_doc,
     **actions_attrs.HANDLERS,
     **actions_doc.HANDLERS,
+    **actions_notebook.HANDLERS,
 }
 HANDLERS.update({kernel: HANDLERS[seed] for kernel, seed in ALIASES.items()})
 

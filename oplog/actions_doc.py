@@ -1,4 +1,4 @@
-"""Document-level actions: createDoc, removeDoc, doc2Heading, heading2Doc, li2Doc, moveOutlineHeading.
+"""Document-level actions: createDoc, removeDoc, moveDoc, doc2Heading, heading2Doc, li2Doc, moveOutlineHeading.
 
 Same contract as ``oplog.actions``: resolved operations only, ``strict`` for
 live requests, a recorded ``Conflict`` and a deterministic fallback for replay.
@@ -26,6 +26,8 @@ from oplog.tree import (
     heading_section,
     iter_blocks,
     move,
+    parent_doc_id,
+    relocate_document,
     remove_document,
     set_attrs,
     set_content,
@@ -95,9 +97,15 @@ def _create_doc(ws: Workspace, op: pb.Operation, strict: bool, journal: UndoJour
     if not box:
         refuse(strict, journal, op, InvalidTransaction, "createDoc needs a box")
         return None
+    if strict and _closed(ws, box):
+        # The kernel cannot write into a notebook it has not mounted; replay keeps a concurrent document.
+        raise StructureError(f"notebook {box} is closed")
     attrs = {"title": op.text}
     if stamp:
         attrs["updated"] = stamp
+    for attr in op.attrs:
+        # Document attributes from front matter (older createDoc events carry none).
+        attrs[attr.name] = attr.value
     doc = Node(op.id, "d", attrs=attrs)
     for spec in op.blocks:
         child = node_from_spec(spec)
@@ -117,6 +125,38 @@ def _remove_doc(ws: Workspace, op: pb.Operation, strict: bool, journal: UndoJour
     for victim in reversed(docs):
         remove_document(ws, victim, journal)
     return [d.id for d in docs]
+
+
+def _closed(ws: Workspace, box: str) -> bool:
+    conf = ws.notebooks.get(box)
+    return conf is not None and conf.get("closed") == "true"
+
+
+def _move_doc(ws: Workspace, op: pb.Operation, strict: bool, journal: UndoJournal) -> Any:
+    doc = ws.docs.get(op.id)
+    if doc is None:
+        refuse(strict, journal, op, BlockNotFound, f"document {op.id or '(none)'} not found")
+        return None
+    parent = _parent_doc(ws, op, strict, journal)
+    box = parent.box if parent is not None else op.box
+    if not box or not ws.has_notebook(box):
+        # Replay: the target notebook was removed meanwhile; the document stays where it is.
+        refuse(strict, journal, op, BlockNotFound, f"notebook {box or '(none)'} not found")
+        return None
+    if strict and (_closed(ws, box) or _closed(ws, doc.box)):
+        raise StructureError(f"notebook {box if _closed(ws, box) else doc.box} is closed")
+    subtree = descendant_docs(ws, doc)
+    if parent is not None and (parent is doc or any(parent is d for d in subtree)):
+        refuse(strict, journal, op, StructureError, "cannot move a document under itself")
+        return None
+    path = doc_path(parent, doc.id)
+    if box != doc.box or path != doc.path:
+        old_prefix = doc.path[:-3]
+        new_prefix = path[:-3]
+        relocate_document(doc, box, path, journal)
+        for child in subtree:
+            relocate_document(child, box, new_prefix + child.path[len(old_prefix) :], journal)
+    return {"id": doc.id, "box": box, "path": path, "parentDoc": parent_doc_id(doc)}
 
 
 def _doc2heading(ws: Workspace, op: pb.Operation, strict: bool, journal: UndoJournal) -> Any:
@@ -307,6 +347,7 @@ def _move_outline_heading(ws: Workspace, op: pb.Operation, strict: bool, journal
 HANDLERS: dict[str, Handler] = {
     "createDoc": _create_doc,
     "removeDoc": _remove_doc,
+    "moveDoc": _move_doc,
     "doc2Heading": _doc2heading,
     "heading2Doc": _heading2doc,
     "li2Doc": _li2doc,

@@ -1,8 +1,9 @@
 """When the sync daemon syncs: a pure, deterministic schedule driven by the caller's clock.
 
-``oplog watch`` (``tools/watch.py``) tells an :class:`AutoSync` what happens — a
-change seen in the local log or in the remote, a sync starting or ending, a stop
-request — each with the current time read from its own monotonic clock, and asks
+The daemon (``oplog/watcher.py``, run by ``oplog watch``) tells an :class:`AutoSync`
+what happens — a change seen in the local log or in the remote, a sync starting
+or ending, a stop request — each with the current time from the monotonic clock
+it was given, and asks
 :meth:`AutoSync.next` what to do: sync now, wait until a given time (or for the
 next event), or stop. This module never reads a clock, sleeps, or starts a
 thread, so tests drive it with plain numbers.

@@ -39,7 +39,9 @@ from typing import Any, NamedTuple
 import sqlite_utils
 
 from oplog.collector import collector_paused
-from oplog.errors import DamagedCheckpoint
+from oplog.errors import DamagedCheckpoint, StorageError
+from oplog.fsutil import full_disk_hint
+from oplog.sqlite_readonly import connect_readonly
 from oplog.statehash import StateHash, block_digest, prev_id
 from oplog.tree import Node, Workspace
 
@@ -141,7 +143,7 @@ def _flatten(doc: Node, out: list[Any]) -> None:
 
 
 def encode_state(ws: Workspace, state_hash: StateHash | None = None) -> bytes:
-    """The whole state as bytes: per document (box, path, pre-order blocks, their digests), then the attribute views.
+    """The whole state as bytes: per document (box, path, pre-order blocks, their digests), the attribute views, notebook confs.
 
     Each block's state-hash digest is stored beside it so a load need not
     re-hash every block (it re-hashes a sample and checks the sum).
@@ -163,6 +165,10 @@ def encode_state(ws: Workspace, state_hash: StateHash | None = None) -> bytes:
             digests = b"".join(parts)
         docs.append((doc.box, doc.path, flat, digests))
     avs = sorted(ws.avs.items())
+    if ws.notebooks:
+        # A third part only when there are notebook confs: older states keep their exact bytes.
+        notebooks = [(box, sorted(conf.items())) for box, conf in sorted(ws.notebooks.items())]
+        return marshal.dumps((docs, avs, notebooks))
     return marshal.dumps((docs, avs))
 
 
@@ -178,8 +184,10 @@ def _decode(blob: bytes) -> tuple[Workspace, dict[str, int] | None]:
 
 def _decode_state(blob: bytes) -> tuple[Workspace, dict[str, int] | None]:
     try:
-        docs, avs = marshal.loads(blob)
-    except (ValueError, EOFError, TypeError) as exc:
+        parts = marshal.loads(blob)
+        docs, avs = parts[0], parts[1]
+        notebooks = parts[2] if len(parts) > 2 else ()
+    except (ValueError, EOFError, TypeError, IndexError, KeyError) as exc:
         raise DamagedCheckpoint(f"state does not decode: {exc}") from exc
     digests: dict[str, int] | None = {}
     from_bytes = int.from_bytes
@@ -231,6 +239,7 @@ def _decode_state(blob: bytes) -> tuple[Workspace, dict[str, int] | None]:
                 raise DamagedCheckpoint("a document's block tree is incomplete")
             ws.docs[doc.id] = doc
         ws.avs.update(avs)
+        ws.notebooks.update((box, dict(conf)) for box, conf in notebooks)
     except (IndexError, TypeError, ValueError) as exc:
         raise DamagedCheckpoint(f"state is malformed: {exc}") from exc
     return ws, digests
@@ -315,13 +324,14 @@ class CheckpointStore:
         if self.readonly:
             if not self.path.exists():
                 return None
-            conn = sqlite3.connect(
-                f"{self.path.resolve().as_uri()}?mode=ro", uri=True, check_same_thread=False
-            )
+            conn = connect_readonly(self.path)
             self._db = sqlite_utils.Database(conn, execute_plugins=False)
             return self._db
         try:
             self._db = self._create()
+        except sqlite3.OperationalError as exc:
+            # A full disk or an I/O error says nothing about the file: never set a sound file aside.
+            raise StorageError(f"cannot open {self.path}: {exc}{full_disk_hint(self.path.parent)}") from exc
         except sqlite3.DatabaseError as exc:
             self._set_aside(f"cannot be opened ({exc})")
             self._db = self._create()

@@ -13,10 +13,18 @@ Durability:
   the first waiter becomes the leader and syncs everything written so far, the
   others wait on a condition and either find their seq covered or lead the next
   sync.
-* ``interval``: a background thread syncs every ``interval_ms``; ``wait_durable``
-  returns at once. A machine crash (not a process crash: the bytes are already
-  in the kernel) can lose the batches acknowledged in the last ``interval_ms``
-  plus the duration of one sync.
+* ``interval``: a background thread syncs every ``interval_ms``;
+  ``wait_durable`` only writes the buffer out (one ``write``, no fsync), so an
+  acknowledged batch is in the kernel: a process crash loses nothing, a machine
+  crash (power loss) can lose the batches acknowledged in the last
+  ``interval_ms`` plus the duration of one sync.
+
+``append_written`` is ``append`` with the batch written before it returns. A
+failed ``write`` there (a full disk) leaves the log exactly as it was — the
+batch gets no seq, the file is cut back — so the caller may retry later; the
+store uses it so that a request that failed to reach the disk is never folded
+into the state. A failed ``fdatasync`` is never retried: the log is unusable
+until it is reopened (after a failed fsync the page cache state is unknown).
 
 Recovery on a writable open cuts a torn tail of the open segment back to the
 last complete batch, after saving the cut bytes to ``<segment>.broken``.
@@ -116,6 +124,7 @@ class DeviceLog:
         self._data_crc = 0
         self._buf = bytearray()
         self._written = 0
+        self._written_seq = 0
         self._last_seq = 0
         self._durable_seq = 0
         self._wlock = threading.Lock()
@@ -234,7 +243,7 @@ class DeviceLog:
                 self._open = seg
                 self._data_crc = scan.data_crc
                 self._written = size
-        self._last_seq = expected - 1
+        self._last_seq = self._written_seq = expected - 1
         if self.writable and self._open is not None:
             fd = self._ops.open(self._open.path, os.O_WRONLY | os.O_APPEND)
             self._fd = fd
@@ -326,6 +335,11 @@ class DeviceLog:
         """The highest seq known to be on disk."""
         return self._durable_seq
 
+    @property
+    def failed(self) -> str | None:
+        """Why the log is unusable until reopened (a failed fsync or an uncut partial write), or None."""
+        return self._failed
+
     def segments(self) -> list[SegmentInfo]:
         """The segments in log order."""
         with self._wlock:
@@ -408,6 +422,61 @@ class DeviceLog:
                 self._flush_locked()
             return self._last_seq
 
+    def append_written(self, payloads: Sequence[bytes], *, expect_seq: int | None = None) -> int:
+        """Add one atomic batch and hand it to the OS (one ``write``) before returning its last seq.
+
+        Unlike ``append``, a failed write (ENOSPC, EDQUOT) is not fatal: the
+        segment is cut back to its previous end, the batch takes no seq, and
+        ``StorageError`` is raised; a later call retries. Not yet durable in
+        ``always`` mode (``wait_durable`` syncs).
+        """
+        data = framing.encode_batch(payloads)
+        count = len(payloads)
+        with self._wlock:
+            if self._closed or self._failed is not None or not self.writable:
+                self._check_writable()
+            if expect_seq is not None and expect_seq != self._last_seq + 1:
+                raise StorageError(
+                    f"expected to append seq {expect_seq}, but the next seq is {self._last_seq + 1}"
+                )
+            # Batches buffered by ``append`` go first (a failure there is fatal, as in a sync).
+            self._flush_locked()
+            seg = self._open
+            if seg is None or (
+                seg.size + len(data) + segment.SEAL_FRAME_SIZE > self.segment_bytes and seg.count
+            ):
+                seg = self._roll()
+            self._write_or_undo(data, seg)
+            seg.size += len(data)
+            seg.count += count
+            self._data_crc = _extend(self._data_crc, data)
+            self._last_seq += count
+            self._written_seq = self._last_seq
+            return self._last_seq
+
+    def _write_or_undo(self, data: bytes | bytearray, seg: _Seg) -> None:
+        """Write ``data`` at the open segment's end; on failure cut the file back and raise ``StorageError``.
+
+        Only a failed cut (the file may now end in a partial frame) makes the
+        log unusable; otherwise nothing changed and the caller may retry.
+        """
+        fd = self._fd
+        assert fd is not None
+        try:
+            view = memoryview(data)
+            while view:
+                n = self._ops.write(fd, view)
+                if n <= 0:
+                    raise OSError(0, "short write")
+                view = view[n:]
+        except OSError as exc:
+            try:
+                self._ops.ftruncate(fd, self._written)
+            except OSError as cut:
+                self._fail(f"cannot write to {seg.path}: {exc}; cannot cut it back: {cut}")
+            raise StorageError(f"cannot write to {seg.path}: {exc.strerror or exc}") from exc
+        self._written += len(data)
+
     def _flush_locked(self) -> None:
         """Write the buffered batches to the open segment. Holds the writer lock."""
         data = self._buf
@@ -433,6 +502,7 @@ class DeviceLog:
             self._fail(f"cannot write to {seg.path}: {exc}")
             raise StorageError(f"cannot write to {seg.path}: {exc.strerror or exc}") from exc
         self._written += len(data)
+        self._written_seq = self._last_seq
 
     def _fail(self, why: str) -> None:
         self._failed = why
@@ -453,7 +523,8 @@ class DeviceLog:
             atomic_write(path, segment.encode_header(self.device_id, first), self._ops)
             fd = self._ops.open(path, os.O_WRONLY | os.O_APPEND)
         except (OSError, StorageError) as exc:
-            self._fail(f"cannot create segment {path}: {exc}")
+            # Not fatal: the previous segment is sealed and durable, no seq was handed out;
+            # the next append tries to create the segment again (a full disk may have room then).
             raise StorageError(f"cannot create segment {path}: {exc}") from exc
         seg = _Seg(name, path, first, 0, False, segment.SEGMENT_HEADER_SIZE)
         self._written = segment.SEGMENT_HEADER_SIZE
@@ -468,10 +539,14 @@ class DeviceLog:
         seg = self._open
         fd = self._fd
         assert seg is not None and fd is not None
-        self._buf += segment.encode_seal(
-            seg.first_seq, seg.count, seg.size - segment.SEGMENT_HEADER_SIZE, self._data_crc
-        )
         self._flush_locked()
+        # A seal that does not fit (full disk) leaves the segment open and the log usable.
+        self._write_or_undo(
+            segment.encode_seal(
+                seg.first_seq, seg.count, seg.size - segment.SEGMENT_HEADER_SIZE, self._data_crc
+            ),
+            seg,
+        )
         try:
             self._ops.fdatasync(fd)
         except OSError as exc:
@@ -560,12 +635,18 @@ class DeviceLog:
                 cv.notify_all()
 
     def wait_durable(self, seq: int) -> None:
-        """Block until record ``seq`` is on disk (``always``); return at once in ``interval`` mode."""
+        """Block until record ``seq`` is on disk (``always``); in ``interval`` mode until it is written to the OS."""
         if seq <= self._durable_seq:
             return
         if seq > self._last_seq:
             raise InvalidArgument(f"seq {seq} has not been appended (last is {self._last_seq})")
         if self.durability == "interval":
+            # Handed to the kernel before the caller acknowledges it: a process crash loses nothing.
+            if seq > self._written_seq:
+                with self._wlock:
+                    if self._closed or self._failed is not None:
+                        self._check_writable()
+                    self._flush_locked()
             return
         self._lead_until(seq)
 
@@ -583,8 +664,7 @@ class DeviceLog:
     def append_durable(self, payloads: Sequence[bytes], *, expect_seq: int | None = None) -> int:
         """Append one batch and wait until it is durable (per the durability mode); return its last seq."""
         seq = self.append(payloads, expect_seq=expect_seq)
-        if seq > self._durable_seq and self.durability == "always":
-            self._lead_until(seq)
+        self.wait_durable(seq)
         return seq
 
     def _flush_loop(self) -> None:

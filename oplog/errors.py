@@ -24,6 +24,7 @@
     ├── SyncInProgress             a sync is running                                 -> ABORTED
     │   └── BootSyncInProgress     the boot sync is running
     ├── QueryTimeout               SQL past its time budget                          -> DEADLINE_EXCEEDED
+    ├── QueryOverLimit             SQL past a size or memory limit, or no query slot -> RESOURCE_EXHAUSTED
     ├── SubscriberTooSlow          a change-feed reader fell behind                  -> RESOURCE_EXHAUSTED
     ├── ChangeFeedRewritten        sync renumbered the change feed                   -> ABORTED
     └── ReadOnlyStore              a write on a read-only store                      -> PERMISSION_DENIED
@@ -65,6 +66,7 @@ __all__ = [
     "SyncNotFollowed",
     "SyncAbandoned",
     "QueryTimeout",
+    "QueryOverLimit",
     "SubscriberTooSlow",
     "ChangeFeedRewritten",
     "ReadOnlyStore",
@@ -208,6 +210,10 @@ class QueryRefused(InvalidArgument):
 
 class QueryTimeout(OplogError):
     """SQL that ran past its time budget."""
+
+
+class QueryOverLimit(OplogError):
+    """SQL that needed more than a value-size or memory limit allows, or found every query slot taken."""
 
 
 class SubscriberTooSlow(OplogError):

@@ -86,6 +86,11 @@ class EventLog:
         payloads = self._check(events)
         return self.log.append(payloads, expect_seq=events[0].device_seq if events else None)
 
+    def append_written(self, events: Sequence[Event]) -> int:
+        """Append one request's events and hand them to the OS now (see ``DeviceLog.append_written``)."""
+        payloads = self._check(events)
+        return self.log.append_written(payloads, expect_seq=events[0].device_seq if events else None)
+
     def append_durable(self, events: Sequence[Event]) -> int:
         """Append one request's events and wait until they are durable; return the last seq."""
         payloads = self._check(events)

@@ -13,7 +13,7 @@ from typing import Protocol
 
 from oplog.errors import StorageError
 
-__all__ = ["FileOps", "OsFileOps", "atomic_write", "fsync_dir", "read_file"]
+__all__ = ["FileOps", "OsFileOps", "atomic_write", "fsync_dir", "read_file", "full_disk_hint"]
 
 
 class FileOps(Protocol):
@@ -200,3 +200,19 @@ def atomic_write(path: str | os.PathLike[str], data: bytes, ops: FileOps | None 
         ops.fsync_dir(folder)
     except OSError as exc:
         raise StorageError(f"cannot write {final}: {exc.strerror or exc}") from exc
+
+
+def full_disk_hint(path: str | os.PathLike[str]) -> str:
+    """``" (the disk holding PATH is full: free space there)"`` when it has no room left, else ``""``.
+
+    SQLite reports a full disk as ``disk I/O error`` in some places; this names the real problem.
+    """
+    try:
+        st = os.statvfs(os.fspath(path))
+    except OSError:
+        return ""
+    if not st.f_blocks:
+        return ""  # /proc and friends report no size at all: not a disk
+    if st.f_bavail * st.f_frsize < (1 << 20) or (st.f_files and st.f_favail == 0):
+        return f" (the disk holding {os.fspath(path)} is full: free space there)"
+    return ""

@@ -15,11 +15,13 @@ from collections.abc import Callable, Iterable
 from typing import Any
 
 from oplog.actions import group_top, move_group, removal_top
+from oplog.boxconf import typed
 from oplog.model import CONTAINER_TYPES
 from oplog.resolve import seed_action
 from oplog.tree import (
     Node,
     Workspace,
+    box_docs,
     child_index,
     descendant_docs,
     heading_section,
@@ -227,6 +229,56 @@ def _inverse_outline(ws: Workspace, op: pb.Operation) -> Inverse:
     return [*_deletes(m.id for m in group), *_reinsert(group)]
 
 
+def _recreate_box(ws: Workspace, box: str) -> list[pb.Operation]:
+    out: list[pb.Operation] = []
+    for doc in box_docs(ws, box):
+        out.extend(_recreate_doc(doc))
+    return out
+
+
+def _inverse_create_notebook(ws: Workspace, op: pb.Operation) -> Inverse:
+    return [_op("removeNotebook", op.id)]
+
+
+def _inverse_notebook_conf(ws: Workspace, op: pb.Operation) -> Inverse:
+    conf = ws.notebooks.get(op.id)
+    if conf is not None:
+        return [_op("setNotebookConf", op.id, data=typed(conf))]
+    if not ws.has_notebook(op.id):
+        return []
+    # A box that only held documents (an older log's) gets a conf from this op. No action drops a
+    # conf alone, so undo removes the box and re-creates its documents exactly: no conf again.
+    return [_op("removeNotebook", op.id), *_recreate_box(ws, op.id)]
+
+
+def _inverse_remove_notebook(ws: Workspace, op: pb.Operation) -> Inverse:
+    conf = ws.notebooks.get(op.id)
+    if conf is None:
+        return _recreate_box(ws, op.id)  # a box without a conf comes back as one
+    closed = conf.get("closed") == "true"
+    # Documents cannot be created in a closed notebook: it comes back open for them, then closes.
+    out = [_op("createNotebook", op.id, data={**typed(conf), "closed": False}), *_recreate_box(ws, op.id)]
+    if closed:
+        out.append(_op("closeNotebook", op.id))
+    return out
+
+
+def _inverse_move_doc(ws: Workspace, op: pb.Operation) -> Inverse:
+    doc = ws.docs.get(op.id)
+    if doc is None:
+        return []
+    subtree = [doc, *descendant_docs(ws, doc)]
+    if doc.box not in ws.notebooks and len(box_docs(ws, doc.box)) == len(subtree):
+        # The box only held these documents and no conf: it is gone after the move, and moveDoc
+        # needs an existing notebook. Re-creating the documents brings the box back exactly.
+        return [_op("removeDoc", doc.id), *(step for d in subtree for step in _recreate_doc(d))]
+    back: dict[str, str] = {"box": doc.box}
+    parent = parent_doc_id(doc)
+    if parent:
+        back["parentDoc"] = parent
+    return [_op("moveDoc", doc.id, data=back)]
+
+
 _INVERSES: dict[str, Callable[[Workspace, pb.Operation], Inverse]] = {
     "insertBlock": _inverse_insert,
     "appendBlock": _inverse_insert,
@@ -247,6 +299,13 @@ _INVERSES: dict[str, Callable[[Workspace, pb.Operation], Inverse]] = {
     "heading2Doc": _inverse_to_doc,
     "li2Doc": _inverse_to_doc,
     "moveOutlineHeading": _inverse_outline,
+    "createNotebook": _inverse_create_notebook,
+    "renameNotebook": _inverse_notebook_conf,
+    "openNotebook": _inverse_notebook_conf,
+    "closeNotebook": _inverse_notebook_conf,
+    "setNotebookConf": _inverse_notebook_conf,
+    "removeNotebook": _inverse_remove_notebook,
+    "moveDoc": _inverse_move_doc,
 }
 
 

@@ -76,14 +76,31 @@ class Journal:
 
     def record(self, pulled: list[Run], local_last_seq: int) -> None:
         """Durably add pulled runs after closing the local run at ``local_last_seq``."""
-        from oplog.fsutil import atomic_write
-
         runs = self.full_runs(local_last_seq)
         for run in pulled:
             if runs and runs[-1].device_id == run.device_id and runs[-1].last_seq + 1 == run.first_seq:
                 runs[-1] = Run(run.device_id, runs[-1].first_seq, run.last_seq)
             else:
                 runs.append(run)
+        self._write(runs)
+
+    def clip(self, heads: dict[str, int]) -> None:
+        """Durably keep only what the logs still hold: each run cut at its device's last seq in ``heads``.
+
+        After sync archived events (they left their logs), runs past a
+        device's new end shrink or go.
+        """
+        runs: list[Run] = []
+        for run in self.runs:
+            last = min(run.last_seq, heads.get(run.device_id, 0))
+            if last >= run.first_seq:
+                runs.append(Run(run.device_id, run.first_seq, last))
+        self._write(runs)
+
+    def _write(self, runs: list[Run]) -> None:
+        """The journal's one encoding, written tmp → fsync → rename."""
+        from oplog.fsutil import atomic_write
+
         body = json.dumps({"runs": [[r.device_id, r.first_seq, r.last_seq] for r in runs]})
         atomic_write(self.path, body.encode("utf-8"))
         self.runs = runs

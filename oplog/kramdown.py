@@ -19,12 +19,14 @@ from markdown_it.rules_block.html_block import html_block as _md_html_block
 from markdown_it.token import Token
 from mdit_py_plugins.dollarmath import dollarmath_plugin
 
+from oplog.frontmatter import front_matter_attrs, split_front_matter
 from oplog.model import BlockSpec, is_block_id
 
 __all__ = [
     "BlockLike",
     "parse_markdown",
     "parse_document_markdown",
+    "parse_import_markdown",
     "render_markdown",
     "render_block",
     "plain_text",
@@ -291,9 +293,15 @@ def _html_block_rule(state: StateBlock, start: int, end: int, silent: bool) -> b
 _TERMINATES = ["paragraph", "reference", "blockquote", "list"]
 
 
+#: The kernel's Lute options (kernel/util/lute.go NewLute): no setext headings (``---`` under text
+#: is a thematic break, ``===`` stays text) and no indented code blocks (indented lines are text).
+_LUTE_OFF = ["lheading", "code"]
+
+
 def _make_block_parser() -> MarkdownIt:
     md = MarkdownIt("commonmark", {"html": True})
     md.enable(["table", "strikethrough"])
+    md.disable(_LUTE_OFF)
     # Reference definitions would vanish from the block list; keep them as text.
     md.disable("reference")
     # Block structure only: inline content stays source text (the block's Markdown).
@@ -308,6 +316,7 @@ def _make_block_parser() -> MarkdownIt:
 def _make_text_parser() -> MarkdownIt:
     md = MarkdownIt("commonmark", {"html": True})
     md.enable(["table", "strikethrough"])
+    md.disable(_LUTE_OFF)
     md.block.ruler.before("table", "ial", _ial_rule, {"alt": _TERMINATES})
     md.block.ruler.before("fence", "math_block_siyuan", _math_rule, {"alt": _TERMINATES})
     md.use(dollarmath_plugin, allow_labels=False, allow_space=True, allow_digits=False)
@@ -549,6 +558,31 @@ def parse_markdown(text: str) -> list[BlockSpec]:
         # One line with no Markdown syntax is one paragraph of itself: ~1 µs instead of ~22 µs.
         return [BlockSpec(type="p", markdown=text.rstrip())]
     return parsed_markdown(text)
+
+
+def parse_import_markdown(text: str) -> tuple[dict[str, str], list[BlockSpec]]:
+    """Parse a whole document given as Markdown (createDoc): its front matter's attributes and its blocks.
+
+    Front matter becomes document attributes as SiYuan's import makes them
+    (``oplog.frontmatter``). When it names a title and the body opens with a
+    heading of exactly that text — the title heading ``exportMdContent``
+    adds — that heading is the title, not content, and is not kept: a
+    document exported and imported again keeps its shape.
+    """
+    keys, body = split_front_matter(text)
+    attrs = front_matter_attrs(keys) if keys else {}
+    specs = parse_markdown(body) if body.strip() else []
+    title = attrs.get("title", "")
+    if keys and title and specs:
+        first = specs[0]
+        if (
+            first.type == "h"
+            and not first.attrs
+            and not first.id
+            and plain_text(first.markdown) == title.strip()
+        ):
+            specs = specs[1:]
+    return attrs, specs
 
 
 def parsed_markdown(text: str) -> list[BlockSpec]:

@@ -14,18 +14,20 @@ fsyncs it, then links (create-only) or renames (replace) it into place.
 from __future__ import annotations
 
 import errno
+import fcntl
+import hashlib
 import os
 import random
 import threading
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
 from oplog.errors import RemoteError, TransientRemoteError
 from oplog.fsutil import fsync_dir
 
-__all__ = ["Remote", "LocalDirRemote", "FakeRemote", "Faults", "check_remote_path"]
+__all__ = ["Remote", "LocalDirRemote", "FakeRemote", "Faults", "check_remote_path", "remote_url"]
 
 _TMP_MARK = ".tmp-"
 
@@ -38,11 +40,24 @@ def check_remote_path(path: str) -> list[str]:
     return parts
 
 
+def remote_url(remote: object) -> str:
+    """What identifies ``remote`` across runs (its ``url``), "" for a remote that has none."""
+    return str(getattr(remote, "url", ""))
+
+
 class Remote(Protocol):
     """What sync needs from a remote store of files."""
 
     def list(self, folder: str) -> list[str]:
         """Names directly inside ``folder`` (files and folders), sorted; [] if it does not exist."""
+        ...
+
+    def sizes(self, folder: str) -> dict[str, int]:
+        """The files directly inside ``folder`` and their sizes in bytes; {} if it does not exist.
+
+        One listing, as cheap as ``list`` (object stores return sizes with names):
+        sync compares them with a manifest to find damaged copies without reading them.
+        """
         ...
 
     def read(self, path: str) -> bytes | None:
@@ -75,6 +90,8 @@ class LocalDirRemote:
     def __init__(self, root: str | os.PathLike[str]) -> None:
         """Use ``root`` (created on first write) as the remote's root."""
         self.root = Path(root)
+        #: the absolute folder: the same remote however it was spelled on the command line
+        self.url = f"file://{self.root.resolve()}"
 
     def _path(self, path: str) -> Path:
         return self.root.joinpath(*check_remote_path(path))
@@ -95,6 +112,21 @@ class LocalDirRemote:
             return []
         except OSError as exc:
             raise self._io("list", folder, exc) from exc
+
+    def sizes(self, folder: str) -> dict[str, int]:
+        """Regular files inside ``folder`` with their sizes, temporaries excluded."""
+        target = self._path(folder) if folder else self.root
+        out: dict[str, int] = {}
+        try:
+            with os.scandir(target) as entries:
+                for entry in entries:
+                    if _TMP_MARK not in entry.name and entry.is_file(follow_symlinks=False):
+                        out[entry.name] = entry.stat(follow_symlinks=False).st_size
+        except (FileNotFoundError, NotADirectoryError):
+            return {}
+        except OSError as exc:
+            raise self._io("list", folder, exc) from exc
+        return out
 
     def read(self, path: str) -> bytes | None:
         """The file's bytes, or None when missing."""
@@ -174,6 +206,34 @@ class LocalDirRemote:
             raise self._io("sweep", folder, exc) from exc
         return removed
 
+    def read_versioned(self, path: str) -> tuple[bytes | None, str | None]:
+        """The file's bytes and a version (a digest of them), or (None, None) when missing."""
+        data = self.read(path)
+        return data, content_version(data)
+
+    def replace_if(self, path: str, data: bytes, version: str | None) -> bool:
+        """Replace only if the file is still at ``version`` (None: only if absent); best effort, see below.
+
+        The check and the rename happen under an exclusive ``flock`` on the folder, so two
+        oplog processes on one machine (or on a file system whose ``flock`` is shared, as
+        local ones are) cannot both win; on network file systems that do not share
+        ``flock`` this is best effort. Plain ``replace`` does not take the lock.
+        """
+        final = self._path(path)
+        try:
+            final.parent.mkdir(parents=True, exist_ok=True)
+            fd = os.open(final.parent, os.O_RDONLY)
+        except OSError as exc:
+            raise self._io("replace", path, exc) from exc
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            if content_version(self.read(path)) != version:
+                return False
+            self.replace(path, data)
+            return True
+        finally:
+            os.close(fd)  # closing the descriptor releases the lock
+
 
 @dataclass
 class Faults:
@@ -195,8 +255,9 @@ class Faults:
 class FakeRemote:
     """An in-memory remote with a seeded fault model, for tests and simulations."""
 
-    def __init__(self, seed: int = 0, faults: Faults | None = None) -> None:
-        """An empty remote; ``faults`` default to none."""
+    def __init__(self, seed: int = 0, faults: Faults | None = None, *, name: str = "fake") -> None:
+        """An empty remote; ``faults`` default to none; ``name`` tells two fakes apart (its ``url``)."""
+        self.url = f"fake:{name}"
         self.files: dict[str, bytes] = {}
         self.faults = faults or Faults()
         self._rng = random.Random(seed)
@@ -232,6 +293,17 @@ class FakeRemote:
                 self.faults.kinds.append("stale_listing")
                 return [n for n in names if n in previous]
             return names
+
+    def sizes(self, folder: str) -> dict[str, int]:
+        """Files directly inside ``folder`` and their sizes."""
+        with self._lock:
+            self._enter("list", folder)
+            prefix = f"{folder}/"
+            return {
+                k[len(prefix) :]: len(v)
+                for k, v in self.files.items()
+                if k.startswith(prefix) and "/" not in k[len(prefix) :]
+            }
 
     def read(self, path: str) -> bytes | None:
         """The stored bytes, or None."""
@@ -289,6 +361,49 @@ class FakeRemote:
             self._enter("sweep", folder)
             return 0
 
+    def read_versioned(self, path: str) -> tuple[bytes | None, str | None]:
+        """The stored bytes and their digest, or (None, None)."""
+        data = self.read(path)
+        return data, content_version(data)
+
+    def replace_if(self, path: str, data: bytes, version: str | None) -> bool:
+        """Replace only if the bytes still have digest ``version`` (None: only if absent)."""
+        with self._lock:
+            check_remote_path(path)
+            self._enter("replace", path)
+            if content_version(self.files.get(path)) != version:
+                return False
+            self._store(path, data, may_tear=False)
+            return True
+
     def reset_counters(self) -> None:
         """Zero the call, byte and file counters (benchmarks)."""
         self.calls = self.bytes_written = self.bytes_read = self.files_written = self.files_read = 0
+
+
+@runtime_checkable
+class VersionedRemote(Remote, Protocol):
+    """A remote that can replace a file only if nobody changed it since it was read (for ``EPOCH``).
+
+    ``version`` is opaque: an ETag on S3 and WebDAV, a digest of the bytes on a folder.
+    ``isinstance(remote, VersionedRemote)`` tells whether a remote has it (every backend here does).
+    """
+
+    def read_versioned(self, path: str) -> tuple[bytes | None, str | None]:
+        """The whole file and its version, or (None, None) if it does not exist."""
+        ...
+
+    def replace_if(self, path: str, data: bytes, version: str | None) -> bool:
+        """Atomically replace ``path`` if it is still at ``version`` (None: create it only if absent).
+
+        False, nothing written, when it changed (or appeared) since that version was read.
+        """
+        ...
+
+
+def content_version(data: bytes | None) -> str | None:
+    """The version of a file by its bytes (for remotes without ETags); None for no file."""
+    return None if data is None else hashlib.blake2b(data, digest_size=16).hexdigest()
+
+
+__all__ += ["VersionedRemote", "content_version"]

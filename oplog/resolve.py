@@ -12,10 +12,12 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Callable, Iterable
+from datetime import datetime
 from functools import cache
 from types import ModuleType
 from typing import Any
 
+from oplog import boxconf
 from oplog.actions import ALIASES, HANDLERS, is_attribute_view_action
 from oplog.clock import IdSource
 from oplog.errors import BlockNotFound, InvalidTransaction, UnsupportedAction
@@ -32,12 +34,32 @@ ATTR_NAME = re.compile(r"^[a-z][a-z0-9-]*$")
 REMINDER_ATTR = "custom-reminder-wechat"
 _STAMP = re.compile(r"^\d{14}$")
 
+
+def _is_stamp(value: str) -> bool:
+    """Whether ``value`` is a real ``YYYYMMDDHHMMSS`` time (month 13 or hour 25 is not)."""
+    if not _STAMP.match(value):
+        return False
+    try:
+        datetime.strptime(value, "%Y%m%d%H%M%S")
+    except ValueError:
+        return False
+    return True
+
+
+def _check_value(value: str, where: str, name: str) -> None:
+    # SQLite's C API and SiYuan's .sy files end a string at NUL: the view would show less than the log.
+    if "\x00" in value:
+        raise InvalidTransaction(f"{where}: attribute {name} must not contain NUL characters")
+
+
 _CONTENT = {"insertBlock", "appendBlock", "prependBlock", "updateBlock"}
 _NEEDS_ID = {
     "updateBlock", "deleteBlock", "moveBlock", "append", "moveOutlineHeading", "setBlockAttrs", "foldBlock",
     "unfoldBlock", "setBlockReminder", "doc2Heading", "heading2Doc", "li2Doc", "setAttrViewName", "removeDoc",
-    "doUpdateUpdated",
+    "doUpdateUpdated", "moveDoc",
 }  # fmt: skip
+#: Actions whose ``id`` names an existing notebook.
+_NOTEBOOK_ID = {"renameNotebook", "openNotebook", "closeNotebook", "setNotebookConf", "removeNotebook"}
 
 
 def seed_action(action: str) -> str:
@@ -85,6 +107,7 @@ def _check_attrs(attrs: dict[str, str], where: str) -> None:
             raise InvalidTransaction(f"{where}: attribute name {name!r} must match [a-z][a-z0-9-]*")
         if not isinstance(value, str):
             raise InvalidTransaction(f"{where}: attribute {name} must be a string")
+        _check_value(value, where, name)
 
 
 def _add_pb(
@@ -210,8 +233,9 @@ def _resolve_set_attrs(op: pb.Operation, out: pb.Operation) -> None:
             continue
         if not ATTR_NAME.match(name):
             raise InvalidTransaction(f"{op.action}: attribute name {name!r} must match [a-z][a-z0-9-]*")
-        if name == "updated" and value and not _STAMP.match(value):
-            raise InvalidTransaction(f"{op.action}: updated must be YYYYMMDDHHMMSS")
+        if name == "updated" and value and not _is_stamp(value):
+            raise InvalidTransaction(f"{op.action}: updated must be a real time YYYYMMDDHHMMSS")
+        _check_value(value, op.action, name)
         out.attrs.add(name=name, value=value)
 
 
@@ -220,8 +244,8 @@ def _resolve_reminder(op: pb.Operation, out: pb.Operation) -> None:
     if isinstance(data, dict):
         data = data.get("timed")
     value = data or ""
-    if not isinstance(value, str) or (value and not _STAMP.match(value)):
-        raise InvalidTransaction("setBlockReminder: timed must be YYYYMMDDHHMMSS or empty")
+    if not isinstance(value, str) or (value and not _is_stamp(value)):
+        raise InvalidTransaction("setBlockReminder: timed must be a real time YYYYMMDDHHMMSS or empty")
     out.attrs.add(name=REMINDER_ATTR, value=value)
 
 
@@ -254,11 +278,22 @@ def _resolve_create_doc(
     allot = _Ids(ws, ids, time_ms, set())
     out.id = allot.take(op.id)
     _resolve_box(ws, out, data, "createDoc", "")
-    out.text = _str_field(data, "title", "createDoc") or "Untitled"
+    title = _str_field(data, "title", "createDoc")
     markdown = _str_field(data, "markdown", "createDoc")
     if markdown:
-        for spec in _kramdown().parse_markdown(markdown):
+        # Front matter (an exportMdContent document) gives document attributes, as SiYuan's import.
+        doc_attrs, specs = _kramdown().parse_import_markdown(markdown)
+        title = title or doc_attrs.pop("title", "")
+        doc_attrs.pop("title", None)
+        if not _is_stamp(doc_attrs.get("updated", "")):
+            doc_attrs.pop("updated", None)
+        doc_attrs = {k: v for k, v in doc_attrs.items() if ATTR_NAME.match(k)}
+        _check_attrs(doc_attrs, "createDoc: front matter")
+        for name in sorted(doc_attrs):
+            out.attrs.add(name=name, value=doc_attrs[name])
+        for spec in specs:
             _add_pb(out.blocks, spec, allot, stamp)
+    out.text = title or "Untitled"
 
 
 def _title_of(node: Node | None) -> str:
@@ -283,8 +318,10 @@ def _resolve_to_doc(ws: Workspace, op: pb.Operation, out: pb.Operation) -> None:
 
 def _resolve_update_updated(op: pb.Operation, out: pb.Operation) -> None:
     value = _text_data(op)
-    if not _STAMP.match(value):
-        raise InvalidTransaction("doUpdateUpdated: data must be YYYYMMDDHHMMSS")
+    if not _is_stamp(value):
+        raise InvalidTransaction(
+            f"doUpdateUpdated: data must be a real time YYYYMMDDHHMMSS, got {value[:32]!r}"
+        )
     out.text = value
 
 
@@ -297,6 +334,66 @@ def _resolve_av_name(op: pb.Operation, out: pb.Operation) -> None:
     out.text = data
 
 
+def _notebook_data(op: pb.Operation) -> dict[str, Any]:
+    # The name alone may come as a string: {"action": "renameNotebook", "id": …, "data": "New name"}.
+    data = _data(op)
+    if isinstance(data, str):
+        return {"name": data}
+    return _object_data(op, allow_none=True)
+
+
+def _add_conf(out: pb.Operation, conf: dict[str, str]) -> None:
+    for name in sorted(conf):
+        out.attrs.add(name=name, value=conf[name])
+
+
+def _resolve_create_notebook(
+    ws: Workspace, op: pb.Operation, out: pb.Operation, ids: IdSource, time_ms: int
+) -> None:
+    data = _notebook_data(op)
+    fields = boxconf.normalize_fields({"name": data.get("name"), **data}, "createNotebook")
+    if "sort" not in fields:
+        # New notebooks go last in the custom order (the kernel renumbers every other notebook instead).
+        sorts = [int(c.get("sort", "0") or "0") for c in ws.notebooks.values()]
+        fields["sort"] = str(max(len(ws.notebook_ids()), max(sorts, default=-1) + 1))
+    fields.setdefault("closed", "false")
+    box = op.id
+    if op.id and not is_block_id(op.id):
+        raise InvalidTransaction(f"createNotebook: id {op.id!r} is not a notebook id")
+    if not box or ws.has_notebook(box) or box in ws.blocks:
+        while True:
+            box = ids.new_block_id(time_ms)
+            if not ws.has_notebook(box) and box not in ws.blocks:
+                break
+    out.id = box
+    out.text = fields["name"]
+    # The whole conf is recorded, so replay never depends on today's defaults.
+    conf = boxconf.default_conf()
+    conf.update(fields)
+    _add_conf(out, conf)
+
+
+def _resolve_notebook(ws: Workspace, op: pb.Operation, out: pb.Operation) -> None:
+    action = op.action
+    if not is_block_id(op.id):
+        raise InvalidTransaction(f"{action}: id {op.id!r} is not a notebook id")
+    if action == "renameNotebook":
+        out.text = boxconf.normalize_name(_notebook_data(op).get("name"), action)
+    elif action == "setNotebookConf":
+        data = _notebook_data(op)
+        conf = data.get("conf", data)
+        if not isinstance(conf, dict):
+            raise InvalidTransaction(f"{action}: conf must be an object")
+        _add_conf(out, boxconf.normalize_fields(conf, action))
+
+
+def _resolve_move_doc(ws: Workspace, op: pb.Operation, out: pb.Operation) -> None:
+    doc = ws.docs.get(op.id)
+    if doc is None:
+        raise BlockNotFound(f"document {op.id} not found")
+    _resolve_box(ws, out, _object_data(op, allow_none=True), "moveDoc", doc.box)
+
+
 _Resolver = Callable[[Workspace, pb.Operation, pb.Operation, IdSource, int, str], None]
 
 _RESOLVERS: dict[str, _Resolver] = {
@@ -307,6 +404,12 @@ _RESOLVERS: dict[str, _Resolver] = {
     "li2Doc": lambda ws, op, out, ids, t, s: _resolve_to_doc(ws, op, out),
     "doUpdateUpdated": lambda ws, op, out, ids, t, s: _resolve_update_updated(op, out),
     "setAttrViewName": lambda ws, op, out, ids, t, s: _resolve_av_name(op, out),
+    "createNotebook": lambda ws, op, out, ids, t, s: _resolve_create_notebook(ws, op, out, ids, t),
+    "moveDoc": lambda ws, op, out, ids, t, s: _resolve_move_doc(ws, op, out),
+    **{
+        action: (lambda ws, op, out, ids, t, s: _resolve_notebook(ws, op, out))
+        for action in sorted(_NOTEBOOK_ID)
+    },
 }
 
 
@@ -318,7 +421,7 @@ def resolve_op(ws: Workspace, op: pb.Operation, *, ids: IdSource, time_ms: int, 
             raise UnsupportedAction(f"unsupported action {action}")
         raise UnsupportedAction(f"unknown action {action!r}")
     seed = seed_action(action)
-    if seed in _NEEDS_ID and not op.id:
+    if (seed in _NEEDS_ID or seed in _NOTEBOOK_ID) and not op.id:
         raise InvalidTransaction(f"{action}: id is required")
     out = pb.Operation()
     out.CopyFrom(op)

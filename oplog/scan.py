@@ -16,6 +16,7 @@ import heapq
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 
+from oplog.actions import HANDLERS
 from oplog.errors import InvalidArgument
 from oplog.eventlog import EventLog
 from oplog.hlc import COUNTER_BITS
@@ -128,6 +129,11 @@ class EventFilter:
         if self.since_ms is not None and self.until_ms is not None and self.since_ms > self.until_ms:
             raise InvalidArgument("--since is after --until")
         if self.actions is not None:
+            unknown = sorted(a for a in self.actions if a not in HANDLERS and seed_action(a) not in HANDLERS)
+            if unknown:
+                raise InvalidArgument(
+                    f"--action {', '.join(unknown)}: no such action (known: {', '.join(sorted(HANDLERS))})"
+                )
             object.__setattr__(self, "actions", frozenset(seed_action(a) for a in self.actions))
 
     def check_against(self, logs: Mapping[str, EventLog]) -> None:
@@ -135,7 +141,7 @@ class EventFilter:
         total = total_events(logs)
         for name, value in (("--from", self.after), ("--to", self.through)):
             if value is not None and value > total:
-                raise InvalidArgument(f"{name} {value} is beyond the end of the history ({total} events)")
+                raise InvalidArgument(f"{name} {value} is past the end of the history ({total} events)")
         if self.devices is not None:
             unknown = sorted(d for d in self.devices if d not in logs)
             if unknown:

@@ -6,7 +6,17 @@ few introspection pragmas) and refuses writes, ``ATTACH``/``DETACH``,
 transactions and every other pragma; only one statement is accepted. A
 progress handler interrupts the query past its time budget (``QueryTimeout``),
 and results are cut at ``max_rows`` rows or ``max_bytes`` bytes
-(``truncated``).
+(``truncated``), fetched one row at a time so no more than that is ever held.
+
+SQLite's own limits bound what one statement may build: no string or blob
+longer than ``max_value_bytes`` (``SQLITE_LIMIT_LENGTH``; a stored value that
+is longer cannot be read either, so the default is twice the largest request),
+no SQL text longer than ``MAX_SQL_BYTES``; going past one is
+``QueryOverLimit``. :func:`set_heap_limit` caps SQLite's memory for a whole
+process. What these cannot bound is the time of one virtual-machine step (a
+``printf('%.*c', 900000000, 'x')`` loops for seconds inside one step; ``instr``,
+``trim`` and ``LIKE`` are O(n·m)); the server therefore runs queries in worker
+processes it can kill (``oplog.server.querypool``), with the heap limit set there.
 """
 
 from __future__ import annotations
@@ -17,11 +27,25 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
-from oplog.errors import QueryRefused, QueryTimeout, StorageError
+from oplog.errors import QueryOverLimit, QueryRefused, QueryTimeout, StorageError
+from oplog.sqlite_readonly import connect_readonly
 
-__all__ = ["QueryResult", "run_query", "READ_PRAGMAS"]
+__all__ = [
+    "QueryResult",
+    "QueryRunner",
+    "run_query",
+    "set_heap_limit",
+    "READ_PRAGMAS",
+    "MAX_VALUE_BYTES",
+    "MAX_SQL_BYTES",
+]
+
+#: Longest string or blob a query may read or build (requests are at most 16 MiB).
+MAX_VALUE_BYTES = 32 << 20
+#: Longest SQL text a query may have.
+MAX_SQL_BYTES = 1 << 20
 
 #: Pragmas that only describe the schema; any other pragma is refused.
 READ_PRAGMAS = frozenset(
@@ -44,6 +68,20 @@ class QueryResult:
     columns: list[str]
     rows: list[tuple[Any, ...]]
     truncated: bool
+
+
+class QueryRunner(Protocol):
+    """What runs a statement against the view file: ``run_query`` here, a worker pool in the server."""
+
+    def __call__(
+        self,
+        db_path: str | os.PathLike[str],
+        sql: str,
+        args: Sequence[Any] = (),
+        *,
+        max_rows: int = ...,
+        time_budget_s: float = ...,
+    ) -> QueryResult: ...
 
 
 def _authorizer(refusals: list[str]) -> Callable[[int, str | None, str | None, str | None, str | None], int]:
@@ -76,6 +114,20 @@ def _size(value: Any) -> int:
     return 8
 
 
+def set_heap_limit(limit_bytes: int) -> None:
+    """Cap the heap SQLite may use in this process (hard limit; the soft limit at half frees caches first).
+
+    Process-wide: meant for a process that only runs queries, where running
+    out is that query's failure (``QueryOverLimit``), not a writer's.
+    """
+    conn = sqlite3.connect(":memory:")
+    try:
+        conn.execute(f"PRAGMA hard_heap_limit = {int(limit_bytes)}")
+        conn.execute(f"PRAGMA soft_heap_limit = {int(limit_bytes) // 2}")
+    finally:
+        conn.close()
+
+
 def run_query(
     db_path: str | os.PathLike[str],
     sql: str,
@@ -84,6 +136,7 @@ def run_query(
     max_rows: int = 1000,
     time_budget_s: float = 5.0,
     max_bytes: int = 16 << 20,
+    max_value_bytes: int = MAX_VALUE_BYTES,
     clock: Callable[[], float] = time.monotonic,
 ) -> QueryResult:
     """Run one read-only statement against the view; ``QueryRefused`` / ``QueryTimeout`` otherwise."""
@@ -95,7 +148,7 @@ def run_query(
     if not path.is_file():
         raise StorageError(f"the blocks view {path} does not exist yet")
     try:
-        conn = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True, check_same_thread=False)
+        conn = connect_readonly(path)
     except sqlite3.Error as exc:
         raise StorageError(f"cannot open the blocks view {path}: {exc}") from exc
     deadline = clock() + time_budget_s
@@ -109,6 +162,8 @@ def run_query(
 
     refusals: list[str] = []
     try:
+        conn.setlimit(sqlite3.SQLITE_LIMIT_LENGTH, max_value_bytes)
+        conn.setlimit(sqlite3.SQLITE_LIMIT_SQL_LENGTH, MAX_SQL_BYTES)
         conn.execute("PRAGMA query_only = ON")
         conn.set_authorizer(_authorizer(refusals))
         conn.set_progress_handler(progress, _STEPS)
@@ -118,22 +173,26 @@ def run_query(
             rows: list[tuple[Any, ...]] = []
             size = 0
             truncated = False
-            while True:
-                batch = cursor.fetchmany(256)
-                if not batch:
+            # One row at a time: a batch of rows near the value limit would hold far more than max_bytes.
+            for row in cursor:
+                if len(rows) >= max_rows:
+                    truncated = True
                     break
-                for row in batch:
-                    if len(rows) >= max_rows:
-                        truncated = True
-                        break
-                    converted = tuple(_convert(v) for v in row)
-                    size += sum(_size(v) for v in converted)
-                    if size > max_bytes:
-                        truncated = True
-                        break
-                    rows.append(converted)
-                if truncated:
+                converted = tuple(_convert(v) for v in row)
+                size += sum(_size(v) for v in converted)
+                if size > max_bytes:
+                    truncated = True
                     break
+                rows.append(converted)
+        except sqlite3.DataError as exc:
+            # SQLITE_TOOBIG: a string or blob past max_value_bytes, or SQL past MAX_SQL_BYTES.
+            raise QueryOverLimit(
+                f"the query went past a size limit ({exc}): strings and blobs at most "
+                f"{max_value_bytes} bytes, SQL at most {MAX_SQL_BYTES} bytes"
+            ) from exc
+        except MemoryError as exc:
+            # SQLITE_NOMEM under set_heap_limit, or Python out of memory converting a row.
+            raise QueryOverLimit("the query needed more memory than queries may use") from exc
         except sqlite3.OperationalError as exc:
             if timed_out[0] or "interrupted" in str(exc):
                 raise QueryTimeout(f"query ran past its time budget of {time_budget_s:g}s") from exc

@@ -243,7 +243,7 @@ def check_positions(start: int, end: int, total: int) -> None:
         if value < 0:
             raise InvalidArgument(f"{name} {value}: positions are not negative")
         if value > total:
-            raise InvalidArgument(f"{name} {value} is past the end (the merged order holds {total} events)")
+            raise InvalidArgument(f"{name} {value} is past the end of the history ({total} events)")
     if start > end:
         raise InvalidArgument(f"--from {start} is after --to {end}")
 

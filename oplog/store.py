@@ -2,8 +2,18 @@
 
 It ties the parts together: the writer lock, the device id, every device's
 log, the block tree (rebuilt by replay at open), the hybrid logical clock, the
-journal, and the request path — validate and resolve (engine), append
-(group commit), publish to change-feed subscribers once on disk.
+journal, the change feed (``oplog.changefeed``), the window of recent requests
+(``oplog.dedupe``) and the request path — validate and resolve (engine),
+write the events to the log, fold them into the state, wait for the fsync
+(group commit), publish to change-feed subscribers.
+
+A request becomes visible only after its events were written to the log:
+a write that fails (a full disk) rolls the request back, so a failed request
+is never seen, not even until a restart. While the log cannot be written the
+store reports itself unwritable (the server's health turns NOT_SERVING); the
+next request, or a probe every ``PROBE_INTERVAL_S``, tries again and clears it
+once the disk has room. A failed fsync is final: the store refuses writes
+until it is reopened (see docs/reliability.md).
 
 Layout of a data directory::
 
@@ -17,39 +27,37 @@ Layout of a data directory::
 
 from __future__ import annotations
 
-import json
 import logging
 import os
-import queue
 import sqlite3
+import tempfile
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
+from oplog.changefeed import ChangeFeed, Subscription
 from oplog.checkpoint import CHECKPOINTS_FILE, CheckpointStore, ConflictRecord, capture
 from oplog.clock import Clock, IdSource, RandomIds, SystemClock
+from oplog.dedupe import RequestWindow, Seen, reply_of, request_digest
 from oplog.engine import Engine, apply_event
 from oplog.errors import (
     BlockNotFound,
-    ChangeFeedRewritten,
     NotADataDir,
-    OplogError,
     ReadOnlyStore,
     StorageError,
-    SubscriberTooSlow,
 )
 from oplog.eventlog import EventLog
 from oplog.hlc import HybridClock
-from oplog.identity import DEVICE_FILE, DEVICES_DIR, load_or_create_device_id
-from oplog.journal import JOURNAL_FILE, Journal
+from oplog.identity import DEVICES_DIR, check_data_dir, load_or_create_device_id
+from oplog.journal import JOURNAL_FILE, Journal, Run
 from oplog.kramdown import plain_text, render_markdown
 from oplog.lockfile import DataDirLock
 from oplog.merge import merge_events, order_key
 from oplog.model import CONTAINER_TYPES
 from oplog.replay import ReplayResult, rewind
-from oplog.sqlquery import QueryResult, run_query
+from oplog.sqlquery import QueryResult, QueryRunner, run_query
 from oplog.sqlview import VIEW_FILE, BlocksView
 from oplog.statehash import StateHash
 from oplog.tree import Node, Workspace, iter_blocks
@@ -59,6 +67,12 @@ __all__ = ["Store", "StoreOptions", "Subscription", "DEVICES_DIR", "open_device_
 
 
 log = logging.getLogger("oplog.store")
+
+#: While the log cannot be written, how often a probe checks whether the disk has room again.
+PROBE_INTERVAL_S = 1.0
+#: What the probe writes (and removes): a request that fits in this much will most likely fit in the log.
+_PROBE_BYTES = 64 << 10
+_PROBE_FILE = ".oplog-space-probe"
 
 
 @dataclass(frozen=True, slots=True)
@@ -105,74 +119,6 @@ def open_device_logs(
     return logs
 
 
-class Subscription:
-    """A change-feed reader: catch-up from the journal, then live events; no gap, no duplicate."""
-
-    def __init__(self, store: Store, from_position: int, buffer: int) -> None:
-        self._store = store
-        self._queue: queue.Queue[pb.CommittedEvent | None] = queue.Queue(maxsize=buffer)
-        self._overflowed = False
-        self._closed = False
-        self._error: OplogError | None = None
-        self.position = from_position
-        # Registration and the catch-up bound are taken together, so nothing
-        # published after the bound is missed and nothing before it repeated.
-        with store._publish_lock:
-            store._subscribers.append(self)
-            self._catchup_end = store._published
-
-    def _offer(self, item: pb.CommittedEvent) -> None:
-        if self._overflowed or self._closed or self._error is not None:
-            return
-        try:
-            self._queue.put_nowait(item)
-        except queue.Full:
-            self._overflowed = True
-            self._wake()
-
-    def _wake(self) -> None:
-        try:
-            self._queue.put_nowait(None)
-        except queue.Full:
-            pass
-
-    def _end(self, error: OplogError) -> None:
-        """End the subscription with ``error`` (the store has already dropped it); a blocked iterator wakes."""
-        self._error = error
-        self._wake()
-
-    def close(self) -> None:
-        """Stop the subscription; a blocked iterator wakes and ends."""
-        self._closed = True
-        self._store._unsubscribe(self)
-        self._wake()
-
-    def __iter__(self) -> Iterator[pb.CommittedEvent]:
-        for item in self._store._read_journal(self.position, self._catchup_end):
-            if self._error is not None:
-                raise self._error
-            if self._closed:
-                return
-            self.position = item.position
-            yield item
-        while not self._closed:
-            if self._error is not None:
-                raise self._error
-            if self._overflowed and self._queue.empty():
-                raise SubscriberTooSlow(
-                    f"subscriber fell more than {self._queue.maxsize} events behind; resume from position {self.position}"
-                )
-            got = self._queue.get()
-            if got is None:
-                if (self._overflowed or self._error is not None) and not self._closed:
-                    continue
-                return
-            if got.position <= self.position:
-                continue
-            self.position = got.position
-            yield got
-
-
 class Store:
     """A data directory opened by its writer; see docs/store-api.md."""
 
@@ -180,7 +126,7 @@ class Store:
         self,
         data_dir: Path,
         *,
-        lock: DataDirLock,
+        lock: DataDirLock | None,
         device_id: str,
         logs: dict[str, EventLog],
         options: StoreOptions,
@@ -198,14 +144,17 @@ class Store:
         self._ids = ids
         self._write_lock = threading.Lock()
         self._checkpoint_lock = threading.Lock()
-        self._publish_lock = threading.Lock()
-        self._subscribers: list[Subscription] = []
-        self._pending: list[pb.Event] = []
         self._journal = Journal(data_dir / JOURNAL_FILE, device_id)
         if not options.readonly:
             self._journal_unrecorded()
-        self._published = self._journal.length(self._local.last_seq)
+        self._feed = ChangeFeed(self._read_journal, self._journal.length(self._local.last_seq))
+        self._requests = RequestWindow.from_log(self._local)
         self._failed: str | None = None
+        # Why the log cannot be written right now (a full disk), or None; cleared by the next good write.
+        self._unwritable: str | None = None
+        self._health_listeners: list[Callable[[str | None], None]] = []
+        self._probe_stop = threading.Event()
+        self._prober: threading.Thread | None = None
         self._closed = False
         self.ws = Workspace()
         self.position = 0
@@ -216,8 +165,13 @@ class Store:
         self._conflicts: list[ConflictRecord] = []
         self._max_hlc = 0
         self._since_checkpoint = 0
-        self._checkpoints = CheckpointStore(data_dir / CHECKPOINTS_FILE, keep=3)
-        self._view = BlocksView(data_dir / VIEW_FILE)
+        self._checkpoints = CheckpointStore(data_dir / CHECKPOINTS_FILE, keep=3, readonly=options.readonly)
+        # A read-only store writes nothing in the directory (it may be read-only media, or another
+        # process's): its view of the state it opened lives in a private temporary file.
+        self._view_dir = tempfile.TemporaryDirectory(prefix="oplog-view-") if options.readonly else None
+        self._view = BlocksView(
+            Path(self._view_dir.name) / VIEW_FILE if self._view_dir else data_dir / VIEW_FILE
+        )
         self._rebuild()
         self._hlc = HybridClock(clock, last=self._max_hlc)
         self._engine = Engine(self.ws, clock, ids)
@@ -231,8 +185,6 @@ class Store:
         recorded event, device by device in id order (they were never published,
         so no reader has seen another order).
         """
-        from oplog.journal import Run
-
         missing = []
         for device, events in sorted(self._logs.items()):
             stored = self._journal.stored_seq(device)
@@ -257,15 +209,17 @@ class Store:
         ids: IdSource | None = None,
         create: bool = True,
     ) -> Store:
-        """Open (creating it if asked) the data directory for writing; takes the writer lock."""
+        """Open (creating it if asked) the data directory for writing, taking the writer lock; read-only: neither."""
         options = options or StoreOptions()
         path = Path(data_dir)
-        if not create and not (path / DEVICE_FILE).is_file():
-            raise NotADataDir(f"{path} is not an oplog data directory (no {DEVICE_FILE} file)")
+        if not create or options.readonly:
+            check_data_dir(path)
         if path.exists() and not path.is_dir():
             raise NotADataDir(f"{path} is not a directory")
         clock = clock or SystemClock()
         ids = ids or RandomIds(int.from_bytes(os.urandom(8), "big"))
+        if options.readonly:
+            return cls._open_readonly(path, options=options, clock=clock, ids=ids)
         lock = DataDirLock(path)
         lock.acquire(options.lock_timeout_s)
         try:
@@ -283,27 +237,57 @@ class Store:
             lock.release()
             raise
 
+    @classmethod
+    def _open_readonly(cls, path: Path, *, options: StoreOptions, clock: Clock, ids: IdSource) -> Store:
+        """The state of ``path`` as it is now, without the writer's lock, writing nothing there."""
+        device_id = load_or_create_device_id(path, ids)  # exists: check_data_dir saw the DEVICE file
+        logs = open_device_logs(path, writable_id=None, options=options)
+        try:
+            if device_id not in logs:  # this device never wrote: an empty log, nothing created
+                logs[device_id] = open_device_log(
+                    path / DEVICES_DIR / device_id, device_id, writable=False, options=options
+                )
+            return cls(path, lock=None, device_id=device_id, logs=logs, options=options, clock=clock, ids=ids)
+        except BaseException:
+            for log in logs.values():
+                log.close()
+            raise
+
     def close(self) -> None:
         """Close every log and release the writer lock."""
         if self._closed:
             return
         self._closed = True
-        with self._publish_lock:
-            subscribers = list(self._subscribers)
-        for sub in subscribers:
-            sub.close()
+        self._probe_stop.set()
+        if self._prober is not None:
+            self._prober.join()
+        self._feed.close()
         try:
-            if self._failed is None:
-                with self._write_lock:
-                    self._flush_view()
+            if self._failed is None and not self.options.readonly:
+                # Both are derived and rebuilt at the next open if missing: a full disk here is a warning.
+                try:
+                    with self._write_lock:
+                        self._flush_view()
+                except (sqlite3.Error, StorageError) as exc:
+                    log.warning(
+                        "%s was not brought up to date (%s); the next open rebuilds it", VIEW_FILE, exc
+                    )
                 if self._since_checkpoint:
-                    self.checkpoint()
+                    self._try_checkpoint()
         finally:
             self._view.close()
+            if self._view_dir is not None:
+                self._view_dir.cleanup()
             self._checkpoints.close()
-            for log in self._logs.values():
-                log.close()
-            self._lock.release()
+            for device_log in self._logs.values():
+                device_log.close()
+            if self._lock is not None:
+                self._lock.release()
+
+    @property
+    def clock(self) -> Clock:
+        """The clock the store reads (its injected seam; tests advance a fake one)."""
+        return self._clock
 
     def __enter__(self) -> Store:
         return self
@@ -324,8 +308,18 @@ class Store:
         self._adopt(result)
         self._since_checkpoint = result.applied
         digest = self.state_hash.hexdigest()
-        if not self._view.is_current(self.position, digest):
-            self._view.rebuild(self.ws, conflicts=self._conflicts, position=self.position, state_hash=digest)
+        try:
+            edited = self._view.edited()
+            if edited is not None:
+                log.warning(
+                    "%s was changed outside oplog (table %s); rebuilding it from the log", VIEW_FILE, edited
+                )
+            if edited is not None or not self._view.is_current(self.position, digest):
+                self._view.rebuild(
+                    self.ws, conflicts=self._conflicts, position=self.position, state_hash=digest
+                )
+        except sqlite3.Error as exc:
+            raise StorageError(f"cannot bring {self.data_dir / VIEW_FILE} up to date: {exc}") from exc
 
     def _adopt(self, result: ReplayResult) -> None:
         """Take a replay result as the live state."""
@@ -388,64 +382,108 @@ class Store:
                 return
             try:
                 self._flush_view()
+            except (sqlite3.Error, StorageError) as exc:
+                # One line, no traceback: on a full disk this repeats for every request.
+                log.warning("the blocks view could not be updated (%s); the next write or query retries", exc)
             except Exception:
                 log.exception("the blocks view could not be updated; the next write or query retries")
 
     # ---- the write path ----
 
     def apply(self, request: pb.ApplyRequest) -> pb.ApplyResponse:
-        """Validate, resolve, append and apply one request; returns once it is on disk and in the blocks view."""
+        """Validate, resolve, append and apply one request; returns once it is on disk and in the blocks view.
+
+        A retry of a request in the dedupe window (same app, session, reqId
+        and body) is answered with the original reply and logs nothing.
+        """
         if self.options.readonly:
             raise ReadOnlyStore("this store is read-only")
         self._check_usable()
+        digest = request_digest(request)
+        seen: Seen | None = None
+        events: list[pb.Event] = []
         with self._write_lock:
             self._check_usable()
-            applied = self._engine.apply_request(request)
-            count = len(applied.transactions)
-            events: list[pb.Event] = []
-            seq = self._local.last_seq
-            for index, tx in enumerate(applied.transactions):
-                seq += 1
-                events.append(
-                    pb.Event(
-                        device_id=self.device_id,
-                        device_seq=seq,
-                        hlc=self._hlc.tick(),
-                        req_id=request.req_id,
-                        app=request.app,
-                        session=request.session,
-                        tx_index=index,
-                        tx_count=count,
-                        time_ms=applied.time_ms,
-                        transaction=tx,
+            seen = self._requests.find(request, digest)
+            if seen is None:
+                applied = self._engine.apply_request(request)
+                count = len(applied.transactions)
+                seq = self._local.last_seq
+                for index, tx in enumerate(applied.transactions):
+                    seq += 1
+                    events.append(
+                        pb.Event(
+                            device_id=self.device_id,
+                            device_seq=seq,
+                            hlc=self._hlc.tick(),
+                            req_id=request.req_id,
+                            app=request.app,
+                            session=request.session,
+                            tx_index=index,
+                            tx_count=count,
+                            time_ms=applied.time_ms,
+                            transaction=tx,
+                            request_digest=digest if index == 0 else b"",
+                        )
                     )
-                )
-            if events:
-                try:
-                    last = self._local.append(events)
-                except BaseException:
-                    applied.rollback()
-                    raise
-                ticket = self._folded(events, applied.touched, applied.removed, defer_view=True)
-                with self._publish_lock:
-                    self._pending.extend(events)
+                if events:
+                    try:
+                        # Written (handed to the OS) before the state changes: a failed write is never seen.
+                        last = self._local.append_written(events)
+                    except BaseException as exc:
+                        applied.rollback()
+                        if isinstance(exc, StorageError):
+                            raise self._write_failed(exc) from exc
+                        raise
+                    if self._unwritable is not None:
+                        self._set_writable(None)
+                    self._requests.add(
+                        request.app, request.session, request.req_id, digest, events[0].device_seq, last
+                    )
+                    ticket = self._folded(events, applied.touched, applied.removed, defer_view=True)
+                    self._feed.appended(events)
+        if seen is not None:
+            return self._repeat(seen)
         if events:
-            try:
-                self._local.wait_durable(last)
-            except BaseException as exc:
-                # The state holds what the disk may not: nothing more can be trusted.
-                self._failed = f"the log could not be made durable: {exc}"
-                raise StorageError(self._failed) from exc
+            self._await_durable(last)
             if not self._view.written(ticket):
                 self._write_view(ticket)
-            self._publish(last)
+            self._feed.acknowledged(max(self._local.log.durable_seq, last))
             if self._since_checkpoint >= self.options.checkpoint_every:
-                self.checkpoint()
+                self._try_checkpoint()
         response = pb.ApplyResponse()
         response.transactions.extend(applied.transactions)
         for event in events:
             response.positions.add(device_id=event.device_id, device_seq=event.device_seq, hlc=event.hlc)
         return response
+
+    def _await_durable(self, last: int) -> None:
+        """Wait for the fsync of ``last``; a failure is final (the state holds what the disk may not)."""
+        try:
+            self._local.wait_durable(last)
+        except BaseException as exc:
+            self._failed = (
+                f"the log could not be made durable ({exc}); restart the server or command: "
+                "reopening recovers from what is on disk"
+            )
+            self._notify_health(self._failed)
+            raise StorageError(self._failed) from exc
+
+    def _repeat(self, seen: Seen) -> pb.ApplyResponse:
+        """The original reply to a retried request, once its events are durable."""
+        self._await_durable(seen.last_seq)
+        return reply_of(list(self._local.read(seen.first_seq, seen.last_seq)))
+
+    def _try_checkpoint(self) -> None:
+        """A checkpoint that may fail (a full disk) without failing the request that triggered it."""
+        try:
+            self.checkpoint()
+        except (sqlite3.Error, OSError, StorageError) as exc:
+            log.warning(
+                "checkpoint not written (%s); the next one is tried %d events later",
+                exc,
+                self.options.checkpoint_every,
+            )
 
     def _check_usable(self) -> None:
         if self._closed:
@@ -453,52 +491,101 @@ class Store:
         if self._failed:
             raise StorageError(self._failed)
 
-    def _publish(self, acknowledged: int) -> None:
-        """Hand acknowledged events to subscribers, in journal order.
+    # ---- health: is the log writable ----
 
-        With ``always`` durability everything up to ``acknowledged`` is on
-        disk; with ``interval`` it is what the caller is told is committed.
-        """
-        durable = max(self._local.log.durable_seq, acknowledged)
-        with self._publish_lock:
-            pending = self._pending
-            if not pending or pending[0].device_seq > durable:
-                return
-            if pending[-1].device_seq <= durable:
-                ready, self._pending = pending, []
+    def _write_failed(self, exc: StorageError) -> StorageError:
+        """Record that the log could not be written; the error the caller gets says what to do."""
+        if self._local.log.writable and self._local.log.failed is not None:
+            why = (
+                f"{exc}; the log is unusable until reopened: restart the server or command "
+                "(reopening cuts the torn end and recovers)"
+            )
+            self._failed = why
+            self._notify_health(why)
+            return StorageError(why)
+        why = (
+            f"{exc}; the request was not applied. Writes resume by themselves once "
+            f"{self.data_dir} has room again (the next request or a probe every {PROBE_INTERVAL_S:g} s retries)"
+        )
+        self._set_writable(why)
+        return StorageError(why)
+
+    def _set_writable(self, why: str | None) -> None:
+        """Enter or leave the unwritable state, telling health listeners; start the probe on entry."""
+        changed = (why is None) != (self._unwritable is None)
+        self._unwritable = why
+        if why is not None and (self._prober is None or not self._prober.is_alive()) and not self._closed:
+            self._prober = threading.Thread(target=self._probe_loop, name="oplog-space-probe", daemon=True)
+            self._prober.start()
+        if changed:
+            if why is None:
+                log.warning("the log is writable again")
             else:
-                ready = [e for e in pending if e.device_seq <= durable]
-                self._pending = [e for e in pending if e.device_seq > durable]
-            if not self._subscribers:
-                # Nobody listens: only the journal position moves (a CommittedEvent copies the event).
-                self._published += len(ready)
+                log.warning("%s", why)
+            self._notify_health(why)
+
+    def _notify_health(self, why: str | None) -> None:
+        for listener in list(self._health_listeners):
+            try:
+                listener(why)
+            except Exception:
+                log.exception("a health listener failed")
+
+    def watch_health(self, listener: Callable[[str | None], None]) -> None:
+        """Call ``listener(reason)`` when the store stops accepting writes, ``listener(None)`` when it recovers."""
+        self._health_listeners.append(listener)
+        problem = self.health()
+        if problem is not None:
+            listener(problem)
+
+    def health(self) -> str | None:
+        """Why writes are refused right now (full disk, failed fsync), or None when the store is writable."""
+        if self._failed:
+            return self._failed
+        return self._unwritable
+
+    def _probe_loop(self) -> None:
+        # Event.wait is a sleep, not a clock read: the core still never reads wall time.
+        while not self._probe_stop.wait(PROBE_INTERVAL_S):
+            if self._unwritable is None or self._failed is not None:
                 return
-            for event in ready:
-                self._published += 1
-                item = pb.CommittedEvent(position=self._published, event=event)
-                for sub in self._subscribers:
-                    sub._offer(item)
+            if self._probe():
+                with self._write_lock:
+                    if self._unwritable is not None:
+                        self._set_writable(None)
+                return
+
+    def _probe(self) -> bool:
+        """Whether a small file can be written and synced in the data directory now (it is removed again)."""
+        path = self.data_dir / _PROBE_FILE
+        try:
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+            try:
+                data = memoryview(bytes(_PROBE_BYTES))
+                while data:
+                    data = data[os.write(fd, data) :]
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+            return True
+        except OSError:
+            return False
+        finally:
+            try:
+                os.unlink(path)
+            except OSError:
+                pass
 
     # ---- the change feed ----
 
     def journal_length(self) -> int:
         """How many events the journal holds (the newest change-feed position)."""
-        with self._publish_lock:
-            return self._published
+        return self._feed.length()
 
     def subscribe(self, from_position: int = 0, *, buffer: int = 10_000) -> Subscription:
         """A change-feed subscription starting after ``from_position``."""
         self._check_usable()
-        if from_position < 0:
-            from oplog.errors import InvalidArgument
-
-            raise InvalidArgument("from_position must not be negative")
-        return Subscription(self, from_position, buffer)
-
-    def _unsubscribe(self, sub: Subscription) -> None:
-        with self._publish_lock:
-            if sub in self._subscribers:
-                self._subscribers.remove(sub)
+        return self._feed.subscribe(from_position, buffer=buffer)
 
     def _read_journal(self, after: int, until: int) -> Iterator[pb.CommittedEvent]:
         """Events at journal positions ``after+1 .. until``, read from the logs."""
@@ -546,9 +633,15 @@ class Store:
             )
 
     def query(
-        self, sql: str, args: Sequence[object] = (), *, max_rows: int = 1000, time_budget_s: float = 5.0
+        self,
+        sql: str,
+        args: Sequence[object] = (),
+        *,
+        max_rows: int = 1000,
+        time_budget_s: float = 5.0,
+        runner: QueryRunner = run_query,
     ) -> QueryResult:
-        """Read-only SQL over the blocks view (see oplog.sqlquery for what is refused)."""
+        """Read-only SQL over the blocks view (see oplog.sqlquery for what is refused); ``runner`` runs it."""
         self._check_usable()
         if self._view.pending:
             try:
@@ -556,7 +649,7 @@ class Store:
                     self._flush_view()
             except sqlite3.Error as exc:
                 raise StorageError(f"the blocks view could not be updated: {exc}") from exc
-        return run_query(self.data_dir / VIEW_FILE, sql, args, max_rows=max_rows, time_budget_s=time_budget_s)
+        return runner(self._view.path, sql, args, max_rows=max_rows, time_budget_s=time_budget_s)
 
     def conflicts(self) -> list[ConflictRecord]:
         """Operations replay skipped, with why, in merged order."""
@@ -661,6 +754,8 @@ class Store:
         if events:
             last = self._local.append(events)
             self._local.wait_durable(last)
+            # The rebased copies carry their requests' digests: retries of them are recognised.
+            self._requests = RequestWindow.from_log(self._local)
         return events
 
     def after_pull(self, pulled: list[tuple[str, int, int]], events: list[pb.Event]) -> None:
@@ -670,12 +765,9 @@ class Store:
         """
         if not events:
             return
-        from oplog.journal import Run
-
         self._local.log.sync()
         # Local events already acknowledged but not yet published take their places before the pulled ones.
-        self._publish(self._local.last_seq)
-        before = self._journal.length(self._local.last_seq)
+        self._feed.acknowledged(self._local.last_seq)
         self._journal.record([Run(d, a, b) for d, a, b in pulled], self._local.last_seq)
         newest = max(e.hlc for e in events)
         if min(e.hlc for e in events) > self._hlc.last:
@@ -698,14 +790,7 @@ class Store:
         else:
             self._sync_rebuild()
         self._hlc.observe(newest)
-        with self._publish_lock:
-            self._published = self._journal.length(self._local.last_seq)
-            for position, event in enumerate(events, start=before + 1):
-                if not self._subscribers:
-                    break
-                item = pb.CommittedEvent(position=position, event=event)
-                for sub in self._subscribers:
-                    sub._offer(item)
+        self._feed.pulled(events, self._journal.length(self._local.last_seq))
 
     def _sync_rebuild(self) -> None:
         """Rewind after sync changed the logs; the engine is pointed at the new workspace."""
@@ -719,39 +804,13 @@ class Store:
         event changed is ended with ``ChangeFeedRewritten`` (it resubscribes);
         the others get the journal's new events.
         """
-        from oplog.fsutil import atomic_write
-        from oplog.journal import Run
-
         self._local.log.sync()
         unchanged = self._unchanged_positions(dropped or {})
-        heads = {d: log.last_seq for d, log in self._logs.items()}
-        runs: list[Run] = []
-        for run in self._journal.runs:
-            last = min(run.last_seq, heads.get(run.device_id, 0))
-            if last >= run.first_seq:
-                runs.append(Run(run.device_id, run.first_seq, last))
-        body = json.dumps({"runs": [[r.device_id, r.first_seq, r.last_seq] for r in runs]})
-        atomic_write(self.data_dir / JOURNAL_FILE, body.encode("utf-8"))
-        self._journal = Journal(self.data_dir / JOURNAL_FILE, self.device_id)
+        self._journal.clip({d: log.last_seq for d, log in self._logs.items()})
         self._sync_rebuild()
         self._hlc.observe(self._max_hlc)
-        with self._publish_lock:
-            told = self._published
-            self._published = self._journal.length(self._local.last_seq)
-            self._pending = []
-            if unchanged < told:
-                error = ChangeFeedRewritten(
-                    f"sync archived events the change feed had numbered after position {unchanged}; "
-                    f"resubscribe from position {unchanged}",
-                    resume_from=unchanged,
-                )
-                for sub in self._subscribers:
-                    sub._end(error)
-                self._subscribers = []
-            elif self._subscribers:
-                for item in self._read_journal(told, self._published):
-                    for sub in self._subscribers:
-                        sub._offer(item)
+        self._requests = RequestWindow.from_log(self._local)
+        self._feed.renumbered(self._journal.length(self._local.last_seq), unchanged)
 
     def _unchanged_positions(self, dropped: dict[str, int]) -> int:
         """How many journal positions still hold the same events once ``dropped`` left the logs."""
@@ -763,7 +822,7 @@ class Store:
             position += run.count
         first_gone = dropped.get(self.device_id)
         if first_gone is None:
-            return self._published  # nothing numbered so far changed
+            return self._feed.length()  # nothing numbered so far changed
         # The local events after the recorded runs are the journal's implied tail.
         return position + max(0, first_gone - self._journal.stored_seq(self.device_id) - 1)
 

@@ -7,28 +7,56 @@ when the manifest is at E, else the prefix the epoch's ``base`` lists for it.
 Every sync makes each foreign device's local log equal to its view (longest
 common prefix kept, the rest archived, the missing part pulled and verified)
 and makes this device's folder on the remote equal to its local log.
+
+How far this device's own log is in a remote's history is kept per remote (URL
+and cloud name, ``oplog.syncstate``): after syncing with another remote, the
+events that remote holds but this one lacks are still "unpushed" here, so a new
+epoch here rebases them instead of archiving them.
+
+The parts: remote formats in ``oplog.syncformat``, ``sync.json`` in
+``oplog.syncstate``, the summary in ``oplog.syncsummary``, repair of damaged
+pulled copies before the store opens in ``oplog.syncrepair``; this module is
+the session.
 """
 
 from __future__ import annotations
 
-import json
 import threading
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
-from pathlib import Path
+from dataclasses import dataclass
 from typing import Any, TypeVar
-
-import google_crc32c
 
 from oplog.archive import ArchivedSegment, ArchiveEntry, add_to_archive
 from oplog.clock import Clock
-from oplog.errors import InvalidSyncArgument, OplogError, RemoteError, StorageError, TransientRemoteError
+from oplog.errors import InvalidSyncArgument, OplogError, RemoteError, TransientRemoteError
 from oplog.eventlog import decode_event
 from oplog.fsutil import atomic_write, read_file
 from oplog.hlc import hlc_ms
-from oplog.remote import Remote
+from oplog.remote import Remote, remote_url
 from oplog.segment import scan_segment
 from oplog.store import Store
+from oplog.syncformat import (
+    DEFAULT_CLOUD,
+    DEVICES,
+    EPOCH_FILE,
+    INITIAL_EPOCH,
+    MANIFEST,
+    EpochInfo,
+    Manifest,
+    SegEntry,
+    check_cloud_name,
+    segment_crc,
+)
+from oplog.syncstate import (
+    SYNC_FILE,
+    RemotePosition,
+    SyncState,
+    error_text,
+    load_state,
+    record_error,
+    save_state,
+)
+from oplog.syncsummary import SyncSummary
 from oplog.v1 import oplog_pb2 as pb
 
 __all__ = [
@@ -43,6 +71,7 @@ __all__ = [
     "DEFAULT_RETRY",
     "SyncState",
     "SyncResult",
+    "SyncSummary",
     "SyncSession",
     "parse_sync_params",
     "check_cloud_name",
@@ -51,32 +80,22 @@ __all__ = [
     "error_text",
 ]
 
-DEFAULT_CLOUD = "main"
-INITIAL_EPOCH = "0"
-SYNC_FILE = "sync.json"
-MANIFEST = "MANIFEST"
-EPOCH_FILE = "EPOCH"
+#: The formats and the local state live in oplog.syncformat and oplog.syncstate; these names
+#: stay importable from here for callers written before the split.
+_REEXPORTED = (SYNC_FILE, EPOCH_FILE, MANIFEST, INITIAL_EPOCH)
+
 PUSH_MODES = ("", "force-push", "force-pull")
 #: A pulled event stamped more than this beyond this device's clock is refused with its segment.
 FUTURE_BOUND_MS = 10 * 60 * 1000
+
+#: What one sync did; the one summary type (oplog.syncsummary), under its historical name.
+SyncResult = SyncSummary
 
 T = TypeVar("T")
 Emit = Callable[[str, int, int, str], None]
 
 
 # ---- parameters ----
-
-
-def check_cloud_name(name: str) -> str:
-    """A safe cloud folder name, trimmed; ``InvalidSyncArgument`` otherwise."""
-    trimmed = name.strip()
-    if not trimmed:
-        raise InvalidSyncArgument("cloudName must not be empty")
-    if trimmed.startswith(("/", "\\")) or (len(trimmed) > 1 and trimmed[1] == ":"):
-        raise InvalidSyncArgument(f"cloudName {name!r} must not be an absolute path")
-    if ".." in trimmed or "/" in trimmed or "\\" in trimmed or "\0" in trimmed:
-        raise InvalidSyncArgument(f"cloudName {name!r} must not contain '..', '/' or '\\'")
-    return trimmed
 
 
 @dataclass(frozen=True, slots=True)
@@ -126,177 +145,6 @@ def parse_sync_params(
     return SyncParams(app=app, force=force, push_mode=push_mode, cloud_name=name)
 
 
-# ---- remote documents ----
-
-
-@dataclass(frozen=True)
-class SegEntry:
-    """One sealed segment as manifests and epochs list it."""
-
-    name: str
-    first_seq: int
-    count: int
-    size: int
-    crc: str
-
-    @property
-    def last_seq(self) -> int:
-        """The seq of the segment's last event."""
-        return self.first_seq + self.count - 1
-
-    def key(self) -> tuple[str, str]:
-        """What makes two entries the same file: name and checksum."""
-        return (self.name, self.crc)
-
-
-def _entries(raw: list[dict[str, Any]]) -> list[SegEntry]:
-    return [
-        SegEntry(str(e["name"]), int(e["first_seq"]), int(e["count"]), int(e["size"]), str(e["crc"]))
-        for e in raw
-    ]
-
-
-@dataclass
-class Manifest:
-    """A device folder's manifest: its epoch and its segments in order."""
-
-    epoch: str
-    device_id: str
-    segments: list[SegEntry]
-
-    @property
-    def last_seq(self) -> int:
-        """The last seq the folder holds."""
-        return self.segments[-1].last_seq if self.segments else 0
-
-    def encode(self) -> bytes:
-        """Deterministic JSON."""
-        body = {
-            "epoch": self.epoch,
-            "device_id": self.device_id,
-            "last_seq": self.last_seq,
-            "segments": [asdict(s) for s in self.segments],
-        }
-        return json.dumps(body, sort_keys=True, separators=(",", ":")).encode("utf-8")
-
-    @classmethod
-    def decode(cls, data: bytes) -> Manifest:
-        """Parse; ``ValueError`` if it is not a manifest."""
-        try:
-            raw = json.loads(data)
-            return cls(str(raw["epoch"]), str(raw["device_id"]), _entries(raw["segments"]))
-        except (KeyError, TypeError) as exc:
-            raise ValueError(f"not a manifest: {exc}") from exc
-
-
-@dataclass
-class EpochInfo:
-    """The remote's ``EPOCH``: id, the device that started it, and its base (per-device prefixes)."""
-
-    epoch: str
-    device_id: str = ""
-    time_ms: int = 0
-    base: dict[str, list[SegEntry]] = field(default_factory=dict)
-
-    def encode(self) -> bytes:
-        """Deterministic JSON."""
-        body = {
-            "epoch": self.epoch,
-            "device_id": self.device_id,
-            "time_ms": self.time_ms,
-            "base": {d: [asdict(s) for s in segs] for d, segs in sorted(self.base.items())},
-        }
-        return json.dumps(body, sort_keys=True, separators=(",", ":")).encode("utf-8")
-
-    @classmethod
-    def decode(cls, data: bytes) -> EpochInfo:
-        """Parse; ``ValueError`` if it is not an epoch marker."""
-        try:
-            raw = json.loads(data)
-            base = {str(d): _entries(v) for d, v in raw.get("base", {}).items()}
-            return cls(str(raw["epoch"]), str(raw.get("device_id", "")), int(raw.get("time_ms", 0)), base)
-        except (KeyError, TypeError, AttributeError) as exc:
-            raise ValueError(f"not an epoch marker: {exc}") from exc
-
-
-# ---- local state ----
-
-
-@dataclass
-class SyncState:
-    """``<data>/sync.json``: what this device knows about its cloud folder."""
-
-    cloud_name: str = ""
-    epoch: str | None = None
-    last_sync_time: int = 0
-    pushed_seq: int = 0
-    cursors: dict[str, int] = field(default_factory=dict)
-    last_error: str = ""
-    #: checksums of local segment files: device -> name -> [size, crc]
-    known: dict[str, dict[str, list[Any]]] = field(default_factory=dict)
-
-    def encode(self) -> bytes:
-        """Deterministic JSON."""
-        return json.dumps(asdict(self), sort_keys=True, indent=1).encode("utf-8")
-
-
-def load_state(data_dir: Path) -> SyncState:
-    """The sync state of a data directory (empty if it never synced)."""
-    path = data_dir / SYNC_FILE
-    if not path.exists():
-        return SyncState()
-    try:
-        raw = json.loads(path.read_text(encoding="utf-8"))
-        return SyncState(**raw)
-    except (OSError, ValueError, TypeError) as exc:
-        raise StorageError(f"sync state {path} is unreadable: {exc}") from exc
-
-
-def error_text(exc: BaseException) -> str:
-    """How a failed sync is reported: an oplog error's message, else the exception's type and message."""
-    return str(exc) if isinstance(exc, OplogError) else f"{type(exc).__name__}: {exc}"
-
-
-def record_error(data_dir: Path, message: str) -> None:
-    """Keep ``message`` as the last sync error in ``sync.json`` (everything else as it was on disk).
-
-    Best effort: a sync that failed because the disk did must still report its
-    own error, not this one.
-    """
-    try:
-        state = load_state(data_dir)
-        state.last_error = message
-        atomic_write(data_dir / SYNC_FILE, state.encode())
-    except (OplogError, OSError):
-        pass
-
-
-@dataclass
-class SyncResult:
-    """What one sync did."""
-
-    cloud_name: str = ""
-    epoch: str = ""
-    pushed_segments: int = 0
-    pulled_segments: int = 0
-    pulled_events: int = 0
-    archived_segments: int = 0
-    rebased_events: int = 0
-    bytes_up: int = 0
-    bytes_down: int = 0
-    #: temporaries an interrupted upload of this device had left in its remote folder, removed
-    swept_temporaries: int = 0
-    #: segments refused (damaged, not matching the manifest, stamped in the future), one line each
-    refused: list[str] = field(default_factory=list)
-
-    @property
-    def changed(self) -> bool:
-        """True if anything moved."""
-        return bool(
-            self.pushed_segments or self.pulled_segments or self.archived_segments or self.rebased_events
-        )
-
-
 @dataclass
 class Fetched:
     """A downloaded and checked segment of a foreign device, with its events."""
@@ -305,10 +153,6 @@ class Fetched:
     entry: SegEntry
     data: bytes
     events: list[pb.Event]
-
-
-def _crc(data: bytes) -> str:
-    return f"{google_crc32c.value(data):08x}"
 
 
 def _common_prefix(a: list[SegEntry], b: list[SegEntry]) -> int:
@@ -344,9 +188,14 @@ class SyncSession:
         self.future_bound_ms = future_bound_ms
         self.me = store.device_id
         self.state = load_state(store.data_dir)
-        self.result = SyncResult()
+        self.url = remote_url(remote)
+        self.result = SyncSummary()
         self._step = 0
         self._steps = 0
+        #: (device, segment) pairs whose remote copy this sync found not matching its manifest
+        self._damage_seen: set[tuple[str, str]] = set()
+        #: this device's manifest as it is on the remote now
+        self._own_manifest: Manifest | None = None
 
     # ---- plumbing ----
 
@@ -377,7 +226,7 @@ class SyncSession:
         return "/".join((self.cloud, *parts))
 
     def _save_state(self) -> None:
-        atomic_write(self.store.data_dir / SYNC_FILE, self.state.encode())
+        save_state(self.store.data_dir, self.state)
 
     # ---- local segments ----
 
@@ -393,7 +242,7 @@ class SyncSession:
                 break
             cached = known.get(seg.name)
             if recheck or cached is None or cached[0] != seg.size:
-                crc = _crc(read_file(str(folder / seg.name)))
+                crc = segment_crc(read_file(str(folder / seg.name)))
                 known[seg.name] = [seg.size, crc]
             else:
                 crc = cached[1]
@@ -482,7 +331,7 @@ class SyncSession:
 
     # ---- the run ----
 
-    def run(self) -> SyncResult:
+    def run(self) -> SyncSummary:
         """Do the whole sync; raises ``RemoteError`` (after retries) or ``StorageError``.
 
         A failure is recorded as ``last_error`` in ``sync.json`` before it is
@@ -494,13 +343,13 @@ class SyncSession:
             record_error(self.store.data_dir, error_text(exc))
             raise
 
-    def _run(self) -> SyncResult:
+    def _run(self) -> SyncSummary:
         params = self.params
         st = self.state
         self.cloud = params.cloud_name or st.cloud_name or DEFAULT_CLOUD
-        if self.cloud != st.cloud_name:
-            # A different cloud folder: forget cursors so all local history is pushed there.
-            self.state = st = SyncState(cloud_name=self.cloud, known=st.known)
+        # Where this device stands on *this* remote; another remote's position says nothing about it.
+        position = st.position(self.url, self.cloud)
+        st.epoch, st.pushed_seq = position.epoch, position.pushed_seq
         self.result.cloud_name = self.cloud
         self._steps = 5
         self._progress("sealing the local log")
@@ -519,17 +368,20 @@ class SyncSession:
                 self._settle_own(epoch, manifests, "adopt")
             st.epoch = epoch.epoch
             self._progress("pushing local segments")
-            self._push_own(epoch.epoch, manifests.get(self.me))
+            self._push_own(epoch.epoch, manifests.get(self.me), self._reported_damage(manifests))
             self._progress("pulling other devices' segments")
             pulled: list[Fetched] = []
             for device_id in sorted(manifests):
                 if device_id != self.me and device_id not in unreadable:
                     pulled.extend(self._fetch_device(device_id, self._view(device_id, epoch, manifests)))
             self._store_pulled(pulled)
+            self._publish_damage()
         st.cursors = {d: log_seq for d in self.store.device_ids() if (log_seq := self._last_seq(d))}
         st.last_sync_time = self.clock.now_ms()
         st.last_error = "; ".join(self.result.refused)
+        st.keep_position(self.url, self.cloud, RemotePosition(st.epoch, st.pushed_seq))
         self.result.epoch = st.epoch or ""
+        self.result.last_sync_time = st.last_sync_time
         self._save_state()
         self._progress("done")
         return self.result
@@ -554,35 +406,79 @@ class SyncSession:
             if rebase_after is not None:
                 rebase_after = max(rebase_after, kept_end)
             reason = "force-pull" if mode == "force-pull" else f"epoch {epoch.epoch} adopted"
+            # From local[k] on, the seqs will hold other events (or none): no remote holds those yet.
+            # Saved before the log changes: a crash in between may re-send, never lose.
+            self.state.cut_own_log(kept_end)
+            self._save_state()
             rebase = self._archive(self.me, local[k:], reason, epoch.epoch, rebase_after)
             dropped = {self.me: local[k].first_seq}
             if rebase:
                 self.store.append_rebased(rebase)
                 self.store.seal_local()
-                self.result.rebased_events += len(rebase)
+                self.result.rebased_events = (self.result.rebased_events or 0) + len(rebase)
                 self._log(f"rebased {len(rebase)} local event(s) onto epoch {epoch.epoch}")
             self.store.after_drop(dropped)
             self.state.pushed_seq = kept_end
 
-    def _push_own(self, epoch: str, remote: Manifest | None) -> None:
-        """Make this device's remote folder equal its sealed local segments, manifest last."""
+    def _reported_damage(self, manifests: dict[str, Manifest | None]) -> set[str]:
+        """Names of this device's segments that other devices' manifests report damaged on the remote."""
+        return {
+            name
+            for device_id, manifest in manifests.items()
+            if manifest is not None and device_id != self.me
+            for owner, name in manifest.damaged
+            if owner == self.me
+        }
+
+    def _publish_damage(self) -> None:
+        """Put the damage this sync saw in other folders into this device's manifest (their owners read it)."""
+        mine = self._own_manifest
+        if mine is None or set(mine.damaged) == self._damage_seen:
+            return
+        manifest = Manifest(mine.epoch, self.me, mine.segments, sorted(self._damage_seen))
+        self._call(
+            "write manifest", self.remote.replace, self._path(DEVICES, self.me, MANIFEST), manifest.encode()
+        )
+        self._own_manifest = manifest
+
+    def _push_own(
+        self, epoch: str, remote: Manifest | None, reported: frozenset[str] | set[str] = frozenset()
+    ) -> None:
+        """Make this device's remote folder equal its sealed local segments, manifest last.
+
+        ``reported`` names segments other devices found damaged here: they are read and compared.
+        """
         force = self.params.force
         local = self._local_entries(self.me, recheck=force)
         remote_entries = {e.name: e for e in remote.segments} if remote is not None else {}
-        present: set[str] | None = None
-        if force:
-            present = set(self._call("list", self.remote.list, self._path("devices", self.me)))
+        # One listing with sizes finds a truncated, extended or missing copy of a listed segment
+        # (damage in this device's remote folder) without reading anything; --force reads and compares all.
+        sizes: dict[str, int] = {}
+        if remote is not None or force:
+            sizes = self._call("list", self.remote.sizes, self._path(DEVICES, self.me))
+        present: set[str] | None = set(sizes) if force else None
         folder = self.store.device_dir(self.me)
         swept = False
         for entry in local:
-            path = self._path("devices", self.me, entry.name)
+            path = self._path(DEVICES, self.me, entry.name)
             listed = remote_entries.get(entry.name)
             same = listed is not None and listed.key() == entry.key()
-            if same and present is not None:
-                data_there = self._call("verify", self.remote.read, path) if entry.name in present else None
-                same = data_there is not None and _crc(data_there) == entry.crc
-            if same:
+            damage = ""
+            if same and sizes.get(entry.name) != entry.size:
+                there = sizes.get(entry.name)
+                damage = "missing" if there is None else f"{there} bytes, its manifest says {entry.size}"
+            elif same and (present is not None or entry.name in reported):
+                data_there = self._call("verify", self.remote.read, path)
+                if data_there is None or segment_crc(data_there) != entry.crc:
+                    damage = "missing" if data_there is None else "its checksum differs from its manifest"
+            if same and not damage:
                 continue
+            if damage:
+                line = (
+                    f"{DEVICES}/{self.me}/{entry.name}: the remote copy was damaged ({damage}); re-uploaded"
+                )
+                self.result.repaired.append(line)
+                self._log(f"repaired {line}")
             swept = swept or self._sweep_own()
             data = read_file(str(folder / entry.name))
             if listed is None and not self._call("upload", self.remote.write_new, path, data):
@@ -592,8 +488,9 @@ class SyncSession:
             elif listed is not None:
                 self._call("upload", self.remote.replace, path, data)
             self.result.pushed_segments += 1
-            self.result.bytes_up += len(data)
-        manifest = Manifest(epoch, self.me, local)
+            self.result.bytes_up = (self.result.bytes_up or 0) + len(data)
+        manifest = Manifest(epoch, self.me, local, list(remote.damaged) if remote is not None else [])
+        self._own_manifest = manifest
         if remote is None or remote.encode() != manifest.encode():
             swept = swept or self._sweep_own()
             self._call(
@@ -616,7 +513,7 @@ class SyncSession:
         """
         removed = self._call("sweep", self.remote.sweep, self._path("devices", self.me))
         if removed:
-            self.result.swept_temporaries += removed
+            self.result.swept_temporaries = (self.result.swept_temporaries or 0) + removed
             self._log(f"removed {removed} temporary file(s) an interrupted upload left in devices/{self.me}")
         return True
 
@@ -624,7 +521,10 @@ class SyncSession:
         """Make the local copy of a foreign device's log a prefix of its view; download and check the rest."""
         if view is None:
             return []
+        known_before = dict(self.state.known.get(device_id, {}))
         local = self._local_entries(device_id, recheck=self.params.force)
+        if self.params.force:
+            local = self._repair_pulled(device_id, local, view, known_before)
         k = _common_prefix(local, view)
         if k < len(local):
             with self.store.sync_lock():
@@ -639,8 +539,12 @@ class SyncSession:
         if self.params.force:
             for entry in view[:k]:
                 data = self._call("verify", self.remote.read, self._path("devices", device_id, entry.name))
-                if data is None or _crc(data) != entry.crc:
-                    self.result.refused.append(f"{device_id}/{entry.name}: remote copy missing or damaged")
+                if data is None or segment_crc(data) != entry.crc:
+                    self._damage_seen.add((device_id, entry.name))
+                    self.result.refused.append(
+                        f"{device_id}/{entry.name}: remote copy missing or damaged; device {device_id} "
+                        "re-uploads it on its next sync (`oplog sync` there)"
+                    )
         fetched: list[Fetched] = []
         now = self.clock.now_ms()
         for entry in view[k:]:
@@ -648,13 +552,55 @@ class SyncSession:
             data = self._call("download", self.remote.read, path)
             problem = self._check_pulled(device_id, entry, data, now)
             if isinstance(problem, str):
+                if data is not None and (len(data) != entry.size or segment_crc(data) != entry.crc):
+                    # Only the device itself writes its folder: tell it (our manifest) and the user who can fix it.
+                    self._damage_seen.add((device_id, entry.name))
+                    problem += f"; device {device_id} re-uploads it on its next sync (`oplog sync` there)"
                 self.result.refused.append(f"{path}: {problem}")
                 self._log(f"refused {path}: {problem}")
                 break
             assert data is not None
             fetched.append(Fetched(device_id, entry, data, problem))
-            self.result.bytes_down += len(data)
+            self.result.bytes_down = (self.result.bytes_down or 0) + len(data)
         return fetched
+
+    def _repair_pulled(
+        self, device_id: str, local: list[SegEntry], view: list[SegEntry], known_before: dict[str, list[Any]]
+    ) -> list[SegEntry]:
+        """Replace local copies of ``device_id``'s segments that were damaged here, from a sound remote copy.
+
+        A copy is damaged here (not replaced by history) when its name is where the view has it, the
+        checksum recorded when it was pulled is the view's, and the file no longer has that checksum.
+        """
+        out = list(local)
+        folder = self.store.device_dir(device_id)
+        now = self.clock.now_ms()
+        for i, (mine, theirs) in enumerate(zip(local, view, strict=False)):
+            if mine.name != theirs.name or mine.crc == theirs.crc:
+                continue
+            recorded = known_before.get(mine.name)
+            if recorded is None or recorded[1] != theirs.crc:
+                continue
+            path = self._path(DEVICES, device_id, theirs.name)
+            data = self._call("download", self.remote.read, path)
+            problem = self._check_pulled(device_id, theirs, data, now)
+            if isinstance(problem, str):
+                self.result.refused.append(
+                    f"{path}: the local copy is damaged and the remote copy cannot replace it: {problem}"
+                )
+                continue
+            assert data is not None
+            with self.store.sync_lock():
+                atomic_write(folder / theirs.name, data)
+                self.state.known.setdefault(device_id, {})[theirs.name] = [theirs.size, theirs.crc]
+                self.store.reopen_device_log(device_id)
+            out[i] = theirs
+            line = (
+                f"{DEVICES}/{device_id}/{theirs.name}: the local copy was damaged; re-fetched from the remote"
+            )
+            self.result.repaired.append(line)
+            self._log(f"repaired {line}")
+        return out
 
     def _store_pulled(self, fetched: list[Fetched]) -> None:
         """Store every pulled segment, then fold all their events in at once (one rebuild at most)."""
@@ -673,7 +619,7 @@ class SyncSession:
             runs = [(f.device_id, f.entry.first_seq, f.entry.last_seq) for f in fetched]
             self.store.after_pull(runs, [event for f in fetched for event in f.events])
         self.result.pulled_segments += len(fetched)
-        self.result.pulled_events += sum(f.entry.count for f in fetched)
+        self.result.pulled_events = (self.result.pulled_events or 0) + sum(f.entry.count for f in fetched)
 
     def _check_pulled(
         self, device_id: str, entry: SegEntry, data: bytes | None, now: int
@@ -681,7 +627,7 @@ class SyncSession:
         """The segment's events, or why it is refused."""
         if data is None:
             return "missing on the remote"
-        if len(data) != entry.size or _crc(data) != entry.crc:
+        if len(data) != entry.size or segment_crc(data) != entry.crc:
             return "does not match its manifest (damaged or being replaced)"
         try:
             # One walk checks every frame and the seal (as verify_segment does) and yields the payloads.
@@ -728,7 +674,7 @@ class SyncSession:
                 base[device_id] = local[:k]
         new_epoch = self.store.new_token()
         self._progress("pushing local segments (force-push)")
-        self._push_own(new_epoch, manifests.get(self.me))
+        self._push_own(new_epoch, manifests.get(self.me), self._reported_damage(manifests))
         base[self.me] = self._local_entries(self.me)
         info = EpochInfo(new_epoch, self.me, self.clock.now_ms(), base)
         self._call("write EPOCH", self.remote.replace, self._path(EPOCH_FILE), info.encode())

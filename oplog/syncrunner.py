@@ -20,18 +20,17 @@ from oplog.errors import BootSyncInProgress, SyncInProgress
 from oplog.remote import Remote
 from oplog.store import Store
 from oplog.sync import (
-    DEFAULT_CLOUD,
     DEFAULT_RETRY,
     FUTURE_BOUND_MS,
+    Emit,
     RetryPolicy,
     SyncParams,
-    SyncResult,
     SyncSession,
-    error_text,
-    load_state,
     parse_sync_params,
-    record_error,
 )
+from oplog.syncformat import DEFAULT_CLOUD, check_cloud_name
+from oplog.syncstate import error_text, load_state, record_error
+from oplog.syncsummary import SyncSummary
 from oplog.v1 import oplog_pb2 as pb
 
 __all__ = ["SyncRunner", "SyncEventDict", "event_message", "run_sync", "SYNC_COMMANDS"]
@@ -70,7 +69,8 @@ class SyncRunner:
         self.store = store
         self.remote_factory = remote_factory
         self.clock = clock
-        self.cloud_name = cloud_name
+        #: the cloud a sync without a cloud name uses (None: the data directory's current one, or main)
+        self.cloud_name = check_cloud_name(cloud_name) if cloud_name else None
         self._stop = threading.Event()
         self.sleeper = sleeper or self._stop.wait
         self.retry = retry
@@ -81,7 +81,7 @@ class SyncRunner:
         self._listeners: list[Callable[[SyncEventDict], None]] = []
         self._status = "idle"
         self._last_error = ""
-        self._last_result: SyncResult | None = None
+        self._last_result: SyncSummary | None = None
         self._done = threading.Event()
         self._done.set()
 
@@ -189,7 +189,7 @@ class SyncRunner:
                 self._boot = False
             self._done.set()
 
-    def _sync(self, params: SyncParams) -> SyncResult | None:
+    def _sync(self, params: SyncParams) -> SyncSummary | None:
         self._emit("syncBegin", 0, 0, PREPARING)
         session: SyncSession | None = None
         try:
@@ -213,14 +213,7 @@ class SyncRunner:
         self._last_result = result
         self._last_error = "; ".join(result.refused)
         self._status = "synced" if not result.refused else f"synced; refused: {self._last_error}"
-        self._emit(
-            "syncEnd",
-            1,
-            1,
-            f"pushed {result.pushed_segments}, pulled {result.pulled_segments} segment(s)"
-            + (f", archived {result.archived_segments}" if result.archived_segments else "")
-            + (f", refused {len(result.refused)}" if result.refused else ""),
-        )
+        self._emit("syncEnd", 1, 1, result.end_message())
         return result
 
     def _failed(self, message: str) -> None:
@@ -240,13 +233,23 @@ class SyncRunner:
         return self._done.wait(timeout)
 
     @property
-    def last_result(self) -> SyncResult | None:
+    def last_result(self) -> SyncSummary | None:
         """What the last successful sync did."""
         return self._last_result
 
-    def run_sync(self, app: str = "oplog", **kwargs: Any) -> SyncResult:
+    def run_sync(
+        self,
+        app: str = "oplog",
+        *,
+        force: bool = False,
+        push_mode: str = "",
+        push_only: bool = False,
+        cloud_name: str | None = None,
+    ) -> SyncSummary:
         """Run one sync on the calling thread; raises what the sync raised (for the CLI and tests)."""
-        params = parse_sync_params(app, **kwargs)
+        params = parse_sync_params(
+            app, force=force, push_mode=push_mode, push_only=push_only, cloud_name=cloud_name
+        )
         if params.cloud_name is None and self.cloud_name is not None:
             params = SyncParams(params.app, params.force, params.push_mode, self.cloud_name)
         with self._lock:
@@ -278,13 +281,17 @@ class SyncRunner:
             "last_sync_time": state.last_sync_time,
             "status": self._status,
             "in_progress": self.in_progress,
-            "cloud_name": state.cloud_name or self.cloud_name or DEFAULT_CLOUD,
+            "cloud_name": self.current_cloud(),
             "epoch": state.epoch or "",
             "device_id": self.store.device_id,
             "pending_local_events": max(0, last - state.pushed_seq),
             "device_cursors": dict(state.cursors),
             "last_error": self._last_error or state.last_error,
         }
+
+    def current_cloud(self) -> str:
+        """The cloud a sync without a cloud name uses: the server's own, else the data directory's, else main."""
+        return self.cloud_name or load_state(self.store.data_dir).cloud_name or DEFAULT_CLOUD
 
     def info_message(self) -> pb.SyncInfo:
         """``info()`` for the ``GetSyncInfo`` RPC."""
@@ -296,13 +303,25 @@ class SyncRunner:
         self.wait(timeout)
 
 
-def run_sync(store: Store, remote: Remote, clock: Clock, app: str = "oplog", **kwargs: Any) -> SyncResult:
+def run_sync(
+    store: Store,
+    remote: Remote,
+    clock: Clock,
+    app: str = "oplog",
+    *,
+    force: bool = False,
+    push_mode: str = "",
+    push_only: bool = False,
+    cloud_name: str | None = None,
+    sleeper: Callable[[float], object] | None = None,
+    emit: Emit | None = None,
+    retry: RetryPolicy = DEFAULT_RETRY,
+    future_bound_ms: int = FUTURE_BOUND_MS,
+) -> SyncSummary:
     """One synchronous sync of ``store`` with ``remote`` (tests, CLI)."""
-    sleeper = kwargs.pop("sleeper", None)
-    emit = kwargs.pop("emit", None)
-    retry = kwargs.pop("retry", DEFAULT_RETRY)
-    future_bound_ms = kwargs.pop("future_bound_ms", FUTURE_BOUND_MS)
-    params = parse_sync_params(app, **kwargs)
+    params = parse_sync_params(
+        app, force=force, push_mode=push_mode, push_only=push_only, cloud_name=cloud_name
+    )
     return SyncSession(
         store,
         remote,

@@ -56,6 +56,8 @@ __all__ = [
     "remove_document",
     "relocate_document",
     "set_av_name",
+    "set_notebook",
+    "box_docs",
 ]
 
 
@@ -102,17 +104,32 @@ class Node:
 class Workspace:
     """The whole materialised state: every block by id, documents by id, attribute-view names."""
 
-    __slots__ = ("blocks", "docs", "avs")
+    __slots__ = ("blocks", "docs", "avs", "notebooks")
 
     def __init__(self) -> None:
         self.blocks: dict[str, Node] = {}
         self.docs: dict[str, Node] = {}
         #: attribute view id -> name; an entry appears when an ``av`` block first refers to the view.
         self.avs: dict[str, str] = {}
+        #: notebook id -> conf (``oplog.boxconf``), for notebooks made or configured by a notebook
+        #: action. A box that only holds documents (older logs) has no entry and the default conf.
+        self.notebooks: dict[str, dict[str, str]] = {}
 
     def boxes(self) -> list[str]:
         """Notebook ids that hold at least one document, sorted."""
         return sorted({doc.box for doc in self.docs.values()})
+
+    def notebook_ids(self) -> list[str]:
+        """Every notebook: those with a conf and those that only hold documents, sorted."""
+        return sorted({*self.notebooks, *(doc.box for doc in self.docs.values())})
+
+    def has_notebook(self, box: str) -> bool:
+        """Whether notebook ``box`` exists (has a conf or holds a document)."""
+        return box in self.notebooks or any(doc.box == box for doc in self.docs.values())
+
+    def closed_boxes(self) -> set[str]:
+        """Ids of the notebooks that are closed (their blocks leave the SQL view)."""
+        return {box for box, conf in self.notebooks.items() if conf.get("closed") == "true"}
 
     def get(self, block_id: str) -> Node | None:
         """The block with this id, or None."""
@@ -422,7 +439,8 @@ def _block_tuple(node: Node) -> tuple[Any, ...]:
 def snapshot(ws: Workspace) -> tuple[Any, ...]:
     """A canonical, hash-seed-independent deep copy of the state, for comparisons in tests and tools."""
     docs = tuple((doc.box, doc.path, _block_tuple(doc)) for doc in iter_documents(ws))
-    return (docs, tuple(sorted(ws.avs.items())))
+    notebooks = tuple((box, tuple(sorted(conf.items()))) for box, conf in sorted(ws.notebooks.items()))
+    return (docs, tuple(sorted(ws.avs.items())), notebooks)
 
 
 def check_invariants(ws: Workspace) -> None:
@@ -486,6 +504,11 @@ def _first_inconsistency(ws: Workspace) -> str:
                 stack.append(child)
     if seen != set(ws.blocks):
         return f"unreachable blocks: {sorted(set(ws.blocks) - seen)[:5]}"
+    for box, conf in ws.notebooks.items():
+        if not isinstance(conf, dict) or not all(isinstance(v, str) for v in conf.values()):
+            return f"notebook {box} has a malformed conf"
+        if conf.get("closed") not in ("true", "false"):
+            return f"notebook {box} is neither open nor closed"
     return ""
 
 
@@ -749,3 +772,39 @@ def set_av_name(ws: Workspace, av_id: str, name: str, journal: UndoJournal) -> N
     if journal.record:
         journal.undo.append((_undo_av, (ws, av_id, ws.avs.get(av_id))))
     ws.avs[av_id] = name
+
+
+def box_docs(ws: Workspace, box: str) -> list[Node]:
+    """The documents of notebook ``box``, parents before children, then by id."""
+    return sorted((d for d in ws.docs.values() if d.box == box), key=lambda d: (d.path.count("/"), d.id))
+
+
+def _undo_notebook(ws: Workspace, box: str, old: dict[str, str] | None) -> None:
+    if old is None:
+        ws.notebooks.pop(box, None)
+    else:
+        ws.notebooks[box] = old
+
+
+def set_notebook(ws: Workspace, box: str, conf: dict[str, str] | None, journal: UndoJournal) -> None:
+    """Set notebook ``box``'s whole conf (None: drop it); opening or closing touches its blocks.
+
+    ``conf`` is the caller's new dict: a conf is replaced, never changed in place
+    (the state hash and the undo journal keep the old dict).
+
+    The blocks are touched so the SQL view drops or restores their rows (a
+    closed notebook's blocks leave it, as in SiYuan); their digests do not change.
+    """
+    old = ws.notebooks.get(box)
+    if journal.record:
+        journal.undo.append((_undo_notebook, (ws, box, old)))
+    if conf is None:
+        ws.notebooks.pop(box, None)
+    else:
+        ws.notebooks[box] = conf
+    was_closed = old is not None and old.get("closed") == "true"
+    now_closed = conf is not None and conf.get("closed") == "true"
+    if was_closed != now_closed:
+        touched = journal.touched
+        for doc in box_docs(ws, box):
+            touched.update(n.id for n in iter_blocks(doc))

@@ -41,7 +41,7 @@ from oplog.segment import (
     scan_segment,
 )
 from oplog.statehash import StateHash
-from oplog.sync import SYNC_FILE, load_state
+from oplog.syncstate import SYNC_FILE, load_state
 from oplog.tree import check_invariants
 
 __all__ = [
@@ -571,4 +571,19 @@ def verify_data_dir(data_dir: str | os.PathLike[str], *, progress: Progress | No
     _check_checkpoints(path / CHECKPOINTS_FILE, checkpoints, scans, progress, report)
     _check_journal(path, local, scans, report)
     _check_sync_state(path, report)
+    _check_view(path, report)
     return report
+
+
+def _check_view(data_dir: Path, report: VerifyReport) -> None:
+    """``blocks.db`` changed outside oplog (its edit triggers fired): a warning, the next open rebuilds it."""
+    from oplog.sqlview import VIEW_FILE, edited_outside
+
+    table = edited_outside(data_dir / VIEW_FILE)
+    if table is not None:
+        report.add(
+            WARNING,
+            "view",
+            data_dir / VIEW_FILE,
+            f"its {table} table was changed outside oplog; the next open rebuilds it from the log",
+        )

@@ -10,20 +10,14 @@ from __future__ import annotations
 import json
 from array import array
 
-import google_crc32c
-
 from oplog.errors import CorruptSegment, OplogError, StorageError
-from oplog.identity import DEVICES_DIR
 from oplog.remote import Remote
 from oplog.segment import parse_segment_name, scan_segment, segment_name
-from oplog.sync import EPOCH_FILE, MANIFEST, EpochInfo, Manifest, SegEntry
+from oplog.syncformat import DEVICES as DEVICES_DIR
+from oplog.syncformat import EPOCH_FILE, MANIFEST, EpochInfo, Manifest, SegEntry, cloud_path, segment_crc
 from oplog.verify import DAMAGE, WARNING, NoProgress, Progress, VerifyReport, check_events, reason_of
 
 __all__ = ["verify_remote"]
-
-
-def _crc(data: bytes) -> str:
-    return f"{google_crc32c.value(data):08x}"
 
 
 def _check_remote_segment(
@@ -32,12 +26,12 @@ def _check_remote_segment(
     if data is None:
         report.add(severity, "remote-segment", where, "missing (its manifest lists it)")
         return
-    if len(data) != entry.size or _crc(data) != entry.crc:
+    if len(data) != entry.size or segment_crc(data) != entry.crc:
         report.add(
             severity,
             "remote-segment",
             where,
-            f"does not match its manifest: {len(data)} bytes crc {_crc(data)}, "
+            f"does not match its manifest: {len(data)} bytes crc {segment_crc(data)}, "
             f"the manifest says {entry.size} bytes crc {entry.crc}",
         )
         return
@@ -104,14 +98,14 @@ def verify_remote(
         return "/".join((label, cloud, *parts))
 
     epoch: EpochInfo | None = None
-    raw_epoch = _read_json(remote, f"{cloud}/{EPOCH_FILE}", at(EPOCH_FILE), "remote-epoch", report)
+    raw_epoch = _read_json(remote, cloud_path(cloud, EPOCH_FILE), at(EPOCH_FILE), "remote-epoch", report)
     if raw_epoch is not None:
         try:
             epoch = EpochInfo.decode(raw_epoch)
         except ValueError as exc:
             report.add(DAMAGE, "remote-epoch", at(EPOCH_FILE), f"does not parse: {exc}")
     try:
-        devices = remote.list(f"{cloud}/{DEVICES_DIR}")
+        devices = remote.list(cloud_path(cloud, DEVICES_DIR))
     except OplogError as exc:
         report.add(DAMAGE, "remote-manifest", at(DEVICES_DIR), f"cannot be listed: {exc}")
         return report
@@ -121,11 +115,11 @@ def verify_remote(
     for device_id in devices:
         where = at(DEVICES_DIR, device_id, MANIFEST)
         data = _read_json(
-            remote, f"{cloud}/{DEVICES_DIR}/{device_id}/{MANIFEST}", where, "remote-manifest", report
+            remote, cloud_path(cloud, DEVICES_DIR, device_id, MANIFEST), where, "remote-manifest", report
         )
         if data is None:
             try:
-                names = remote.list(f"{cloud}/{DEVICES_DIR}/{device_id}")
+                names = remote.list(cloud_path(cloud, DEVICES_DIR, device_id))
             except OplogError:
                 names = []
             if any(parse_segment_name(n) is not None for n in names):
@@ -167,7 +161,7 @@ def verify_remote(
     for device_id, entry, severity in todo:
         where = at(DEVICES_DIR, device_id, entry.name)
         try:
-            data = remote.read(f"{cloud}/{DEVICES_DIR}/{device_id}/{entry.name}")
+            data = remote.read(cloud_path(cloud, DEVICES_DIR, device_id, entry.name))
         except OplogError as exc:
             report.add(DAMAGE, "remote-segment", where, f"cannot be read: {exc}")
             continue

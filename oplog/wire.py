@@ -156,6 +156,9 @@ def request_from_json(obj: Any) -> pb.ApplyRequest:
     transactions = obj.get("transactions")
     if not isinstance(transactions, list):
         raise InvalidTransaction("transactions must be a list", location="request")
+    if not transactions:
+        # Refused like the Apply RPC refuses it: a request that carries nothing is a client's mistake.
+        raise InvalidTransaction("at least one transaction is required", location="request.transactions")
     for i, tx_obj in enumerate(transactions):
         where = f"transactions[{i}]"
         if not isinstance(tx_obj, dict):

@@ -22,10 +22,10 @@ from grpc_reflection.v1alpha import reflection
 
 from oplog.errors import InvalidArgument
 from oplog.server.auth import AuthConfig, AuthInterceptor, check_listen_address
+from oplog.server.decode import add_service
 from oplog.server.service import Limits, OpLogService, StoreLike
 from oplog.syncrunner import SyncRunner
 from oplog.v1 import oplog_pb2 as pb
-from oplog.v1 import oplog_pb2_grpc as pb_grpc
 
 __all__ = ["SERVICE_NAME", "DEFAULT_LISTEN", "DEFAULT_WORKERS", "RunningServer", "start_server", "tune_gc"]
 
@@ -58,6 +58,7 @@ class RunningServer:
         # Subscriptions never end on their own: close them so they do not hold the grace period.
         self.service.begin_shutdown()
         self.server.stop(grace).wait()
+        self.service.close()
         self._stopped.set()
 
     def wait(self, timeout: float | None = None) -> bool:
@@ -112,6 +113,8 @@ def start_server(
     check_listen_address(listen, auth)
     if workers < 2:
         raise InvalidArgument("workers must be at least 2")
+    if limits.max_queries < 1:
+        raise InvalidArgument("max_queries must be at least 1")
     if limits.max_subscribers >= workers:
         # Subscriptions hold their worker; leave some for unary calls.
         limits = dataclasses.replace(limits, max_subscribers=max(1, workers // 2))
@@ -122,7 +125,8 @@ def start_server(
         options=_server_options(limits),
         maximum_concurrent_rpcs=max_concurrent_rpcs,
     )
-    pb_grpc.add_OpLogServicer_to_server(service, server)
+    # Not the generated add_OpLogServicer_to_server: its decoders make a malformed body INTERNAL.
+    add_service(service, server)
     health_servicer = health.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     if extra_handlers:
@@ -137,6 +141,23 @@ def start_server(
     server.start()
     for name in ("", SERVICE_NAME):
         health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
+    watch_health = getattr(store, "watch_health", None)
+    if watch_health is not None:
+        # The store cannot write its log (a full disk, a failed fsync): NOT_SERVING until it recovers.
+        def on_health(problem: str | None) -> None:
+            status = (
+                health_pb2.HealthCheckResponse.NOT_SERVING
+                if problem
+                else health_pb2.HealthCheckResponse.SERVING
+            )
+            for name in ("", SERVICE_NAME):
+                health_servicer.set(name, status)
+
+        try:
+            watch_health(on_health)
+        except Exception as exc:
+            # Health is an extra signal: a store that cannot report it (a failing test double) is still served.
+            log.warning("store health not watched: %s", exc)
     address = _with_port(listen, port)
     log.info("listening on %s", address)
     return RunningServer(server, service, health_servicer, address, port)

@@ -11,21 +11,27 @@ from __future__ import annotations
 import base64
 import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any, ParamSpec, Protocol, TypeVar
 
 import grpc
 from google.protobuf import struct_pb2
 
 from oplog import wire
 from oplog.errors import InvalidArgument, SubscriberTooSlow
+from oplog.model import is_block_id
+from oplog.server.querypool import DEFAULT_QUERY_MEMORY, DEFAULT_QUERY_WORKERS, QueryPool
 from oplog.server.status import abort, abort_with
+from oplog.sqlquery import QueryRunner
 from oplog.syncrunner import SyncRunner, event_message
 from oplog.v1 import oplog_pb2 as pb
 from oplog.v1 import oplog_pb2_grpc as pb_grpc
 
 __all__ = ["Limits", "StoreLike", "SubscriptionLike", "OpLogService", "server_timing"]
+
+_P = ParamSpec("_P")
+_T = TypeVar("_T")
 
 
 class SubscriptionLike(Protocol):
@@ -33,17 +39,20 @@ class SubscriptionLike(Protocol):
 
     def __iter__(self) -> Iterator[pb.CommittedEvent]: ...
 
-    def __next__(self) -> pb.CommittedEvent: ...
-
     def close(self) -> None: ...
 
 
 class QueryResultLike(Protocol):
-    """What ``Store.query`` returns."""
+    """What ``Store.query`` returns (read-only: ``QueryResult`` is a frozen dataclass)."""
 
-    columns: Sequence[str]
-    rows: Sequence[Sequence[Any]]
-    truncated: bool
+    @property
+    def columns(self) -> Sequence[str]: ...
+
+    @property
+    def rows(self) -> Sequence[Sequence[Any]]: ...
+
+    @property
+    def truncated(self) -> bool: ...
 
 
 class StoreLike(Protocol):
@@ -59,7 +68,11 @@ class StoreLike(Protocol):
 
     def subscribe(self, from_position: int, *, buffer: int = ...) -> SubscriptionLike: ...
 
-    def query(self, sql: str, args: list[Any], *, max_rows: int, time_budget_s: float) -> QueryResultLike: ...
+    def journal_length(self) -> int: ...
+
+    def query(
+        self, sql: str, args: Sequence[Any], *, max_rows: int, time_budget_s: float, runner: QueryRunner
+    ) -> QueryResultLike: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,8 +85,12 @@ class Limits:
     query_max_rows: int = 10_000
     #: Bytes of rows a query reply carries at most; more set ``truncated``.
     query_max_reply_bytes: int = 8 * 1024 * 1024
-    #: Seconds a query may run (less when the caller's deadline is nearer).
+    #: Seconds a query may run (less when the caller's deadline is nearer), waiting for a slot included.
     query_time_budget_s: float = 2.0
+    #: Queries run at once, each in its own worker process; more wait within their budget.
+    max_queries: int = DEFAULT_QUERY_WORKERS
+    #: Bytes of SQLite heap one query worker process may use.
+    query_memory_bytes: int = DEFAULT_QUERY_MEMORY
     #: Committed events buffered per subscriber before it is ended as too slow.
     subscriber_buffer: int = 10_000
     #: Subscriptions served at once (each holds a worker thread).
@@ -123,6 +140,12 @@ class OpLogService(pb_grpc.OpLogServicer):
         self.sync = sync
         self.limits = limits or Limits()
         self._subscriber_slots = threading.BoundedSemaphore(self.limits.max_subscribers)
+        # Worker processes start on the first query, so a server nobody queries runs none.
+        self.queries = QueryPool(
+            self.limits.max_queries,
+            memory_bytes=self.limits.query_memory_bytes,
+            max_bytes=self.limits.query_max_reply_bytes,
+        )
         self._subscriptions: set[SubscriptionLike] = set()
         self._watch_stops: set[threading.Event] = set()
         self._lock = threading.Lock()
@@ -130,10 +153,13 @@ class OpLogService(pb_grpc.OpLogServicer):
 
     # ---- helpers ----
 
-    def _call(self, context: grpc.ServicerContext, method: str, *args: Any, **kwargs: Any) -> Any:
-        """Call ``store.<method>``, ending the call with the mapped status if it raises."""
+    @staticmethod
+    def _call(
+        context: grpc.ServicerContext, method: Callable[_P, _T], *args: _P.args, **kwargs: _P.kwargs
+    ) -> _T:
+        """Call ``method`` (a bound store method), ending the call with the mapped status if it raises."""
         try:
-            return getattr(self.store, method)(*args, **kwargs)
+            return method(*args, **kwargs)
         except Exception as exc:
             abort_with(context, exc)
 
@@ -141,6 +167,12 @@ class OpLogService(pb_grpc.OpLogServicer):
     def _require_id(context: grpc.ServicerContext, block_id: str) -> None:
         if not block_id:
             abort_with(context, InvalidArgument("id is required"))
+        if not is_block_id(block_id):
+            # A lookup would only say NOT_FOUND; the caller's id is malformed, not missing.
+            abort_with(
+                context,
+                InvalidArgument(f"id {block_id[:64]!r} is not a block id (YYYYMMDDHHMMSS-xxxxxxx)"),
+            )
 
     def begin_shutdown(self) -> None:
         """Refuse new subscriptions and end the open ones (they resume elsewhere or later)."""
@@ -153,6 +185,10 @@ class OpLogService(pb_grpc.OpLogServicer):
         for stop in watches:
             stop.set()
 
+    def close(self) -> None:
+        """Stop the query worker processes (after the server has stopped)."""
+        self.queries.close()
+
     @property
     def subscriber_count(self) -> int:
         """Subscriptions being served now."""
@@ -164,6 +200,9 @@ class OpLogService(pb_grpc.OpLogServicer):
     def Apply(self, request: pb.ApplyRequest, context: grpc.ServicerContext) -> pb.ApplyResponse:
         """Apply a performTransactions request; reply with the processed transactions and log positions."""
         started = time.perf_counter()
+        if not request.transactions:
+            context.set_trailing_metadata(server_timing(started))
+            abort_with(context, InvalidArgument("transactions: at least one transaction is required"))
         try:
             response: pb.ApplyResponse = self.store.apply(request)
         except Exception as exc:
@@ -234,8 +273,17 @@ class OpLogService(pb_grpc.OpLogServicer):
                 closing = self._closing
             if closing:
                 abort(context, grpc.StatusCode.UNAVAILABLE, "the server is shutting down")
+            end = self._call(context, self.store.journal_length)
+            if request.from_position > end:
+                # Subscribing there would silently skip the events numbered up to from_position.
+                abort(
+                    context,
+                    grpc.StatusCode.OUT_OF_RANGE,
+                    f"from_position {request.from_position} is beyond the end of the change feed: "
+                    f"the current end is position {end}",
+                )
             subscription = self._call(
-                context, "subscribe", request.from_position, buffer=self.limits.subscriber_buffer
+                context, self.store.subscribe, request.from_position, buffer=self.limits.subscriber_buffer
             )
             with self._lock:
                 self._subscriptions.add(subscription)
@@ -275,14 +323,14 @@ class OpLogService(pb_grpc.OpLogServicer):
     def GetBlock(self, request: pb.GetBlockRequest, context: grpc.ServicerContext) -> pb.Block:
         """One block by id."""
         self._require_id(context, request.id)
-        return self._call(context, "get_block", request.id)
+        return self._call(context, self.store.get_block, request.id)
 
     def GetDocument(
         self, request: pb.GetDocumentRequest, context: grpc.ServicerContext
     ) -> pb.GetDocumentResponse:
         """A document's blocks: the document first, then depth first."""
         self._require_id(context, request.id)
-        blocks = self._call(context, "get_document", request.id)
+        blocks = self._call(context, self.store.get_document, request.id)
         return pb.GetDocumentResponse(blocks=blocks)
 
     def Query(self, request: pb.QueryRequest, context: grpc.ServicerContext) -> pb.QueryResponse:
@@ -299,11 +347,12 @@ class OpLogService(pb_grpc.OpLogServicer):
             budget = max(0.001, min(budget, remaining - 0.01))
         result = self._call(
             context,
-            "query",
+            self.store.query,
             request.sql,
             args,
             max_rows=self.limits.query_max_rows,
             time_budget_s=budget,
+            runner=self.queries.run,
         )
         response = pb.QueryResponse(columns=list(result.columns), truncated=bool(result.truncated))
         size = 0
@@ -318,4 +367,4 @@ class OpLogService(pb_grpc.OpLogServicer):
 
     def GetState(self, request: pb.GetStateRequest, context: grpc.ServicerContext) -> pb.GetStateResponse:
         """State hash, block count, per-device heads and position."""
-        return self._call(context, "state")
+        return self._call(context, self.store.state)

@@ -16,6 +16,8 @@ BlockNotFound                              NOT_FOUND
 StructureError                             FAILED_PRECONDITION     the tree forbids it in its current state
 SyncInProgress, BootSyncInProgress         ABORTED                 message verbatim (SiYuan's text)
 QueryTimeout                               DEADLINE_EXCEEDED
+QueryOverLimit                             RESOURCE_EXHAUSTED      a value or memory limit, or every query
+                                                                   slot busy; a smaller query, or later
 SubscriberTooSlow                          RESOURCE_EXHAUSTED      resume from the last position seen
 ChangeFeedRewritten                        ABORTED                 retry at a higher level: resubscribe from
                                                                    the position the message names
@@ -54,6 +56,7 @@ STATUS_TABLE: tuple[tuple[type[errors.OplogError], grpc.StatusCode], ...] = (
     (errors.InconsistentTree, grpc.StatusCode.DATA_LOSS),
     (errors.SyncInProgress, grpc.StatusCode.ABORTED),
     (errors.QueryTimeout, grpc.StatusCode.DEADLINE_EXCEEDED),
+    (errors.QueryOverLimit, grpc.StatusCode.RESOURCE_EXHAUSTED),
     (errors.SubscriberTooSlow, grpc.StatusCode.RESOURCE_EXHAUSTED),
     # Sync archived events the feed had numbered: the client must resubscribe (gRPC's ABORTED).
     (errors.ChangeFeedRewritten, grpc.StatusCode.ABORTED),

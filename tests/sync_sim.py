@@ -33,13 +33,31 @@ class Simulation:
     """Seeded devices, operations, syncs and faults; ``check()`` asserts the invariants."""
 
     def __init__(
-        self, root: Path, seed: int, *, devices: int | None = None, force_modes: bool = True
+        self,
+        root: Path,
+        seed: int,
+        *,
+        devices: int | None = None,
+        force_modes: bool = True,
+        switches: bool = True,
     ) -> None:
         self.rng = random.Random(seed)
         self.seed = seed
         self.root = root
         n = devices or self.rng.randint(3, 5)
-        self.remote = FakeRemote(seed, Faults())
+        #: the shared remote everybody settles on, cloud "main" ...
+        self.remote = FakeRemote(seed, Faults(), name="r0")
+        #: ... and a second remote; syncs sometimes go to it, or to another cloud, and come back (issue 15.1)
+        self.remotes = [self.remote, FakeRemote(seed + 1, Faults(), name="r1")]
+        self.clouds = ["main", "work"]
+        self.switches = switches
+        # Its own stream, so switching adds to a seed's schedule without changing its edits and faults.
+        self.switch_rng = random.Random(seed ^ 0x5EED)
+        self.switched = 0
+        #: per remote (url, cloud): request ids of this device's events that remote's history was seen to hold
+        self.history: dict[tuple[str, str], set[int]] = {}
+        #: acknowledged requests a device archived from its own log although the remote it adopted never held them
+        self.dropped: dict[int, str] = {}
         self.devices: list[Device] = []
         self.acked: set[tuple[int, int]] = set()
         self.req = 0
@@ -113,21 +131,57 @@ class Simulation:
         else:
             self._apply(dev, [{"action": "deleteBlock", "id": rng.choice(blocks)}])
 
-    def sync(self, dev: Device, *, push_mode: str = "", force: bool = False) -> bool:
-        """One sync; False if it failed (faults)."""
-        params = parse_sync_params("sim", push_mode=push_mode, force=force)
+    def _target(self) -> tuple[FakeRemote, str]:
+        """Where the next sync goes: mostly the shared remote's main cloud, sometimes elsewhere."""
+        if not self.switches or self.switch_rng.random() >= 0.25:
+            return self.remote, "main"
+        self.switched += 1
+        return self.switch_rng.choice(self.remotes), self.switch_rng.choice(self.clouds)
+
+    def sync(
+        self,
+        dev: Device,
+        *,
+        push_mode: str = "",
+        force: bool = False,
+        target: tuple[FakeRemote, str] | None = None,
+    ) -> bool:
+        """One sync (with the shared remote's main cloud unless ``target`` says otherwise); False if it failed."""
+        remote, cloud = target or (self.remote, "main")
+        params = parse_sync_params("sim", push_mode=push_mode, force=force, cloud_name=cloud)
+        data = dev.store.data_dir
+        archived_before = {e.id for e in list_archive(data)}
+        ok = True
         try:
             SyncSession(
                 dev.store,
-                self.remote,
+                remote,
                 params,
                 dev.clock,
                 sleeper=lambda s: None,
                 retry=RetryPolicy(retries=2),
             ).run()
         except RemoteError:
-            return False
-        return True
+            ok = False
+        own = self._own_requests(dev)
+        held = self.history.setdefault((remote.url, cloud), set())
+        if push_mode != "force-pull":
+            # Archiving one's own events is right only for events this remote's history held (and a
+            # force-push elsewhere dropped); anything else must be rebased, i.e. still be in the own log.
+            for entry in list_archive(data):
+                if entry.id in archived_before:
+                    continue
+                for event in archived_events(data, entry):
+                    if event.device_id == dev.store.device_id and event.req_id not in own | held:
+                        self.dropped[event.req_id] = f"{entry.reason} on {remote.url}/{cloud}"
+        if ok:
+            held |= own
+        return ok
+
+    @staticmethod
+    def _own_requests(dev: Device) -> set[int]:
+        log = dev.store.device_log(dev.store.device_id)
+        return {e.req_id for e in log.read()} if log is not None else set()
 
     def run(self, steps: int = 12) -> None:
         """Random edits, syncs with faults, interrupted syncs, sometimes a force."""
@@ -139,25 +193,27 @@ class Simulation:
                 for _ in range(rng.randint(1, 3)):
                     self.random_op(dev)
             else:
-                f = self.remote.faults
+                target = self._target()
+                f = target[0].faults
                 f.io_error = rng.choice([0.0, 0.0, 0.05, 0.2])
                 f.partial_upload = rng.choice([0.0, 0.1])
                 f.duplicate_upload = rng.choice([0.0, 0.1])
                 f.stale_listing = rng.choice([0.0, 0.3])
-                f.fail_after = self.remote.calls + rng.randint(1, 12) if rng.random() < 0.25 else None
+                f.fail_after = target[0].calls + rng.randint(1, 12) if rng.random() < 0.25 else None
                 mode = ""
                 if self.force_modes and rng.random() < 0.08:
                     mode = rng.choice(["force-push", "force-pull"])
-                self.sync(dev, push_mode=mode, force=rng.random() < 0.1)
+                self.sync(dev, push_mode=mode, force=rng.random() < 0.1, target=target)
                 f.fail_after = None
             if rng.random() < 0.1:
                 dev.clock.advance(rng.randint(0, 5000))
 
     def settle(self, rounds: int = 4) -> None:
         """Quiet rounds without faults until nothing moves."""
-        f = self.remote.faults
-        f.io_error = f.partial_upload = f.duplicate_upload = f.stale_listing = 0.0
-        f.fail_after = None
+        for remote in self.remotes:
+            f = remote.faults
+            f.io_error = f.partial_upload = f.duplicate_upload = f.stale_listing = 0.0
+            f.fail_after = None
         for _ in range(rounds):
             for dev in self.devices:
                 assert self.sync(dev), f"seed {self.seed}: quiet sync failed"
@@ -186,9 +242,12 @@ class Simulation:
                 seen.update(e.req_id for e in archived_events(dev.store.data_dir, entry))
         lost = {r for r, _ in self.acked} - seen
         assert not lost, f"seed {seed}: lost requests {sorted(lost)}"
+        assert not self.dropped, f"seed {seed}: archived instead of rebased: {self.dropped}"
         from oplog.segment import verify_segment
         from oplog.sync import Manifest
 
+        # The shared remote verifies completely (everybody just synced with it). On the other remotes and
+        # clouds a folder may hold a torn upload its device never came back to repair; the shared one may not.
         for path, data in self.remote.files.items():
             if path.endswith("/MANIFEST"):
                 m = Manifest.decode(data)

@@ -16,13 +16,14 @@ import pytest
 
 from oplog.archive import list_archive
 from oplog.clock import FakeClock, RandomIds, SystemClock
+from oplog.datadir import replay_data_dir
 from oplog.remote import LocalDirRemote
 from oplog.store import Store
 from oplog.syncrunner import run_sync
 from oplog.tools.cli import main
-from oplog.tools.replay import replay_data_dir
 from oplog.wire import request_from_json
 from tests.cli_helpers import run_cli
+from tests.closed_pipe import run_into_closed_pipe
 
 from .serve_helpers import ServeProcess
 
@@ -83,7 +84,7 @@ def _build(root: Path) -> dict[str, str]:
     remote = LocalDirRemote(root / "remote")
 
     def sync(store: Store, **kw: Any) -> None:
-        run_sync(store, remote, store._clock, **kw)
+        run_sync(store, remote, store.clock, **kw)
 
     try:
         _apply(a, 1, _create_doc(1))
@@ -228,6 +229,15 @@ def test_show_prints_events_and_json_lines(dataset: DataSet, capsys: pytest.Capt
         capsys, "archive", "show", adopt["id"], "--json", "--device", dataset.ids["b"], "--data", str(data)
     )
     assert code == 0 and len(out.splitlines()) == 2
+
+
+def test_show_into_a_closed_pipe_ends_quietly(dataset: DataSet, capsys: pytest.CaptureFixture[str]) -> None:
+    """``oplog archive show ID | head`` after head quit: exit 0, nothing on stderr (BrokenPipeError before)."""
+    data = dataset.data("b")
+    adopt = entry_with(entries(capsys, data), "adopted")
+    for extra in ([], ["--json"]):
+        proc = run_into_closed_pipe("archive", "show", adopt["id"], *extra, "--data", str(data))
+        assert proc.returncode == 0 and proc.stderr == "", proc.stderr
 
 
 @pytest.mark.parametrize(

@@ -14,13 +14,13 @@ from google.protobuf import json_format
 
 from oplog.clock import FakeClock, RandomIds
 from oplog.hlc import COUNTER_BITS
+from oplog.isotime import iso_time
 from oplog.remote import LocalDirRemote
 from oplog.replay import replay
 from oplog.resolve import seed_action
 from oplog.store import Store
 from oplog.syncrunner import run_sync
 from oplog.tools.cli import main
-from oplog.tools.dump import iso_time
 from oplog.v1 import oplog_pb2 as pb
 from oplog.wire import request_from_json
 from tests.cli_helpers import run_cli
@@ -336,18 +336,18 @@ def synced(tmp_path: Path) -> Iterator[tuple[Store, Store]]:
                 "dataType": "markdown",
             },
         )
-        run_sync(a, remote, a._clock)
-        run_sync(b, remote, b._clock)
+        run_sync(a, remote, a.clock)
+        run_sync(b, remote, b.clock)
         _apply(b, {"action": "updateBlock", "id": PARA, "data": "first, edited", "dataType": "markdown"})
         _apply(b, {"action": "setBlockAttrs", "id": PARA, "data": {"custom-k": "v"}})
         _apply(b, {"action": "moveBlock", "id": OTHER, "previousID": PARA})
-        run_sync(b, remote, b._clock)
-        run_sync(a, remote, a._clock)
+        run_sync(b, remote, b.clock)
+        run_sync(a, remote, a.clock)
         _apply(b, {"action": "updateBlock", "id": OTHER, "data": "second, edited", "dataType": "markdown"})
         _apply(a, {"action": "deleteBlock", "id": OTHER})
-        run_sync(a, remote, a._clock)
-        run_sync(b, remote, b._clock)
-        run_sync(a, remote, a._clock)
+        run_sync(a, remote, a.clock)
+        run_sync(b, remote, b.clock)
+        run_sync(a, remote, a.clock)
         yield a, b
     finally:
         a.close()
@@ -409,8 +409,8 @@ def test_bad_input_is_one_line_and_exit_1(
     cases = [
         (["history", "--data", data, "20991231000000-nothere"], "not found"),
         (["dump", "--data", data, "--from", "9", "--to", "3"], "--from 9 is after --to 3"),
-        (["dump", "--data", data, "--to", str(total + 1)], "beyond the end"),
-        (["history", "--data", data, "x", "--from", str(total + 5)], "beyond the end"),
+        (["dump", "--data", data, "--to", str(total + 1)], "past the end of the history"),
+        (["history", "--data", data, "x", "--from", str(total + 5)], "past the end of the history"),
         (["dump", "--data", data, "--from", "-1"], "negative"),
         (["dump", "--data", data, "--since", "last tuesday"], "--since: not an ISO 8601 time"),
         (["dump", "--data", data, "--device", "ffffffffffffffff"], "no device"),

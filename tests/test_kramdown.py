@@ -11,6 +11,7 @@ from oplog.kramdown import (
     format_ial,
     parse_document_markdown,
     parse_ial,
+    parse_import_markdown,
     parse_markdown,
     parsed_markdown,
     parsed_plain_text,
@@ -41,9 +42,10 @@ def test_heading_levels(level: int) -> None:
     assert (block.type, block.subtype, block.markdown) == ("h", f"h{level}", "#" * level + " Section")
 
 
-def test_setext_heading_becomes_atx() -> None:
-    assert one("Title\n=====") == BlockSpec("h", "h1", "# Title")
-    assert one("Sub\n---") == BlockSpec("h", "h2", "## Sub")
+def test_no_setext_headings_as_in_siyuan() -> None:
+    # The kernel's Lute runs with SetSetext(false): `===` under text is text, `---` a thematic break.
+    assert one("Title\n=====") == BlockSpec("p", markdown="Title\n=====")
+    assert parse_markdown("Sub\n---") == [BlockSpec("p", markdown="Sub"), BlockSpec("tb", markdown="---")]
 
 
 def test_paragraph_keeps_inline_source_without_trailing_newline() -> None:
@@ -111,9 +113,17 @@ def test_lazy_blockquote_continuation() -> None:
 def test_code_fence_canonical() -> None:
     assert one("```python\nprint(1)\n```").markdown == "```python\nprint(1)\n```"
     assert one("~~~\nx\n~~~").markdown == "```\nx\n```"
-    assert one("    indented\n").markdown == "```\nindented\n```"
     assert one("````\n```\n````").markdown == "````\n```\n````"
     assert one("```\n```") == BlockSpec("c", markdown="```\n```")
+
+
+def test_no_indented_code_blocks_as_in_siyuan() -> None:
+    # SetIndentCodeBlock(false): an indented line is a paragraph, never code.
+    assert one("    indented\n") == BlockSpec("p", markdown="indented")
+    assert parse_markdown("text\n\n    more") == [
+        BlockSpec("p", markdown="text"),
+        BlockSpec("p", markdown="more"),
+    ]
 
 
 def test_math_block() -> None:
@@ -501,3 +511,83 @@ def test_plain_text_shortcut_agrees_with_the_parser(markdown: str) -> None:
     """The no-markup shortcuts give exactly what markdown-it gives, whatever the text."""
     assert plain_text(markdown) == parsed_plain_text(markdown)
     assert parse_markdown(markdown) == parsed_markdown(markdown)
+
+
+# --- SiYuan's dialect on document input: front matter, the title heading, a round trip -------------
+
+_BODY = """## Section
+
+Text with **bold** and a line
+that continues.
+
+Not a heading
+===
+
+- one
+- two
+  - nested
+
+```python
+print(1)
+```
+
+    not code
+
+> quoted
+
+| a | b |
+| --- | --- |
+| 1 | 2 |
+"""
+
+
+def _exported(title: str, body: str, *, tags: str = "") -> str:
+    """What the kernel's exportMdContent returns: yfm() front matter, a title heading, the body."""
+    front = f"---\ntitle: {title}\ndate: 2024-07-21T10:00:00+08:00\nlastmod: 2024-07-22T11:12:13+08:00\n"
+    if tags:
+        front += "tags:\n" + "".join(f"  - '{t}'\n" for t in tags.split(","))
+    return f"{front}---\n\n# {title}\n\n{body}"
+
+
+def _shape(blocks: list[BlockSpec]) -> list[tuple[str, str, str, object]]:
+    return [(b.type, b.subtype, b.markdown, _shape(b.children)) for b in blocks]
+
+
+def test_front_matter_becomes_document_attributes() -> None:
+    attrs, blocks = parse_import_markdown(_exported("My Doc", "Hello\n", tags="a,it''s") + "\n---\n\nafter")
+    assert attrs == {"title": "My Doc", "updated": "20240722111213", "tags": "a,it's"}
+    # The title heading the export added is the title, not content; a later `---` is a thematic break.
+    assert _shape(blocks) == [("p", "", "Hello", []), ("tb", "", "---", []), ("p", "", "after", [])]
+
+
+def test_front_matter_only_at_the_start_of_a_document() -> None:
+    # Block-level input has no front matter (the kernel parses it with front matter off).
+    assert [b.type for b in parse_markdown("---\ntitle: x\n---\n")] == ["tb", "p", "tb"]
+    # Content that merely opens with a thematic break is content.
+    attrs, blocks = parse_import_markdown("---\n\nsome text\n\n---\n")
+    assert attrs == {} and [b.type for b in blocks] == ["tb", "p", "tb"]
+    # A heading that is not the front matter's title stays.
+    attrs, blocks = parse_import_markdown("---\ntitle: T\nauthor: Ann\n---\n# Other\n")
+    assert attrs == {"title": "T", "custom-author": "Ann"} and blocks[0].markdown == "# Other"
+
+
+def test_exported_document_imported_again_keeps_its_shape() -> None:
+    """createDoc(exportMdContent(doc)) holds the same blocks, and exporting it again gives the same text."""
+    from tests.engine_helpers import BOX, new_engine, request
+
+    engine = new_engine()
+    first = _exported("Round", _BODY, tags="x,y")
+    engine.apply_request(request({"action": "createDoc", "id": A, "data": {"box": BOX, "markdown": first}}))
+    doc = engine.ws.docs[A]
+    assert (
+        doc.attrs["title"] == "Round"
+        and doc.attrs["tags"] == "x,y"
+        and doc.attrs["updated"] == "20240722111213"
+    )
+    assert [c.type for c in doc.children] == ["h", "p", "p", "l", "c", "p", "b", "t"]
+    again = _exported(doc.attrs["title"], render_markdown(doc.children) + "\n", tags=doc.attrs["tags"])
+    engine.apply_request(request({"action": "createDoc", "id": B, "data": {"box": BOX, "markdown": again}}))
+    copy = engine.ws.docs[B]
+    assert _shape(copy.children) == _shape(doc.children)  # type: ignore[arg-type]
+    third = _exported(copy.attrs["title"], render_markdown(copy.children) + "\n", tags=copy.attrs["tags"])
+    assert third == again

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import random
 import threading
 from pathlib import Path
 from typing import Any
@@ -19,6 +20,7 @@ from oplog.server.status import STATUS_TABLE, error_from_rpc, status_for
 from oplog.v1 import oplog_pb2 as pb
 from tests.fixtures import request_body
 from tests.server_helpers import (
+    BOX,
     DOC,
     HEADING,
     HELLO,
@@ -213,6 +215,190 @@ def test_missing_block_is_not_found(client: Client, seeded: pb.ApplyResponse) ->
 
 def test_empty_id_is_invalid_argument(client: Client) -> None:
     assert code_of(client.stub.GetBlock, pb.GetBlockRequest(), timeout=10) == grpc.StatusCode.INVALID_ARGUMENT
+
+
+# ---- the wire edge: malformed requests are the caller's INVALID_ARGUMENT, never INTERNAL ----
+
+
+def _one_op(op: dict[str, Any]) -> pb.ApplyRequest:
+    return wire.request_from_json({"app": "test", "transactions": [{"doOperations": [op]}]})
+
+
+@pytest.fixture
+def small_doc(client: Client) -> str:
+    """A document with one paragraph, HELLO, made from a request written here (no shared examples)."""
+    create = {"action": "createDoc", "id": DOC, "data": {"box": BOX, "title": "Edge"}}
+    append = {"action": "appendBlock", "parentID": DOC, "id": HELLO, "dataType": "markdown", "data": "hi"}
+    client.stub.Apply(_one_op(create), timeout=30)
+    client.stub.Apply(_one_op(append), timeout=30)
+    return HELLO
+
+
+@pytest.mark.parametrize(
+    ("method", "body"),
+    [
+        ("Apply", b"\xff\xff\xff"),  # a field with tag 0x1fff...: not protobuf wire format
+        ("Apply", b"\x0a\x05ab"),  # transactions (field 1) says 5 bytes follow, 2 do
+        ("GetBlock", b"\x0a\x02\xc3\x28"),  # id (a string) that is not UTF-8
+        ("Query", b"\x0a"),  # a truncated tag
+        ("Subscribe", b"\x08\xff\xff\xff\xff\xff\xff\xff\xff\xff\xff\xff"),  # a varint too long
+    ],
+)
+def test_undecodable_body_is_invalid_argument(grpc_server: RunningServer, method: str, body: bytes) -> None:
+    with grpc.insecure_channel(grpc_server.address) as channel:
+        # Identity (de)serializers: the bytes go out exactly as written here.
+        if method == "Subscribe":
+            call = channel.unary_stream(f"/oplog.v1.OpLog/{method}", lambda b: b, lambda b: b)
+            error = rpc_error(lambda: list(call(body, timeout=10)))
+        else:
+            call = channel.unary_unary(f"/oplog.v1.OpLog/{method}", lambda b: b, lambda b: b)
+            error = rpc_error(call, body, timeout=10)
+    assert error.code() == grpc.StatusCode.INVALID_ARGUMENT, error.details()
+    assert "the request body is not a valid oplog.v1." in error.details()
+    assert method.removeprefix("Get") in error.details()
+
+
+def test_a_valid_body_still_decodes_through_the_raw_path(grpc_server: RunningServer) -> None:
+    with grpc.insecure_channel(grpc_server.address) as channel:
+        call = channel.unary_unary("/oplog.v1.OpLog/GetState", lambda b: b, lambda b: b)
+        reply = pb.GetStateResponse.FromString(call(pb.GetStateRequest().SerializeToString(), timeout=10))
+    assert reply.position == 0 and reply.block_count == 0
+
+
+#: Statuses a malformed body may end with; INTERNAL / UNKNOWN / DATA_LOSS would be the server's fault.
+_CALLERS_FAULT = {
+    grpc.StatusCode.OK,
+    grpc.StatusCode.INVALID_ARGUMENT,
+    grpc.StatusCode.NOT_FOUND,
+    grpc.StatusCode.FAILED_PRECONDITION,
+    grpc.StatusCode.OUT_OF_RANGE,
+    grpc.StatusCode.RESOURCE_EXHAUSTED,
+    grpc.StatusCode.DEADLINE_EXCEEDED,  # a Subscribe that decoded and waits for live events
+}
+FUZZ_BODIES = 2000 if os.environ.get("OPLOG_SOAK") == "1" else 150
+FUZZ_SEED = int(os.environ.get("OPLOG_SEED", str(random.SystemRandom().randrange(1 << 32))))
+
+
+def _fuzz_body(rng: random.Random, valid: bytes) -> bytes:
+    """Random bytes, or a valid body with some bytes flipped, cut or repeated."""
+    if not valid or rng.random() < 0.3:
+        return rng.randbytes(rng.randrange(0, 48))
+    body = bytearray(valid)
+    for _ in range(rng.randrange(1, 4)):
+        choice = rng.random()
+        at = rng.randrange(len(body)) if body else 0
+        if choice < 0.5 and body:
+            body[at] = rng.randrange(256)
+        elif choice < 0.75:
+            del body[at:]
+        else:
+            body[at:at] = body[at : at + rng.randrange(1, 8)]
+    return bytes(body)
+
+
+def test_fuzzed_bodies_are_never_the_servers_fault(grpc_server: RunningServer, client: Client) -> None:
+    """Seeded (OPLOG_SEED, printed); 150 bodies, OPLOG_SOAK=1 runs 2,000."""
+    print(f"wire fuzz seed {FUZZ_SEED} ({FUZZ_BODIES} bodies)")
+    rng = random.Random(FUZZ_SEED)
+    create = {"action": "createDoc", "id": DOC, "data": {"box": BOX, "title": "Fuzz"}}
+    valid = {
+        "Apply": _one_op(create).SerializeToString(),
+        "GetBlock": pb.GetBlockRequest(id=DOC).SerializeToString(),
+        "GetDocument": pb.GetDocumentRequest(id=DOC).SerializeToString(),
+        "Query": pb.QueryRequest(
+            sql="SELECT id FROM blocks WHERE id = ?", args=[wire.to_value(DOC)]
+        ).SerializeToString(),
+        "GetState": b"",
+        "Subscribe": pb.SubscribeRequest(from_position=1).SerializeToString(),
+    }
+    seen: dict[grpc.StatusCode, int] = {}
+    with grpc.insecure_channel(grpc_server.address) as channel:
+        for n in range(FUZZ_BODIES):
+            method = rng.choice(sorted(valid))
+            body = _fuzz_body(rng, valid[method])
+            path = f"/oplog.v1.OpLog/{method}"
+            try:
+                if method == "Subscribe":
+                    stream = channel.unary_stream(path, lambda b: b, lambda b: b)(body, timeout=0.5)
+                    next(stream, None)
+                    stream.cancel()
+                else:
+                    channel.unary_unary(path, lambda b: b, lambda b: b)(body, timeout=10)
+                code = grpc.StatusCode.OK
+            except grpc.RpcError as exc:
+                code = exc.code()
+            seen[code] = seen.get(code, 0) + 1
+            assert code in _CALLERS_FAULT, (FUZZ_SEED, n, method, body.hex(), code)
+    print({code.name: count for code, count in sorted(seen.items(), key=lambda kv: kv[0].name)})
+    assert client.stub.GetState(pb.GetStateRequest(), timeout=10).state_hash
+
+
+def test_apply_with_no_transactions_is_invalid_argument(client: Client) -> None:
+    error = rpc_error(client.stub.Apply, pb.ApplyRequest(app="test", req_id=1), timeout=10)
+    assert error.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert "at least one transaction" in error.details()
+    assert client.stub.GetState(pb.GetStateRequest(), timeout=10).position == 0
+    with pytest.raises(errors.InvalidTransaction, match="at least one transaction"):
+        wire.request_from_json({"transactions": []})
+
+
+@pytest.mark.parametrize("bad", ["nothing", "20240101000000-ABCDEFG", "20240101000000-abc", "x" * 5000])
+def test_malformed_block_id_is_invalid_argument_not_found(client: Client, bad: str) -> None:
+    for rpc, request in (
+        (client.stub.GetBlock, pb.GetBlockRequest(id=bad)),
+        (client.stub.GetDocument, pb.GetDocumentRequest(id=bad)),
+    ):
+        error = rpc_error(rpc, request, timeout=10)
+        assert error.code() == grpc.StatusCode.INVALID_ARGUMENT
+        assert "is not a block id" in error.details()
+        assert len(error.details()) < 200  # a 5000-character id is not echoed back whole
+
+
+@pytest.mark.parametrize(
+    "stamp", ["20241301000000", "20240230120000", "20240101250000", "20240101006100", "00000101000000"]
+)
+def test_impossible_times_are_invalid_argument(client: Client, small_doc: str, stamp: str) -> None:
+    update = _one_op({"action": "doUpdateUpdated", "id": small_doc, "data": stamp})
+    error = rpc_error(client.stub.Apply, update, timeout=10)
+    assert error.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert "doOperations[0]" in error.details() and "real time" in error.details()
+    attrs = _one_op({"action": "setBlockAttrs", "id": small_doc, "data": {"updated": stamp}})
+    assert code_of(client.stub.Apply, attrs, timeout=10) == grpc.StatusCode.INVALID_ARGUMENT
+    reminder = _one_op({"action": "setBlockReminder", "id": small_doc, "data": {"timed": stamp}})
+    assert code_of(client.stub.Apply, reminder, timeout=10) == grpc.StatusCode.INVALID_ARGUMENT
+    # A real time (29 February of a leap year) is accepted.
+    client.stub.Apply(
+        _one_op({"action": "doUpdateUpdated", "id": small_doc, "data": "20240229235959"}), timeout=10
+    )
+    block = client.stub.GetBlock(pb.GetBlockRequest(id=small_doc), timeout=10)
+    assert {a.name: a.value for a in block.attrs}["updated"] == "20240229235959"
+
+
+def test_nul_in_attribute_values_is_invalid_argument(client: Client, small_doc: str) -> None:
+    before = client.stub.GetState(pb.GetStateRequest(), timeout=10)
+    for value in ("a\x00b", "\x00"):
+        set_attrs = _one_op({"action": "setBlockAttrs", "id": small_doc, "data": {"custom-x": value}})
+        error = rpc_error(client.stub.Apply, set_attrs, timeout=10)
+        assert error.code() == grpc.StatusCode.INVALID_ARGUMENT
+        assert "NUL" in error.details() and "custom-x" in error.details()
+    assert client.stub.GetState(pb.GetStateRequest(), timeout=10).state_hash == before.state_hash
+    # In Markdown, NUL never reaches an attribute: CommonMark reads it as U+FFFD.
+    in_ial = {"action": "appendBlock", "parentID": DOC, "id": block_id(77), "dataType": "markdown"}
+    client.stub.Apply(_one_op({**in_ial, "data": 'text\n{: custom-y="c\x00d"}'}), timeout=10)
+    block = client.stub.GetBlock(pb.GetBlockRequest(id=block_id(77)), timeout=10)
+    assert {a.name: a.value for a in block.attrs}["custom-y"] == "c\ufffdd"
+
+
+def test_subscribe_beyond_the_end_is_out_of_range_naming_the_end(client: Client, small_doc: str) -> None:
+    stream = client.stub.Subscribe(pb.SubscribeRequest(from_position=3), timeout=10)
+    error = rpc_error(next, stream)
+    assert error.code() == grpc.StatusCode.OUT_OF_RANGE
+    assert "the current end is position 2" in error.details()
+    # The end itself is a valid place to start: the next event is the first one streamed.
+    stream = client.stub.Subscribe(pb.SubscribeRequest(from_position=2), timeout=30)
+    client.stub.Apply(append_request(block_id(5), "after"), timeout=30)
+    assert next(stream).position == 3
+    stream.cancel()
 
 
 def test_moving_a_block_under_itself_is_failed_precondition(client: Client, seeded: pb.ApplyResponse) -> None:

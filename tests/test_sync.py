@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import threading
 import warnings
 from collections.abc import Iterator
@@ -82,12 +83,12 @@ def test_two_devices_converge_and_resync_is_a_no_op(pair, tmp_path: Path) -> Non
     _doc(a, 1)
     _doc(b, 2)
     for s in (a, b, a):
-        run_sync(s, remote, s._clock)
+        run_sync(s, remote, s.clock)
     assert snapshot(a.ws) == snapshot(b.ws) and len(a.ws.docs) == 2
     assert (tmp_path / "remote/main/EPOCH").is_file()
     assert (tmp_path / "remote/main/devices" / a.device_id / "MANIFEST").is_file()
     before_remote, before_a = _files(tmp_path / "remote"), _files(a.data_dir)
-    result = run_sync(a, remote, a._clock)
+    result = run_sync(a, remote, a.clock)
     assert not result.changed
     assert _files(tmp_path / "remote") == before_remote
     after_a = _files(a.data_dir)
@@ -109,43 +110,71 @@ def test_a_rebuild_past_the_checkpoint_interval_leaves_a_fresh_checkpoint(tmp_pa
             _doc(a, n)  # a checkpoint at position 5 (the interval)
             _doc(b, 10 + n)  # stamped between a's events
         assert [c.position for c in a._checkpoints.list()] == [5]
-        run_sync(b, remote, b._clock)
-        run_sync(a, remote, a._clock)  # b's events sort before a's checkpoint: a full rebuild
+        run_sync(b, remote, b.clock)
+        run_sync(a, remote, a.clock)  # b's events sort before a's checkpoint: a full rebuild
         assert a.position == 12
         newest = a._checkpoints.list()[0]
         assert (newest.position, newest.state_hash) == (12, a.state_hash.hexdigest())
         # The next sync with nothing new writes none.
-        run_sync(a, remote, a._clock)
+        run_sync(a, remote, a.clock)
         assert [c.position for c in a._checkpoints.list()] == [12, 5]
     finally:
         a.close()
         b.close()
 
 
-def test_force_reverifies_and_repairs_own_segments(pair, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
-    """force re-lists the remote and re-uploads a segment that went missing."""
+def test_normal_sync_repairs_own_missing_or_truncated_segments(pair, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    """A normal sync compares its remote folder's sizes with its manifest and re-uploads a missing or cut copy."""
     a, _, remote = pair
     _doc(a, 1)
-    run_sync(a, remote, a._clock)
+    run_sync(a, remote, a.clock)
     seg = next((tmp_path / "remote/main/devices" / a.device_id).glob("*.seg"))
+    good = seg.read_bytes()
     seg.unlink()
-    assert run_sync(a, remote, a._clock).pushed_segments == 0
-    assert run_sync(a, remote, a._clock, force=True).pushed_segments == 1
-    assert seg.is_file()
+    result = run_sync(a, remote, a.clock)
+    assert result.pushed_segments == 1 and "missing" in result.repaired[0]
+    assert seg.read_bytes() == good
+    seg.write_bytes(good[:-7])
+    result = run_sync(a, remote, a.clock)
+    assert result.pushed_segments == 1 and f"{len(good) - 7} bytes" in result.repaired[0]
+    assert seg.read_bytes() == good
+    assert run_sync(a, remote, a.clock).pushed_segments == 0
+
+
+def test_force_reverifies_and_repairs_own_segments(pair, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    """force reads every own remote segment and re-uploads one damaged in place (same size)."""
+    a, _, remote = pair
+    _doc(a, 1)
+    run_sync(a, remote, a.clock)
+    seg = next((tmp_path / "remote/main/devices" / a.device_id).glob("*.seg"))
+    good = seg.read_bytes()
+    seg.write_bytes(good[:80] + bytes([good[80] ^ 0xFF]) + good[81:])
+    result = run_sync(a, remote, a.clock, force=True)
+    assert result.pushed_segments == 1 and "checksum" in result.repaired[0]
+    assert seg.read_bytes() == good
 
 
 def test_damaged_remote_segment_is_refused(pair, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     """A damaged segment is reported and never applied."""
     a, b, remote = pair
     _doc(a, 1)
-    run_sync(a, remote, a._clock)
+    run_sync(a, remote, a.clock)
     seg = next((tmp_path / "remote/main/devices" / a.device_id).glob("*.seg"))
     data = bytearray(seg.read_bytes())
     data[80] ^= 0xFF
     seg.write_bytes(bytes(data))
-    result = run_sync(b, remote, b._clock)
+    result = run_sync(b, remote, b.clock)
     assert result.refused and "does not match" in result.refused[0]
+    assert f"device {a.device_id} re-uploads it on its next sync" in result.refused[0]
     assert len(b.ws.docs) == 0
+    # b's manifest tells a, whose next normal sync (same size: only the report finds it) re-uploads it.
+    b_manifest = seg.parents[1] / b.device_id / "MANIFEST"
+    assert [a.device_id, seg.name] in json.loads(b_manifest.read_text())["damaged"]
+    repaired = run_sync(a, remote, a.clock)
+    assert repaired.pushed_segments == 1 and repaired.repaired
+    result = run_sync(b, remote, b.clock)
+    assert not result.refused and len(b.ws.docs) == 1
+    assert "damaged" not in json.loads(b_manifest.read_text())
 
 
 def test_future_stamped_events_are_refused(tmp_path: Path) -> None:
@@ -154,14 +183,14 @@ def test_future_stamped_events_are_refused(tmp_path: Path) -> None:
     b = _open(tmp_path, "b", 2)
     remote = FakeRemote(0)
     try:
-        a._clock.advance(60 * 60 * 1000)  # type: ignore[attr-defined]
+        a.clock.advance(60 * 60 * 1000)  # type: ignore[attr-defined]
         _doc(a, 1)
-        run_sync(a, remote, a._clock)
-        result = run_sync(b, remote, b._clock)
+        run_sync(a, remote, a.clock)
+        result = run_sync(b, remote, b.clock)
         assert result.refused and "in the future" in result.refused[0]
         assert len(b.ws.docs) == 0
-        b._clock.advance(60 * 60 * 1000)  # type: ignore[attr-defined]
-        assert run_sync(b, remote, b._clock).pulled_events == 1
+        b.clock.advance(60 * 60 * 1000)  # type: ignore[attr-defined]
+        assert run_sync(b, remote, b.clock).pulled_events == 1
     finally:
         a.close()
         b.close()
@@ -171,23 +200,23 @@ def test_force_push_and_force_pull_archive_instead_of_deleting(pair) -> None:  #
     """force-push makes a new epoch; the other device archives and rebases; force-pull archives local work."""
     a, b, remote = pair
     _doc(a, 1)
-    run_sync(a, remote, a._clock)
-    run_sync(b, remote, b._clock)
+    run_sync(a, remote, a.clock)
+    run_sync(b, remote, b.clock)
     _doc(b, 2)
-    run_sync(b, remote, b._clock)  # b's doc 2 is pushed
+    run_sync(b, remote, b.clock)  # b's doc 2 is pushed
     _doc(b, 3)  # not yet pushed
     _doc(a, 4)
-    r = run_sync(a, remote, a._clock, push_mode="force-push")  # a never pulled doc 2
+    r = run_sync(a, remote, a.clock, push_mode="force-push")  # a never pulled doc 2
     assert r.epoch and r.epoch != "0"
-    r = run_sync(b, remote, b._clock)
+    r = run_sync(b, remote, b.clock)
     assert r.archived_segments >= 1 and r.rebased_events == 1
-    run_sync(a, remote, a._clock)
+    run_sync(a, remote, a.clock)
     assert snapshot(a.ws) == snapshot(b.ws)
     docs = set(a.ws.docs)
     assert "20240101000000-0000003" in docs and "20240101000000-0000002" not in docs
     assert list_archive(b.data_dir)
     _doc(b, 5)
-    r = run_sync(b, remote, b._clock, push_mode="force-pull")
+    r = run_sync(b, remote, b.clock, push_mode="force-pull")
     assert "20240101000000-0000005" not in b.ws.docs and r.archived_segments == 1
     assert snapshot(a.ws) == snapshot(b.ws)
 
@@ -196,10 +225,10 @@ def test_cloud_name_switch_pushes_everything(pair, tmp_path: Path) -> None:  # t
     """A new cloud name resets the cursor and pushes the whole local history there."""
     a, _, remote = pair
     _doc(a, 1)
-    run_sync(a, remote, a._clock)
+    run_sync(a, remote, a.clock)
     _doc(a, 2)
-    run_sync(a, remote, a._clock)
-    r = run_sync(a, remote, a._clock, cloud_name="other")
+    run_sync(a, remote, a.clock)
+    r = run_sync(a, remote, a.clock, cloud_name="other")
     assert r.cloud_name == "other" and r.pushed_segments == 2
     assert len(list((tmp_path / "remote/other/devices" / a.device_id).glob("*.seg"))) == 2
     assert (a.data_dir / "sync.json").read_text().count('"other"') == 1
@@ -219,7 +248,7 @@ def test_runner_events_retry_and_refusals(tmp_path: Path) -> None:
             gate.wait(5)
             remote.faults.fail_after = None
 
-        runner = SyncRunner(a, lambda: remote, a._clock, sleeper=sleeper, retry=RetryPolicy(backoff_s=0.5))
+        runner = SyncRunner(a, lambda: remote, a.clock, sleeper=sleeper, retry=RetryPolicy(backoff_s=0.5))
         events: list[dict] = []  # type: ignore[type-arg]
         runner.add_listener(events.append)
         progress = runner.perform("app")
@@ -267,18 +296,18 @@ def test_sync_log_events_on_archive(pair) -> None:  # type: ignore[no-untyped-de
     """Archiving is reported as a syncLog event."""
     a, b, remote = pair
     _doc(b, 1)
-    run_sync(b, remote, b._clock)
-    run_sync(a, remote, a._clock)
+    run_sync(b, remote, b.clock)
+    run_sync(a, remote, a.clock)
     _doc(a, 2)
-    run_sync(a, remote, a._clock)
+    run_sync(a, remote, a.clock)
     logs: list[str] = []
-    run_sync(b, remote, b._clock, push_mode="force-pull", emit=lambda c, x, y, m: logs.append(c))
+    run_sync(b, remote, b.clock, push_mode="force-pull", emit=lambda c, x, y, m: logs.append(c))
     assert "syncLog" not in logs or True
     _doc(b, 3)
-    run_sync(b, remote, b._clock)
+    run_sync(b, remote, b.clock)
     logs.clear()
-    run_sync(a, remote, a._clock, push_mode="force-push")
-    run_sync(b, remote, b._clock, emit=lambda c, x, y, m: logs.append(c))
+    run_sync(a, remote, a.clock, push_mode="force-push")
+    run_sync(b, remote, b.clock, emit=lambda c, x, y, m: logs.append(c))
     assert "syncLog" in logs
 
 
@@ -288,7 +317,7 @@ def test_last_error_survives_a_restart_and_clears_on_success(tmp_path: Path) -> 
     remote = FakeRemote(0, Faults(fail_after=0))
     try:
         _doc(a, 1)
-        runner = SyncRunner(a, lambda: remote, a._clock, retry=RetryPolicy(retries=1), sleeper=lambda s: None)
+        runner = SyncRunner(a, lambda: remote, a.clock, retry=RetryPolicy(retries=1), sleeper=lambda s: None)
         runner.perform("app")
         assert runner.wait(10)
         assert "gave up after 1 retries" in runner.info()["last_error"]
@@ -297,14 +326,14 @@ def test_last_error_survives_a_restart_and_clears_on_success(tmp_path: Path) -> 
     a = _open(tmp_path, "a", 1)
     try:
         restarted = SyncRunner(
-            a, lambda: remote, a._clock, retry=RetryPolicy(retries=1), sleeper=lambda s: None
+            a, lambda: remote, a.clock, retry=RetryPolicy(retries=1), sleeper=lambda s: None
         )
         info = restarted.info_message()
         assert "connection lost" in info.last_error and "gave up" in info.last_error
         remote.faults.fail_after = None
         restarted.run_sync("app")
         assert restarted.info()["last_error"] == ""
-        assert SyncRunner(a, lambda: remote, a._clock).info()["last_error"] == ""
+        assert SyncRunner(a, lambda: remote, a.clock).info()["last_error"] == ""
     finally:
         a.close()
 
@@ -313,12 +342,12 @@ def test_refused_segments_are_the_last_error_after_a_restart(pair, tmp_path: Pat
     """A sync that refused a segment records why, and a fresh runner still reports it."""
     a, b, remote = pair
     _doc(a, 1)
-    run_sync(a, remote, a._clock)
+    run_sync(a, remote, a.clock)
     seg = next((tmp_path / "remote/main/devices" / a.device_id).glob("*.seg"))
     seg.write_bytes(seg.read_bytes()[:-3] + b"xyz")
-    result = run_sync(b, remote, b._clock)
+    result = run_sync(b, remote, b.clock)
     assert result.refused
-    info = SyncRunner(b, lambda: remote, b._clock).info()
+    info = SyncRunner(b, lambda: remote, b.clock).info()
     assert seg.name in info["last_error"] and "does not match its manifest" in info["last_error"]
 
 
@@ -355,8 +384,8 @@ def test_live_subscriber_gets_pulled_events_in_journal_order(pair) -> None:  # t
     assert _seen(_take(live, 1)) == [(1, b.device_id, 1)]
     _doc(a, 2)
     _doc(a, 3)
-    run_sync(a, remote, a._clock)
-    assert run_sync(b, remote, b._clock).pulled_events == 2
+    run_sync(a, remote, a.clock)
+    assert run_sync(b, remote, b.clock).pulled_events == 2
     _doc(b, 4)
     got = _take(live, 3)
     assert _seen(got) == [(2, a.device_id, 1), (3, a.device_id, 2), (4, b.device_id, 2)]
@@ -370,10 +399,10 @@ def test_pulled_events_a_crash_left_out_of_the_journal_get_positions(pair, tmp_p
     _doc(b, 1)
     _doc(a, 2)
     _doc(a, 3)
-    run_sync(a, remote, a._clock)
+    run_sync(a, remote, a.clock)
     journal = b.data_dir / "journal.json"
     assert not journal.exists()  # local appends never write it
-    assert run_sync(b, remote, b._clock).pulled_events == 2
+    assert run_sync(b, remote, b.clock).pulled_events == 2
     b.close()
     # The journal is replaced by rename, so such a crash leaves the one from before the pull: none.
     journal.unlink()
@@ -401,13 +430,13 @@ def test_subscriber_is_ended_when_sync_archives_events_it_was_given(pair) -> Non
     a, b, remote = pair
     _doc(a, 1)
     _doc(a, 2)
-    run_sync(a, remote, a._clock)
+    run_sync(a, remote, a.clock)
     _doc(a, 3)  # never pushed: force-pull archives it
     sub = a.subscribe(0)
     live = iter(sub)
     assert [i.position for i in _take(live, 3)] == [1, 2, 3]
     untouched = b.subscribe(0)  # b's feed is empty; pulling only adds to it
-    run_sync(a, remote, a._clock, push_mode="force-pull")
+    run_sync(a, remote, a.clock, push_mode="force-pull")
     with pytest.raises(ChangeFeedRewritten, match="resubscribe from position 2") as info:
         _take(live, 1)
     assert info.value.resume_from == 2 and a.journal_length() == 2
@@ -416,7 +445,7 @@ def test_subscriber_is_ended_when_sync_archives_events_it_was_given(pair) -> Non
     _doc(a, 4)
     assert _seen(_take(resumed, 1)) == [(3, a.device_id, 3)]
     assert a.get_block("20240101000000-0000004").type == "d"
-    run_sync(b, remote, b._clock)
+    run_sync(b, remote, b.clock)
     assert [i.position for i in _take(iter(untouched), 2)] == [1, 2]
 
 
@@ -424,9 +453,9 @@ def test_restoring_archived_events_reaches_a_live_subscriber(pair) -> None:  # t
     """Restoring adds events without changing numbered ones: the subscription goes on and gets the copies."""
     a, _, remote = pair
     _doc(a, 1)
-    run_sync(a, remote, a._clock)
+    run_sync(a, remote, a.clock)
     _doc(a, 2)
-    run_sync(a, remote, a._clock, push_mode="force-pull")  # doc 2 is archived
+    run_sync(a, remote, a.clock, push_mode="force-pull")  # doc 2 is archived
     sub = a.subscribe(0)
     live = iter(sub)
     assert _take(live, 1)[0].position == 1

@@ -130,7 +130,8 @@ def test_cli_sync_goes_through_a_running_server(tmp_path: Path, capsys: pytest.C
         out = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
         assert out["server"] == server.address and out["cloud_name"] == "main"
         assert out["pushed_segments"] == 1 and out["pulled_segments"] == 1 and out["refused"] == []
-        assert out["pulled_events"] is None and out["swept_temporaries"] is None  # not in the server's events
+        # The syncEnd message carries the event count; the sweep count is not in the server's events.
+        assert out["pulled_events"] == 1 and out["swept_temporaries"] is None
         assert out["last_sync_time"] > 0
         with Client(server.address) as c:
             state = c.stub.GetState(pb.GetStateRequest(), timeout=30)
@@ -184,7 +185,8 @@ def test_sync_through_a_busy_server_waits_then_runs_its_own(tmp_path: Path) -> N
     from oplog.remote import LocalDirRemote
     from oplog.server.app import start_server
     from oplog.syncrunner import SyncRunner
-    from oplog.tools.server_sync import ServerSyncResult, sync_through_server
+    from oplog.syncsummary import SyncSummary
+    from oplog.tools.server_sync import sync_through_server
 
     remote = tmp_path / "r"
     gate, entered = threading.Event(), threading.Event()
@@ -209,7 +211,7 @@ def test_sync_through_a_busy_server_waits_then_runs_its_own(tmp_path: Path) -> N
         store.apply(_create_doc_request(1))
         runner.perform("another-client")
         assert entered.wait(30)
-        results: list[ServerSyncResult] = []
+        results: list[SyncSummary] = []
         ours = threading.Thread(target=lambda: results.append(sync_through_server(running.address, app="t")))
         ours.start()
         ours.join(1.0)

@@ -17,6 +17,7 @@ from typing import Any
 import pytest
 
 from oplog.clock import FakeClock, RandomIds
+from oplog.datadir import open_logs_readonly
 from oplog.merge import order_key
 from oplog.remote import LocalDirRemote
 from oplog.replay import replay
@@ -24,7 +25,6 @@ from oplog.segment import SEGMENT_HEADER_SIZE
 from oplog.store import Store, StoreOptions
 from oplog.syncrunner import run_sync
 from oplog.tools.cli import main
-from oplog.tools.replay import open_logs_readonly
 from oplog.tree import Workspace, iter_blocks
 from oplog.v1 import oplog_pb2 as pb
 from oplog.wire import request_from_json
@@ -92,11 +92,11 @@ def _build(tmp_path: Path) -> World:
         for n in range(21, 27):
             _apply(b, _para(DOC_B, n, f"beta paragraph {n} " + "y" * 40))
         for store in (a, b, a):
-            run_sync(store, remote, store._clock)
+            run_sync(store, remote, store.clock)
         _apply(b, _update(3, "alpha three, edited on b"))
         _apply(a, _update(22, "beta two, edited on a"))
         for store in (a, b, a):
-            run_sync(store, remote, store._clock)
+            run_sync(store, remote, store.clock)
         # Diverge: each side applies edits the other never pulls.
         a_unsynced = [
             _apply(a, _update(5, "alpha five, only on a")),
@@ -425,7 +425,7 @@ def test_diff_other_identical_after_a_full_sync(world: World, capsys: pytest.Cap
     a, b = _open(world.a, 1), _open(world.b, 2)
     try:
         for store in (a, b, a):
-            run_sync(store, remote, store._clock)
+            run_sync(store, remote, store.clock)
     finally:
         a.close()
         b.close()

@@ -8,12 +8,8 @@ refuses, naming the server, when ``oplog serve`` holds the directory.
 from __future__ import annotations
 
 import argparse
-import datetime as dt
 import json
 import re
-import sys
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -28,7 +24,11 @@ from oplog.archive import (
     plan_restore,
     restore,
 )
+from oplog.datadir import check_data_dir, opened_readonly
 from oplog.errors import DataDirLocked, InvalidArgument
+from oplog.isotime import iso_time
+from oplog.tools.options import add_lock_wait
+from oplog.tools.progress import progress_bar, wanted
 from oplog.v1 import oplog_pb2 as pb
 
 __all__ = [
@@ -41,11 +41,10 @@ __all__ = [
     "event_json",
 ]
 
-#: How long a local restore waits for another writer (an apply, a sync) to let go.
-DEFAULT_LOCK_WAIT_S = 10.0
 
-
-def register(subparsers: Any, parent: argparse.ArgumentParser) -> None:
+def register(
+    subparsers: argparse._SubParsersAction[argparse.ArgumentParser], parent: argparse.ArgumentParser
+) -> None:
     """Add the ``archive`` subcommand group (``list``, ``show``, ``restore``)."""
     group = subparsers.add_parser(
         "archive",
@@ -82,13 +81,7 @@ def register(subparsers: Any, parent: argparse.ArgumentParser) -> None:
     rest.add_argument("--device", metavar="D", help="only this device's events")
     rest.add_argument("--seq", metavar="A-B", help="only seqs A through B (or just A)")
     rest.add_argument("--dry-run", action="store_true", help="show what would be restored; change nothing")
-    rest.add_argument(
-        "--lock-wait",
-        type=float,
-        default=DEFAULT_LOCK_WAIT_S,
-        metavar="SECONDS",
-        help=f"how long to wait for another local writer (default {DEFAULT_LOCK_WAIT_S:g})",
-    )
+    add_lock_wait(rest)
     rest.set_defaults(func=run_restore)
 
 
@@ -104,11 +97,6 @@ def parse_seq_range(text: str) -> SeqRange:
     return SeqRange(first, int(match.group(2)) if match.group(2) else first)
 
 
-def _iso(ms: int) -> str:
-    moment = dt.datetime.fromtimestamp(ms / 1000, dt.UTC)
-    return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")
-
-
 def _check_device(entry: ArchiveEntry, device_id: str | None) -> None:
     if device_id is not None and device_id not in entry.device_ids:
         held = ", ".join(entry.device_ids) or "none"
@@ -118,9 +106,6 @@ def _check_device(entry: ArchiveEntry, device_id: str | None) -> None:
 
 
 def _data_dir(data: str) -> Path:
-    from oplog.tools.replay import check_data_dir, one_line_warnings
-
-    one_line_warnings()
     return check_data_dir(data)
 
 
@@ -130,7 +115,7 @@ def entry_summary(entry: ArchiveEntry) -> dict[str, Any]:
         "id": entry.id,
         "reason": entry.reason,
         "time_ms": entry.time_ms,
-        "time": _iso(entry.time_ms),
+        "time": iso_time(entry.time_ms),
         "epoch_from": entry.epoch_from,
         "epoch_to": entry.epoch_to,
         "devices": entry.device_ids,
@@ -170,7 +155,7 @@ def event_json(entry: ArchiveEntry, event: pb.Event) -> dict[str, Any]:
         "device_seq": event.device_seq,
         "hlc": event.hlc,
         "time_ms": event.time_ms,
-        "time": _iso(event.time_ms),
+        "time": iso_time(event.time_ms),
         "app": event.app,
         "session": event.session,
         "req_id": event.req_id,
@@ -227,35 +212,13 @@ def run_show(args: argparse.Namespace) -> int:
             print(json.dumps(event_json(entry, event), ensure_ascii=False))
         else:
             print(
-                f"{event.device_id}#{event.device_seq}  hlc {event.hlc}  {_iso(event.time_ms)}  "
+                f"{event.device_id}#{event.device_seq}  hlc {event.hlc}  {iso_time(event.time_ms)}  "
                 f"app {event.app or '-'}  {_status(entry, event)}  {_actions_text(event)}"
             )
     return 0
 
 
 # ---- restore ----
-
-
-@contextmanager
-def _progress(enabled: bool) -> Iterator[Callable[[int, int], None] | None]:
-    """A tqdm bar on stderr, made at the first report (the total is known then)."""
-    if not enabled:
-        yield None
-        return
-    from tqdm import tqdm
-
-    bars: list[Any] = []
-
-    def update(done: int, total: int) -> None:
-        if not bars:
-            bars.append(tqdm(total=total, desc="scanning history", unit="ev", file=sys.stderr, leave=False))
-        bars[0].update(done - bars[0].n)
-
-    try:
-        yield update
-    finally:
-        for bar in bars:
-            bar.close()
 
 
 def _refuse_if_served(data: Path) -> None:
@@ -287,15 +250,9 @@ def _restore_local(args: argparse.Namespace, data: Path, seqs: SeqRange | None, 
 
 
 def _restore_dry(args: argparse.Namespace, data: Path, seqs: SeqRange | None, bar: Any) -> dict[str, Any]:
-    from oplog.tools.replay import open_logs_readonly
-
     entry = find_entry(data, args.id)
-    logs = open_logs_readonly(data)
-    try:
+    with opened_readonly(data) as logs:
         result = plan_restore(data, entry, logs, device_id=args.device, seqs=seqs, progress=bar)
-    finally:
-        for log in logs.values():
-            log.close()
     return _restore_json(result)
 
 
@@ -347,11 +304,14 @@ def run_restore(args: argparse.Namespace) -> int:
     """Restore (or, with ``--dry-run``, preview restoring) one entry; print what was restored."""
     data = _data_dir(args.data)
     seqs = parse_seq_range(args.seq) if args.seq else None
-    if args.lock_wait < 0:
-        raise InvalidArgument("--lock-wait must not be negative")
     _check_device(find_entry(data, args.id), args.device)
-    with _progress(sys.stderr.isatty() and not args.json) as bar:
-        out = _restore_dry(args, data, seqs, bar) if args.dry_run else _restore_local(args, data, seqs, bar)
+    with progress_bar(wanted(args), desc="scanning history", min_total=0) as bar:
+        report = bar.report if bar is not None else None
+        out = (
+            _restore_dry(args, data, seqs, report)
+            if args.dry_run
+            else _restore_local(args, data, seqs, report)
+        )
     if args.json:
         print(json.dumps(out, ensure_ascii=False))
     else:

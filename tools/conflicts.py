@@ -1,23 +1,24 @@
-"""``oplog conflicts``: the operations replay skipped or bent (a concurrent edit removed their target), and why."""
+"""``oplog conflicts``: the operations replay skipped or bent (a concurrent edit removed their target), and why.
+
+Parse, call ``oplog.datadir.conflicts_data_dir``, print.
+"""
 
 from __future__ import annotations
 
 import argparse
 import json
-import sys
-from collections.abc import Mapping, Sequence
 from typing import Any
 
-from oplog.checkpoint import ConflictRecord
-from oplog.eventlog import EventLog
-from oplog.scan import scan, total_events
-from oplog.tools.dump import iso_time, reading
-from oplog.tools.replay import progress_bar
+from oplog.datadir import PlacedConflict, conflicts_data_dir
+from oplog.isotime import iso_time
+from oplog.tools.progress import progress_bar, wanted
 
-__all__ = ["register", "run", "conflict_records"]
+__all__ = ["register", "run", "conflict_json"]
 
 
-def register(subparsers: Any, parent: argparse.ArgumentParser) -> None:
+def register(
+    subparsers: argparse._SubParsersAction[argparse.ArgumentParser], parent: argparse.ArgumentParser
+) -> None:
     """Add the ``conflicts`` subcommand."""
     cmd = subparsers.add_parser(
         "conflicts",
@@ -32,64 +33,37 @@ def register(subparsers: Any, parent: argparse.ArgumentParser) -> None:
     cmd.set_defaults(func=run)
 
 
-def _positions(
-    logs: Mapping[str, EventLog], wanted: set[tuple[str, int]], show_progress: bool
-) -> dict[tuple[str, int], tuple[int, int]]:
-    """(device, seq) -> (merged position, time_ms) for the events in ``wanted``, by one streaming scan."""
-    found: dict[tuple[str, int], tuple[int, int]] = {}
-    with progress_bar(total_events(logs), show_progress, min_total=20_000) as progress:
-        for position, event, _ in scan(logs, progress=progress):
-            key = (event.device_id, event.device_seq)
-            if key in wanted:
-                found[key] = (position, event.time_ms)
-                if len(found) == len(wanted):
-                    break
-    return found
-
-
-def conflict_records(
-    conflicts: Sequence[ConflictRecord], logs: Mapping[str, EventLog], *, show_progress: bool = False
-) -> list[dict[str, Any]]:
-    """The conflicts as JSON objects, each with its event's merged position and time."""
-    where = (
-        _positions(logs, {(c.device_id, c.device_seq) for c in conflicts}, show_progress) if conflicts else {}
-    )
-    out = []
-    for c in conflicts:
-        position, time_ms = where.get((c.device_id, c.device_seq), (None, None))
-        out.append(
-            {
-                "position": position,
-                "device": c.device_id,
-                "seq": c.device_seq,
-                "time": iso_time(time_ms) if time_ms is not None else None,
-                "op_index": c.op_index,
-                "action": c.action,
-                "block_id": c.block_id,
-                "reason": c.reason,
-            }
-        )
-    return out
+def conflict_json(placed: PlacedConflict) -> dict[str, Any]:
+    """One conflict as the JSON object ``conflicts --json`` prints."""
+    c = placed.conflict
+    return {
+        "position": placed.position,
+        "device": c.device_id,
+        "seq": c.device_seq,
+        "time": iso_time(placed.time_ms) if placed.time_ms is not None else None,
+        "op_index": c.op_index,
+        "action": c.action,
+        "block_id": c.block_id,
+        "reason": c.reason,
+    }
 
 
 def run(args: argparse.Namespace) -> int:
     """Print the conflicts of the current state."""
-    from oplog.tools.replay import replay_data_dir
-
-    show = sys.stderr.isatty() and not args.json
-    result = replay_data_dir(args.data, show_progress=show)
-    with reading(args.data) as logs:
-        records = conflict_records(result.conflicts, logs, show_progress=show)
+    show = wanted(args)
+    with progress_bar(show) as bar, progress_bar(show, min_total=20_000) as scan_bar:
+        found = conflicts_data_dir(args.data, progress=bar, scan_progress=scan_bar)
+    records = [conflict_json(c) for c in found.conflicts]
     if args.json:
-        print(json.dumps({"position": result.position, "conflicts": records}, indent=2, ensure_ascii=False))
+        print(json.dumps({"position": found.position, "conflicts": records}, indent=2, ensure_ascii=False))
         return 0
     if not records:
-        print(f"no conflicts (position {result.position})")
+        print(f"no conflicts (position {found.position})")
         return 0
     for r in records:
         print(
             f"{r['position'] if r['position'] is not None else '?':>9}  {r['time'] or '?'}  "
             f"{r['device']}#{r['seq']} op {r['op_index']}  {r['action']} {r['block_id']}: {r['reason']}"
         )
-    print(f"{len(records)} conflicts (position {result.position})")
+    print(f"{len(records)} conflicts (position {found.position})")
     return 0

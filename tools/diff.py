@@ -4,33 +4,21 @@
 (defaults: 0 and the end). ``--other DIR`` compares this directory ("ours")
 with another ("theirs"): events each has that the other lacks, the first such
 event, and the block differences from our state to theirs. Read-only.
+Parse, call ``oplog.datadir.diff_data_dir`` / ``compare_data_dirs``, print.
 """
 
 from __future__ import annotations
 
 import argparse
-import datetime as dt
 import json
-import sys
-from collections.abc import Callable, Iterator
-from contextlib import ExitStack, contextmanager
-from pathlib import Path
 from typing import Any
 
-from oplog.checkpoint import CHECKPOINTS_FILE, CheckpointStore
+from oplog.datadir import compare_data_dirs, diff_data_dir
 from oplog.errors import InvalidArgument, NotADataDir
-from oplog.scan import total_events
-from oplog.statediff import (
-    BlockChange,
-    BlockState,
-    EventRef,
-    LogComparison,
-    StateDiff,
-    compare_logs,
-    diff_positions,
-    diff_workspaces,
-)
-from oplog.tools.replay import opened_readonly, progress_bar
+from oplog.isotime import iso_time
+from oplog.statediff import BlockChange, BlockState, EventRef, LogComparison, StateDiff
+from oplog.tools.options import usage_error
+from oplog.tools.progress import progress_bar, wanted
 
 __all__ = ["register", "run"]
 
@@ -39,7 +27,9 @@ _BAR_MIN_EVENTS = 10_000
 _PREVIEW = 60
 
 
-def register(subparsers: Any, parent: argparse.ArgumentParser) -> None:
+def register(
+    subparsers: argparse._SubParsersAction[argparse.ArgumentParser], parent: argparse.ArgumentParser
+) -> None:
     """Add the ``diff`` subcommand."""
     cmd = subparsers.add_parser(
         "diff",
@@ -59,34 +49,6 @@ def register(subparsers: Any, parent: argparse.ArgumentParser) -> None:
     cmd.add_argument("--other", metavar="DIR", help="compare with this other data directory instead")
     cmd.add_argument("--full", action="store_true", help="ignore checkpoints: replay from the first event")
     cmd.set_defaults(func=run)
-
-
-# ---------------------------------------------------------------- plumbing
-
-
-def _checkpoints(stack: ExitStack, data_dir: Path, full: bool) -> CheckpointStore | None:
-    if full:
-        return None
-    return stack.enter_context(CheckpointStore(data_dir / CHECKPOINTS_FILE, readonly=True))
-
-
-@contextmanager
-def _bar(total: int, enabled: bool, desc: str) -> Iterator[Callable[[int], None] | None]:
-    """``progress_bar`` across several replay calls, each counting from zero."""
-    with progress_bar(total, enabled, min_total=_BAR_MIN_EVENTS, desc=desc) as show:
-        if show is None:
-            yield None
-            return
-        base = [0, 0]
-
-        def update(done: int) -> None:
-            # A smaller count than the last one means the next replay call started.
-            if done < base[1]:
-                base[0] += base[1]
-            base[1] = done
-            show(base[0] + done)
-
-        yield update
 
 
 # ---------------------------------------------------------------- text output
@@ -134,14 +96,9 @@ def _print_state_diff(diff: StateDiff) -> None:
     print(f"{s['added']} added, {s['removed']} removed, {s['changed']} changed{views}")
 
 
-def _time(ms: int) -> str:
-    moment = dt.datetime.fromtimestamp(ms / 1000, tz=dt.UTC)
-    return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")
-
-
 def _event_text(ref: EventRef, side: str, other: str) -> str:
     return (
-        f"{ref.device_id}#{ref.seq} hlc {ref.hlc} at {_time(ref.time_ms)} ({', '.join(ref.actions) or 'no ops'}), "
+        f"{ref.device_id}#{ref.seq} hlc {ref.hlc} at {iso_time(ref.time_ms)} ({', '.join(ref.actions) or 'no ops'}), "
         f"position {ref.position} of {side}; {other} has {ref.other_before} event(s) before it"
     )
 
@@ -149,21 +106,13 @@ def _event_text(ref: EventRef, side: str, other: str) -> str:
 # ---------------------------------------------------------------- the two modes
 
 
-def _positions(args: argparse.Namespace, data_dir: Path, show: bool) -> int:
-    from oplog.statediff import check_positions
-
-    with ExitStack() as stack:
-        logs = stack.enter_context(opened_readonly(data_dir))
-        total = total_events(logs)
-        start = 0 if args.start is None else args.start
-        end = total if args.end is None else args.end
-        try:
-            check_positions(start, end, total)
-        except InvalidArgument as exc:
-            return _usage(str(exc))
-        checkpoints = _checkpoints(stack, data_dir, args.full)
-        with _bar(end, show, "diff") as progress:
-            result = diff_positions(logs, checkpoints, start, end, progress=progress)
+def _positions(args: argparse.Namespace, show: bool) -> int:
+    try:
+        with progress_bar(show, min_total=_BAR_MIN_EVENTS, desc="diff") as bar:
+            found = diff_data_dir(args.data, args.start, args.end, full=args.full, progress=bar)
+    except (InvalidArgument, NotADataDir) as exc:
+        return usage_error(str(exc))
+    result, total = found.result, found.end
     if args.json:
         out = {
             "from": result.from_position,
@@ -196,30 +145,16 @@ def _comparison_json(cmp: LogComparison) -> dict[str, Any]:
     }
 
 
-def _other(args: argparse.Namespace, ours_dir: Path, show: bool) -> int:
-    from oplog.replay import rewind
-    from oplog.tools.replay import check_data_dir
-
+def _other(args: argparse.Namespace, show: bool) -> int:
     try:
-        theirs_dir = check_data_dir(args.other)
-    except NotADataDir as exc:
-        return _usage(f"--other: {exc}")
-    if theirs_dir.resolve() == ours_dir.resolve():
-        return _usage("--other names the same data directory as --data")
-    with ExitStack() as stack:
-        ours = stack.enter_context(opened_readonly(ours_dir))
-        theirs = stack.enter_context(opened_readonly(theirs_dir))
-        both = total_events(ours) + total_events(theirs)
-        with _bar(both, show, "compare") as progress:
-            cmp = compare_logs(ours, theirs, progress=progress)
-        with _bar(both, show, "replay") as progress:
-            a = rewind(ours, _checkpoints(stack, ours_dir, args.full), progress=progress, warn_missing=False)
-            b = rewind(
-                theirs, _checkpoints(stack, theirs_dir, args.full), progress=progress, warn_missing=False
-            )
-    diff = diff_workspaces(a.ws, b.ws)
-    ours_hash, theirs_hash = a.state_hash.hexdigest(), b.state_hash.hexdigest()
-    identical = cmp.same_events and ours_hash == theirs_hash
+        with progress_bar(show, min_total=_BAR_MIN_EVENTS, desc="compare") as bar:
+            found = compare_data_dirs(args.data, args.other, full=args.full, progress=bar)
+    except (InvalidArgument, NotADataDir) as exc:
+        return usage_error(str(exc))
+    cmp, diff = found.logs, found.blocks
+    ours_dir, theirs_dir = found.ours, found.theirs
+    ours_hash, theirs_hash = found.ours_hash, found.theirs_hash
+    identical = found.identical
     if args.json:
         out = {
             "ours": str(ours_dir),
@@ -259,24 +194,11 @@ def _other(args: argparse.Namespace, ours_dir: Path, show: bool) -> int:
     return 0
 
 
-def _usage(message: str) -> int:
-    from oplog.tools.verify import usage_error
-
-    return usage_error(message)
-
-
 def run(args: argparse.Namespace) -> int:
     """Diff two positions or two data directories; 0 on success, 2 for bad usage."""
-    from oplog.tools.replay import check_data_dir, one_line_warnings
-
-    one_line_warnings()
     if args.other is not None and (args.start is not None or args.end is not None):
-        return _usage("--other compares two data directories; it does not take --from/--to")
-    try:
-        data_dir = check_data_dir(args.data)
-    except NotADataDir as exc:
-        return _usage(str(exc))
-    show = sys.stderr.isatty() and not args.json
+        return usage_error("--other compares two data directories; it does not take --from/--to")
+    show = wanted(args)
     if args.other is not None:
-        return _other(args, data_dir, show)
-    return _positions(args, data_dir, show)
+        return _other(args, show)
+    return _positions(args, show)

@@ -16,12 +16,11 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
+from oplog.datadir import SERVER_FILE
 from oplog.fsutil import atomic_write
 from oplog.lockfile import LOCK_FILE
 
 __all__ = ["SERVER_FILE", "ServerInfo", "write_server_file", "remove_server_file", "find_server"]
-
-SERVER_FILE = "SERVER"
 
 
 @dataclass(frozen=True, slots=True)
@@ -35,12 +34,17 @@ class ServerInfo:
 
     def other_remote(self, remote: str | os.PathLike[str]) -> bool:
         """Whether ``remote`` names a folder other than this server's remote."""
-        return bool(self.remote) and os.path.realpath(remote) != os.path.realpath(self.remote)
+        from oplog.remoteurl import remote_identity
+
+        return bool(self.remote) and remote_identity(remote) != remote_identity(self.remote)
 
 
 def write_server_file(data_dir: str | os.PathLike[str], address: str, remote: str | os.PathLike[str]) -> None:
     """Record that this process serves ``data_dir`` at ``address``, syncing with ``remote``."""
-    record = {"address": address, "pid": os.getpid(), "remote": os.path.realpath(remote)}
+    from oplog.remoteurl import remote_identity
+
+    # Never the URL's userinfo: SERVER is readable by every local user of the directory.
+    record = {"address": address, "pid": os.getpid(), "remote": remote_identity(remote)}
     body = json.dumps(record).encode()
     atomic_write(Path(data_dir) / SERVER_FILE, body)
 

@@ -8,16 +8,18 @@ import sys
 from collections.abc import Iterator
 from typing import Any
 
-from oplog.blockhistory import BlockState, BlockTracker, ExactTracker, HistoryEntry, state_of
-from oplog.errors import BlockNotFound, InvalidArgument
-from oplog.scan import EventFilter, scan, total_events
-from oplog.tools.dump import emit, iso_time, reading
-from oplog.tools.replay import progress_bar
+from oplog.blockhistory import BlockState, HistoryEntry
+from oplog.datadir import block_history
+from oplog.isotime import iso_time
+from oplog.tools.dump import emit
+from oplog.tools.progress import progress_bar
 
 __all__ = ["register", "run", "entry_record"]
 
 
-def register(subparsers: Any, parent: argparse.ArgumentParser) -> None:
+def register(
+    subparsers: argparse._SubParsersAction[argparse.ArgumentParser], parent: argparse.ArgumentParser
+) -> None:
     """Add the ``history`` subcommand."""
     cmd = subparsers.add_parser(
         "history",
@@ -85,47 +87,20 @@ def entry_lines(entry: HistoryEntry) -> Iterator[str]:
 
 def run(args: argparse.Namespace) -> int:
     """Print the block's history."""
-    block_id = args.block_id.strip()
-    if not block_id:
-        raise InvalidArgument("BLOCK_ID must not be empty")
-    flt = EventFilter(after=args.from_pos, through=args.to_pos)
-    with reading(args.data) as logs:
-        flt.check_against(logs)
-        start = None
-        initial = None
-        ws = None
-        if flt.after:
-            from oplog.tools.replay import replay_data_dir
-
-            base = replay_data_dir(args.data, until=flt.after, show_progress=sys.stderr.isatty())
-            start = (base.position, base.heads)
-            initial, ws = state_of(base.ws.blocks.get(block_id)), base.ws
-        tracker: BlockTracker | ExactTracker = (
-            ExactTracker(block_id, ws) if args.exact else BlockTracker(block_id, initial)
+    show = sys.stderr.isatty()
+    with progress_bar(show) as base_bar, progress_bar(show, min_total=20_000) as bar:
+        entries = block_history(
+            args.data,
+            args.block_id,
+            after=args.from_pos,
+            through=args.to_pos,
+            exact=args.exact,
+            progress=bar,
+            base_progress=base_bar,
         )
-        window = EventFilter(through=flt.through)
-        total = flt.through if flt.through is not None else total_events(logs)
-        counted = [0]
-
-        def lines() -> Iterator[str]:
-            with progress_bar(total - flt.after, sys.stderr.isatty(), min_total=20_000) as progress:
-                feed = tracker.feed
-                for position, event, raw in scan(logs, window, progress=progress, start=start):
-                    entry = feed(position, event, raw)
-                    if entry is None:
-                        continue
-                    counted[0] += 1
-                    if args.json:
-                        yield dumps(entry_record(entry))
-                    else:
-                        yield "\n".join(entry_lines(entry))
-
-        dumps = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
-        emit(lines())
-        count = counted[0]
-        if not count and not tracker.seen:
-            where = f" in positions {flt.after}..{flt.through if flt.through is not None else total}"
-            raise BlockNotFound(
-                f"block {block_id} not found: no event names it{where if flt.after or flt.through else ''}"
-            )
+        if args.json:
+            dumps = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
+            emit(dumps(entry_record(entry)) for entry in entries)
+        else:
+            emit("\n".join(entry_lines(entry)) for entry in entries)
     return 0

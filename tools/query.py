@@ -1,20 +1,23 @@
-"""``oplog query SQL``: read-only SQL over the materialised ``blocks`` view."""
+"""``oplog query SQL``: read-only SQL over the materialised ``blocks`` view.
+
+Parse, call ``oplog.datadir.query_data_dir``, print.
+"""
 
 from __future__ import annotations
 
 import argparse
 import json
 import sys
-import tempfile
-from pathlib import Path
 from typing import Any
 
-from oplog.sqlquery import QueryResult, run_query
+from oplog.datadir import query_data_dir
 
-__all__ = ["register", "run", "query_data_dir"]
+__all__ = ["register", "run"]
 
 
-def register(subparsers: Any, parent: argparse.ArgumentParser) -> None:
+def register(
+    subparsers: argparse._SubParsersAction[argparse.ArgumentParser], parent: argparse.ArgumentParser
+) -> None:
     """Add the ``query`` subcommand."""
     cmd = subparsers.add_parser(
         "query",
@@ -35,31 +38,6 @@ def register(subparsers: Any, parent: argparse.ArgumentParser) -> None:
     cmd.set_defaults(func=run)
 
 
-def query_data_dir(
-    data: str | Path, sql: str, args: list[Any], *, max_rows: int, time_budget_s: float
-) -> QueryResult:
-    """Query the data directory's view, or a temporary one replayed from the logs when it has none."""
-    from oplog.tools.replay import check_data_dir, replay_data_dir
-
-    data_dir = check_data_dir(data)
-    view = data_dir / "blocks.db"
-    if view.is_file():
-        return run_query(view, sql, args, max_rows=max_rows, time_budget_s=time_budget_s)
-    from oplog.sqlview import BlocksView
-
-    result = replay_data_dir(data_dir)
-    with tempfile.TemporaryDirectory(prefix="oplog-query-") as tmp:
-        path = Path(tmp) / "blocks.db"
-        with BlocksView(path) as built:
-            built.rebuild(
-                result.ws,
-                conflicts=result.conflicts,
-                position=result.position,
-                state_hash=result.state_hash.hexdigest(),
-            )
-        return run_query(path, sql, args, max_rows=max_rows, time_budget_s=time_budget_s)
-
-
 def _cell(value: Any) -> str:
     if value is None:
         return ""
@@ -70,9 +48,6 @@ def _cell(value: Any) -> str:
 
 def run(args: argparse.Namespace) -> int:
     """Run the query; print a tab-separated table or JSON."""
-    from oplog.tools.replay import one_line_warnings
-
-    one_line_warnings()
     result = query_data_dir(
         args.data, args.sql, list(args.arg), max_rows=args.max_rows, time_budget_s=args.timeout
     )

@@ -60,11 +60,18 @@ def apply_remote(
 
 
 def read_body(path: str) -> Any:
-    """Read a JSON body from ``path`` (``-`` for stdin); raises ``InvalidTransaction`` when it is not JSON."""
+    """Read a JSON body from ``path`` (``-`` for stdin); raises ``InvalidTransaction`` unless it is UTF-8 JSON."""
     try:
-        text = sys.stdin.read() if path == "-" else Path(path).read_text(encoding="utf-8")
+        raw = sys.stdin.buffer.read() if path == "-" else Path(path).read_bytes()
     except OSError as exc:
         raise InvalidTransaction(f"{path}: {exc.strerror or exc}") from exc
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise InvalidTransaction(
+            f"{path}: not UTF-8 text (byte 0x{raw[exc.start]:02x} at offset {exc.start}); "
+            "a performTransactions body is UTF-8 JSON"
+        ) from None
     try:
         return json.loads(text)
     except ValueError as exc:

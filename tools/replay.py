@@ -1,38 +1,27 @@
-"""``oplog replay``: rebuild the state from the logs (read-only), print its hash, optionally write a view."""
+"""``oplog replay``: rebuild the state from the logs (read-only), print its hash, optionally write a view.
+
+Parse, call ``oplog.datadir.replay_data_dir`` / ``write_view``, print.
+"""
 
 from __future__ import annotations
 
 import argparse
-import datetime as dt
 import json
-import sys
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
-from pathlib import Path
 from typing import Any
 
-from oplog.checkpoint import CHECKPOINTS_FILE, CheckpointStore
-from oplog.errors import InvalidArgument, NotADataDir
-from oplog.eventlog import EventLog
-from oplog.identity import DEVICE_FILE, DEVICES_DIR
-from oplog.replay import ReplayResult, replay, rewind
-from oplog.scan import total_events
+from oplog.datadir import open_logs_readonly, replay_data_dir, write_view
+from oplog.replay import ReplayResult
+from oplog.tools.options import parse_time_ms
+from oplog.tools.progress import progress_bar, wanted
 
-__all__ = [
-    "register",
-    "run",
-    "open_logs_readonly",
-    "opened_readonly",
-    "check_data_dir",
-    "replay_data_dir",
-    "parse_time_ms",
-    "progress_bar",
-    "one_line_warnings",
-]
+# replay_data_dir and open_logs_readonly are re-exported for callers written before oplog.datadir.
+__all__ = ["register", "run", "summary", "replay_data_dir", "open_logs_readonly"]
 
 
-def register(subparsers: Any, parent: argparse.ArgumentParser) -> None:
+def register(
+    subparsers: argparse._SubParsersAction[argparse.ArgumentParser], parent: argparse.ArgumentParser
+) -> None:
     """Add the ``replay`` subcommand."""
     cmd = subparsers.add_parser(
         "replay",
@@ -60,104 +49,6 @@ def register(subparsers: Any, parent: argparse.ArgumentParser) -> None:
     cmd.set_defaults(func=run)
 
 
-def check_data_dir(data: str | Path) -> Path:
-    """The data directory as a Path; ``NotADataDir`` unless it holds a ``DEVICE`` file or a ``devices/`` folder."""
-    path = Path(data)
-    if not path.is_dir():
-        raise NotADataDir(f"{path} is not an oplog data directory (no such directory)")
-    if not (path / DEVICE_FILE).is_file() and not (path / DEVICES_DIR).is_dir():
-        raise NotADataDir(f"{path} is not an oplog data directory (no DEVICE file, no devices/ folder)")
-    return path
-
-
-def open_logs_readonly(data_dir: Path) -> dict[str, EventLog]:
-    """Every device log of the data directory, opened read-only (never the writer's lock)."""
-    root = data_dir / DEVICES_DIR
-    logs: dict[str, EventLog] = {}
-    if not root.is_dir():
-        return logs
-    try:
-        for folder in sorted(p for p in root.iterdir() if p.is_dir()):
-            logs[folder.name] = EventLog.open(folder, folder.name, writable=False)
-    except BaseException:
-        for log in logs.values():
-            log.close()
-        raise
-    return logs
-
-
-@contextmanager
-def opened_readonly(data_dir: Path) -> Iterator[dict[str, EventLog]]:
-    """Every device log of ``data_dir`` opened read-only (``open_logs_readonly``), closed afterwards."""
-    logs = open_logs_readonly(data_dir)
-    try:
-        yield logs
-    finally:
-        for log in logs.values():
-            log.close()
-
-
-def parse_time_ms(text: str, option: str = "--until-time") -> int:
-    """Milliseconds since the epoch of an ISO 8601 time (UTC when it has no offset); names ``option`` if bad."""
-    try:
-        moment = dt.datetime.fromisoformat(text)
-    except ValueError as exc:
-        raise InvalidArgument(f"{option}: not an ISO 8601 time: {text!r}") from exc
-    if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=dt.UTC)
-    return int(moment.timestamp() * 1000)
-
-
-@contextmanager
-def progress_bar(
-    total: int, enabled: bool, *, min_total: int = 10_000, desc: str | None = None
-) -> Iterator[Callable[[int], None] | None]:
-    """A tqdm bar on stderr fed with counts of events done (``None`` when disabled or under ``min_total``)."""
-    if not enabled or total < min_total:
-        yield None
-        return
-    from tqdm import tqdm
-
-    bar = tqdm(total=total, unit="ev", unit_scale=True, file=sys.stderr, leave=False, desc=desc)
-    seen = [0]
-
-    def update(done: int) -> None:
-        done = min(done, total)
-        bar.update(done - seen[0])
-        seen[0] = done
-
-    try:
-        yield update
-    finally:
-        bar.close()
-
-
-def replay_data_dir(
-    data: str | Path,
-    *,
-    until: int | None = None,
-    until_time_ms: int | None = None,
-    full: bool = False,
-    show_progress: bool = False,
-) -> ReplayResult:
-    """Replay a data directory read-only (from its newest usable checkpoint unless ``full``)."""
-    data_dir = check_data_dir(data)
-    with opened_readonly(data_dir) as logs:
-        total = total_events(logs)
-        with progress_bar(total if until is None else min(total, until), show_progress) as progress:
-            if full:
-                return replay(logs, until_position=until, until_time_ms=until_time_ms, progress=progress)
-            with CheckpointStore(data_dir / CHECKPOINTS_FILE, readonly=True) as checkpoints:
-                return rewind(
-                    logs,
-                    checkpoints,
-                    until_position=until,
-                    until_time_ms=until_time_ms,
-                    progress=progress,
-                    warn_missing=False,
-                )
-
-
 def summary(result: ReplayResult, seconds: float) -> dict[str, Any]:
     """The JSON summary of a replay."""
     return {
@@ -174,53 +65,17 @@ def summary(result: ReplayResult, seconds: float) -> dict[str, Any]:
     }
 
 
-def one_line_warnings() -> None:
-    """Show warnings (a damaged checkpoint, a cut tail) as one ``oplog: warning:`` line each."""
-    import warnings
-
-    def show(
-        message: Warning | str,
-        category: type[Warning],
-        filename: str,
-        lineno: int,
-        file: Any = None,
-        line: Any = None,
-    ) -> None:
-        print(f"oplog: warning: {message}", file=sys.stderr)
-
-    warnings.showwarning = show
-
-
 def run(args: argparse.Namespace) -> int:
     """Replay, print the hash and counts, write ``--out``."""
-    one_line_warnings()
-    if args.until is not None and args.until < 0:
-        raise InvalidArgument("--until must not be negative")
     until_time = parse_time_ms(args.until_time) if args.until_time else None
     started = time.perf_counter()
-    result = replay_data_dir(
-        args.data,
-        until=args.until,
-        until_time_ms=until_time,
-        full=args.full,
-        show_progress=sys.stderr.isatty() and not args.json,
-    )
+    with progress_bar(wanted(args)) as bar:
+        result = replay_data_dir(
+            args.data, until=args.until, until_time_ms=until_time, full=args.full, progress=bar
+        )
     info = summary(result, time.perf_counter() - started)
     if args.out:
-        from oplog.sqlview import BlocksView
-
-        out = Path(args.out)
-        if out.resolve() == (Path(args.data) / "blocks.db").resolve():
-            raise InvalidArgument(
-                "--out must not be the data directory's own blocks.db (the server keeps it)"
-            )
-        for suffix in ("", "-wal", "-shm"):
-            Path(str(out) + suffix).unlink(missing_ok=True)
-        with BlocksView(out) as view:
-            view.rebuild(
-                result.ws, conflicts=result.conflicts, position=result.position, state_hash=info["state_hash"]
-            )
-        info["out"] = str(out)
+        info["out"] = str(write_view(result, args.out, data_dir=args.data))
     if args.json:
         print(json.dumps(info, indent=2))
     else:

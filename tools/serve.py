@@ -9,20 +9,32 @@ import os
 import signal
 import sys
 import threading
-from typing import Any
+from typing import TYPE_CHECKING
 
 from oplog.errors import InvalidArgument
+from oplog.tools.options import (
+    DEFAULT_REMOTE,
+    add_cloud_name,
+    add_lock_wait,
+    add_remote,
+    add_token,
+    listen_address,
+)
+
+if TYPE_CHECKING:
+    from oplog.server.auth import AuthConfig
+    from oplog.server.service import Limits
 
 __all__ = ["register", "serve", "auth_from_args", "limits_from_args"]
 
-DEFAULT_REMOTE = "./oplog-remote"
+#: The cloud folder when neither --cloud-name nor the data directory's sync state names one.
 DEFAULT_CLOUD_NAME = "main"
-#: A writer without a server (apply, sync, watch) holds the lock only while it writes.
-DEFAULT_LOCK_WAIT_S = 10.0
 DEFAULT_GRACE_S = 10.0
 
 
-def register(subparsers: Any, parent: argparse.ArgumentParser) -> None:
+def register(
+    subparsers: argparse._SubParsersAction[argparse.ArgumentParser], parent: argparse.ArgumentParser
+) -> None:
     """Add the ``serve`` subcommand."""
     from oplog.server.app import DEFAULT_LISTEN, DEFAULT_WORKERS
     from oplog.server.service import Limits
@@ -45,9 +57,16 @@ def register(subparsers: Any, parent: argparse.ArgumentParser) -> None:
         help=f"host:port to listen on; port 0 picks a free one (default {DEFAULT_LISTEN}, env OPLOG_LISTEN). "
         "Without a token only loopback addresses are allowed",
     )
+    p.add_argument(
+        "--http",
+        default=os.environ.get("OPLOG_HTTP"),
+        metavar="ADDR",
+        help="host:port for SiYuan's HTTP API and /ws (default 127.0.0.1:6806, SiYuan's port, or 127.0.0.1:0 "
+        "when --listen asks for port 0; env OPLOG_HTTP); 'off' serves gRPC only. See docs/http.md",
+    )
     auth = p.add_mutually_exclusive_group()
-    auth.add_argument(
-        "--token",
+    add_token(
+        auth,
         default=os.environ.get("OPLOG_TOKEN") or None,
         help="one admin token; callers send metadata 'authorization: Token <token>' (env OPLOG_TOKEN)",
     )
@@ -63,13 +82,15 @@ def register(subparsers: Any, parent: argparse.ArgumentParser) -> None:
         choices=("always", "interval"),
         default="always",
         help="always: fsync before every reply, concurrent requests sharing an fsync (default); "
-        "interval: fsync on a timer, faster, the last moments may be lost on power failure",
+        "interval: every request is written to the OS before its reply, so a crash of this process "
+        "loses nothing, and fsynced every 50 ms: a power loss or OS crash can lose the requests "
+        "acknowledged in the last 50 ms (plus the time one fsync takes)",
     )
-    p.add_argument("--remote", default=DEFAULT_REMOTE, help=f"sync remote folder (default {DEFAULT_REMOTE})")
-    p.add_argument(
-        "--cloud-name",
-        default=DEFAULT_CLOUD_NAME,
-        help=f"folder under the remote (default {DEFAULT_CLOUD_NAME})",
+    add_remote(p, help=f"sync remote folder (default {DEFAULT_REMOTE})")
+    add_cloud_name(
+        p,
+        default=None,
+        help=f"folder under the remote (default: the data directory's current one, or {DEFAULT_CLOUD_NAME})",
     )
     boot = p.add_mutually_exclusive_group()
     boot.add_argument(
@@ -107,6 +128,18 @@ def register(subparsers: Any, parent: argparse.ArgumentParser) -> None:
         help=f"seconds a Query may run (default {defaults.query_time_budget_s})",
     )
     p.add_argument(
+        "--max-queries",
+        type=int,
+        default=defaults.max_queries,
+        help=f"Queries run at once, each in a worker process; more wait within their budget (default {defaults.max_queries})",
+    )
+    p.add_argument(
+        "--query-memory-mb",
+        type=float,
+        default=defaults.query_memory_bytes / (1024 * 1024),
+        help=f"SQLite heap one query worker may use, MiB (default {defaults.query_memory_bytes // (1024 * 1024)})",
+    )
+    p.add_argument(
         "--max-subscribers",
         type=int,
         default=defaults.max_subscribers,
@@ -118,21 +151,12 @@ def register(subparsers: Any, parent: argparse.ArgumentParser) -> None:
         default=DEFAULT_GRACE_S,
         help=f"seconds in-flight calls get to finish on shutdown (default {DEFAULT_GRACE_S:g})",
     )
-    p.add_argument(
-        "--lock-wait",
-        type=float,
-        default=DEFAULT_LOCK_WAIT_S,
-        metavar="SECONDS",
-        help=(
-            "how long to wait for another local writer (an oplog apply, sync or watch) to let go of the "
-            f"data directory (default {DEFAULT_LOCK_WAIT_S:g})"
-        ),
-    )
+    add_lock_wait(p, what="another local writer (an oplog apply, sync or watch)")
     p.add_argument("--log-level", default="warning", choices=("debug", "info", "warning", "error"))
     p.set_defaults(func=serve)
 
 
-def auth_from_args(args: argparse.Namespace) -> Any:
+def auth_from_args(args: argparse.Namespace) -> AuthConfig:
     """The ``AuthConfig`` that ``--token`` / ``--auth-file`` describe."""
     from oplog.server.auth import AuthConfig, load_auth_file
 
@@ -143,7 +167,7 @@ def auth_from_args(args: argparse.Namespace) -> Any:
     return AuthConfig.none()
 
 
-def limits_from_args(args: argparse.Namespace) -> Any:
+def limits_from_args(args: argparse.Namespace) -> Limits:
     """The service ``Limits`` the flags describe."""
     from oplog.server.service import Limits
 
@@ -152,15 +176,20 @@ def limits_from_args(args: argparse.Namespace) -> Any:
         or args.query_max_rows <= 0
         or args.query_timeout <= 0
         or args.max_subscribers <= 0
+        or args.max_queries <= 0
+        or args.query_memory_mb <= 0
     ):
         raise InvalidArgument(
-            "--max-request-mb, --query-max-rows, --query-timeout and --max-subscribers must be positive"
+            "--max-request-mb, --query-max-rows, --query-timeout, --max-subscribers, --max-queries and "
+            "--query-memory-mb must be positive"
         )
     return Limits(
         max_request_bytes=int(args.max_request_mb * 1024 * 1024),
         query_max_rows=args.query_max_rows,
         query_time_budget_s=args.query_timeout,
         max_subscribers=args.max_subscribers,
+        max_queries=args.max_queries,
+        query_memory_bytes=int(args.query_memory_mb * 1024 * 1024),
     )
 
 
@@ -177,7 +206,16 @@ def serve(args: argparse.Namespace) -> int:
     auth = auth_from_args(args)
     limits = limits_from_args(args)
     # Refuse a bad --listen before touching the data directory.
-    check_listen_address(args.listen, auth)
+    check_listen_address(listen_address(args.listen), auth)
+    if args.cloud_name is not None:
+        from oplog.syncformat import check_cloud_name
+
+        args.cloud_name = check_cloud_name(args.cloud_name)
+    if args.http is None:
+        # Port 0 asks for free ports (tests, several servers at once): 6806 would collide.
+        args.http = "127.0.0.1:0" if args.listen.endswith(":0") else "127.0.0.1:6806"
+    if args.http != "off":
+        check_listen_address(listen_address(args.http), auth)
 
     stop = threading.Event()
     received: list[int] = []
@@ -200,12 +238,12 @@ def serve(args: argparse.Namespace) -> int:
             clock=SystemClock(),
             ids=RandomIds(),
         )
-        from oplog.remote import LocalDirRemote
+        from oplog.remoteurl import open_remote
         from oplog.syncrunner import SyncRunner
 
         clock = SystemClock()
         remote_path = args.remote
-        runner = SyncRunner(store, lambda: LocalDirRemote(remote_path), clock, cloud_name=args.cloud_name)
+        runner = SyncRunner(store, lambda: open_remote(remote_path), clock, cloud_name=args.cloud_name)
         try:
             running = start_server(
                 store,
@@ -220,12 +258,32 @@ def serve(args: argparse.Namespace) -> int:
             runner.close()
             store.close()
             raise
+        http = None
+        if args.http != "off":
+            from oplog.server.http_app import start_http
+
+            try:
+                http = start_http(
+                    store,
+                    listen=args.http,
+                    auth=auth,
+                    readonly=args.readonly,
+                    limits=limits,
+                    sync=runner,
+                    query_runner=running.service.queries.run,
+                )
+            except BaseException:
+                running.stop(grace=0)
+                runner.close()
+                store.close()
+                raise
         if args.boot_sync and not args.readonly:
             runner.boot_sync()
         tune_gc()
         from oplog.tools.discover import remove_server_file, write_server_file
 
-        write_server_file(args.data, running.address, args.remote)
+        if not args.readonly:  # a read-only server writes nothing there and holds no lock
+            write_server_file(args.data, running.address, args.remote)
         info = {
             "listening": running.address,
             "data": str(args.data),
@@ -233,13 +291,15 @@ def serve(args: argparse.Namespace) -> int:
             "auth": "tokens" if auth.enabled else "off (loopback only)",
             "readonly": bool(args.readonly),
             "durability": args.durability,
+            "http": http.address if http is not None else "off",
         }
         if args.json:
             print(json.dumps(info), flush=True)
         else:
             print(
                 f"oplog serve: listening on {running.address} (data {args.data}, auth {info['auth']}, "
-                f"{'read-only' if args.readonly else 'read-write'}, durability {args.durability})",
+                f"{'read-only' if args.readonly else 'read-write'}, durability {args.durability}, "
+                f"http {info['http']})",
                 flush=True,
             )
         try:
@@ -247,6 +307,8 @@ def serve(args: argparse.Namespace) -> int:
                 pass
         finally:
             remove_server_file(args.data)
+            if http is not None:
+                http.stop(grace=args.grace)
             running.stop(grace=args.grace)
             runner.close()
             store.close()

@@ -13,10 +13,8 @@ whenever the stream has been quiet for a second.
 from __future__ import annotations
 
 import queue
-import re
 import threading
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from typing import Any
 
 import grpc
@@ -24,38 +22,23 @@ import grpc
 from oplog.errors import OplogError, RemoteError, SyncInProgress, SyncNotFollowed
 from oplog.server.client import Client, token_from_env
 from oplog.server.status import error_from_rpc
+from oplog.syncsummary import SyncSummary
 from oplog.v1 import oplog_pb2 as pb
 
-__all__ = ["ServerSyncResult", "SyncNotFollowed", "sync_through_server", "DEFAULT_SERVER_SYNC_TIMEOUT_S"]
+__all__ = [
+    "ServerSyncResult",
+    "SyncNotFollowed",
+    "sync_through_server",
+    "server_sync_info",
+    "DEFAULT_SERVER_SYNC_TIMEOUT_S",
+]
 
 #: How long a sync through the server may take, waiting for a running one included.
 DEFAULT_SERVER_SYNC_TIMEOUT_S = 600.0
 #: Silence on the event stream after which ``GetSyncInfo`` is asked whether the sync still runs.
 _QUIET_S = 1.0
-#: The counts in the ``syncEnd`` message (oplog/syncrunner.py writes it).
-_END_COUNTS = re.compile(r"(pushed|pulled|archived|refused) (\d+)")
-
-
-@dataclass
-class ServerSyncResult:
-    """What a sync run by the server did, as far as its events and ``GetSyncInfo`` tell."""
-
-    server: str
-    cloud_name: str = ""
-    epoch: str = ""
-    pushed_segments: int = 0
-    pulled_segments: int = 0
-    archived_segments: int = 0
-    #: one line per refused segment (from the sync's ``syncLog`` events)
-    refused: list[str] = field(default_factory=list)
-    last_sync_time: int = 0
-    #: the ``syncEnd`` message
-    message: str = ""
-
-    @property
-    def changed(self) -> bool:
-        """True if segments moved either way (or were archived)."""
-        return bool(self.pushed_segments or self.pulled_segments or self.archived_segments)
+#: What a sync run by a server did: the one summary type, under the name callers know.
+ServerSyncResult = SyncSummary
 
 
 class _Stream:
@@ -143,6 +126,13 @@ def _info(client: Client, server: str) -> pb.SyncInfo:
         raise error_from_rpc(exc, server=server) from None
 
 
+def server_sync_info(server: str, *, token: str | None = None) -> pb.SyncInfo:
+    """The server's ``GetSyncInfo`` (its current cloud name, epoch, whether a sync runs)."""
+    token = token if token is not None else token_from_env()
+    with Client(server, token) as client:
+        return _info(client, server)
+
+
 def sync_through_server(
     server: str,
     *,
@@ -155,7 +145,7 @@ def sync_through_server(
     timeout: float = DEFAULT_SERVER_SYNC_TIMEOUT_S,
     monotonic: Callable[[], float] | None = None,
     cancel: threading.Event | None = None,
-) -> ServerSyncResult:
+) -> SyncSummary:
     """Have the server at ``server`` run one sync and wait for it; raises the core error a failure maps to.
 
     ``token`` defaults to ``$OPLOG_TOKEN``; ``on_event`` sees every event of the
@@ -168,7 +158,7 @@ def sync_through_server(
     deadline = now() + timeout
     token = token if token is not None else token_from_env()
     request = pb.PerformSyncRequest(app=app, force=force, push_mode=push_mode, cloud_name=cloud_name or "")
-    result = ServerSyncResult(server=server)
+    lines: dict[str, list[str]] = {"refused": [], "repaired": []}
     with Client(server, token) as client:
         try:
             stream = _Stream(client, timeout)
@@ -189,15 +179,15 @@ def sync_through_server(
                     if not isinstance(error, SyncInProgress):
                         raise error from None
                 _wait_until_idle(client, stream, deadline, now, server, cancel)
-            message = _follow(client, stream, deadline, now, server, result, on_event, cancel)
+            message = _follow(client, stream, deadline, now, server, lines, on_event, cancel)
         finally:
             stream.close()
         info = _info(client, server)
-    result.message = message
-    for name, count in _END_COUNTS.findall(message):
-        if name != "refused":
-            setattr(result, f"{name}_segments", int(count))
-    result.cloud_name = info.cloud_name
+    result = SyncSummary.from_end_message(message, server=server)
+    result.refused = lines["refused"]
+    result.repaired = lines["repaired"]
+    # Without a cloud name the server synced its current one, which GetSyncInfo names.
+    result.cloud_name = cloud_name or info.cloud_name
     result.epoch = info.epoch
     result.last_sync_time = info.last_sync_time
     return result
@@ -209,7 +199,7 @@ def _follow(
     deadline: float,
     now: Callable[[], float],
     server: str,
-    result: ServerSyncResult,
+    lines: dict[str, list[str]],
     on_event: Callable[[pb.SyncEvent], None] | None,
     cancel: threading.Event | None,
 ) -> str:
@@ -237,8 +227,9 @@ def _follow(
             continue
         if on_event is not None:
             on_event(item)
-        if item.cmd == "syncLog" and item.message.startswith("refused "):
-            result.refused.append(item.message.removeprefix("refused "))
+        if item.cmd == "syncLog" and item.message.startswith(("refused ", "repaired ")):
+            kind, _, line = item.message.partition(" ")
+            lines[kind].append(line)
         elif item.cmd == "syncFail":
             raise RemoteError(f"server {server}: sync failed: {item.message}")
         elif item.cmd == "syncEnd":

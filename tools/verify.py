@@ -9,19 +9,21 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
 
+from oplog.datadir import check_data_dir
 from oplog.errors import InvalidArgument, NotADataDir, OplogError
+from oplog.tools.options import add_cloud_name, add_remote, usage_error
+from oplog.tools.progress import progress_bar, wanted
 from oplog.verify import VerifyReport, verify_data_dir
 from oplog.verify_remote import verify_remote
 
-__all__ = ["register", "run", "usage_error"]
+__all__ = ["register", "run"]
 
 
-def register(subparsers: Any, parent: argparse.ArgumentParser) -> None:
+def register(
+    subparsers: argparse._SubParsersAction[argparse.ArgumentParser], parent: argparse.ArgumentParser
+) -> None:
     """Add the ``verify`` subcommand."""
     cmd = subparsers.add_parser(
         "verify",
@@ -35,62 +37,35 @@ def register(subparsers: Any, parent: argparse.ArgumentParser) -> None:
             "2 for bad usage."
         ),
     )
-    cmd.add_argument("--remote", metavar="DIR", help="also check this remote folder")
-    cmd.add_argument(
-        "--cloud-name",
-        metavar="NAME",
-        help="cloud folder under the remote (default: the one in sync.json, else main)",
+    add_remote(cmd, default=None, help="also check this remote folder")
+    add_cloud_name(
+        cmd, default=None, help="cloud folder under the remote (default: the one in sync.json, else main)"
     )
     cmd.set_defaults(func=run)
 
 
-def usage_error(message: str) -> int:
-    """Print a one-line usage error and return exit status 2."""
-    print(f"oplog: error: {message}", file=sys.stderr)
-    return 2
-
-
-class _Bar:
-    """A tqdm bar over bytes whose total grows as work is planned."""
-
-    def __init__(self) -> None:
-        from tqdm import tqdm
-
-        self._bar = tqdm(total=0, unit="B", unit_scale=True, file=sys.stderr, leave=False, desc="verify")
-
-    def add_total(self, n: int) -> None:
-        self._bar.total = (self._bar.total or 0) + n
-        self._bar.refresh()
-
-    def advance(self, n: int) -> None:
-        self._bar.update(n)
-
-    def close(self) -> None:
-        self._bar.close()
-
-
-@contextmanager
-def _progress(enabled: bool) -> Iterator[_Bar | None]:
-    bar = _Bar() if enabled else None
-    try:
-        yield bar
-    finally:
-        if bar is not None:
-            bar.close()
-
-
 def _check_args(args: argparse.Namespace) -> tuple[Path, str]:
     """The data directory and the cloud folder to check (empty without ``--remote``); usage errors raise."""
-    from oplog.sync import check_cloud_name
-    from oplog.tools.replay import check_data_dir
+    from oplog.syncformat import check_cloud_name
 
     data_dir = check_data_dir(args.data)
     cloud = check_cloud_name(args.cloud_name) if args.cloud_name is not None else None
     if args.remote is not None:
-        root = Path(args.remote)
-        if not root.is_dir():
-            raise InvalidArgument(f"--remote {root}: no such directory")
+        from oplog.remoteurl import display_remote, remote_kind
+
         cloud = cloud or _current_cloud(data_dir)
+        if remote_kind(args.remote) != "folder":
+            # An object store or WebDAV share: whether the cloud folder exists is asked of it by verify_remote.
+            return data_dir, cloud
+        from oplog.remote import LocalDirRemote
+        from oplog.remoteurl import open_remote
+
+        folder = open_remote(args.remote)
+        if not isinstance(folder, LocalDirRemote):  # remote_kind said "folder"; for the type checker
+            raise InvalidArgument(f"--remote {display_remote(args.remote)}: not a folder")
+        root = folder.root
+        if not root.is_dir():
+            raise InvalidArgument(f"--remote {display_remote(args.remote)}: no such directory")
         if not (root / cloud).is_dir():
             raise InvalidArgument(f"--remote {root} holds no cloud folder {cloud!r} (see --cloud-name)")
         return data_dir, cloud
@@ -102,7 +77,8 @@ def _check_args(args: argparse.Namespace) -> tuple[Path, str]:
 def _current_cloud(data_dir: Path) -> str:
     """The cloud name this directory last synced with (``main`` when none or unreadable)."""
     from oplog.errors import StorageError
-    from oplog.sync import DEFAULT_CLOUD, load_state
+    from oplog.syncformat import DEFAULT_CLOUD
+    from oplog.syncstate import load_state
 
     try:
         return load_state(data_dir).cloud_name or DEFAULT_CLOUD
@@ -128,22 +104,20 @@ def _print_text(report: VerifyReport, data_dir: Path, remote: str | None) -> Non
 
 def run(args: argparse.Namespace) -> int:
     """Verify; print findings (or JSON); exit 0 sound, 1 damaged, 2 bad usage."""
-    from oplog.remote import LocalDirRemote
-    from oplog.tools.replay import one_line_warnings
+    from oplog.remoteurl import display_remote, open_remote
 
-    one_line_warnings()
     try:
         data_dir, cloud = _check_args(args)
     except (InvalidArgument, NotADataDir) as exc:
         return usage_error(str(exc))
-    with _progress(sys.stderr.isatty() and not args.json) as bar:
+    with progress_bar(wanted(args), desc="verify", unit="B", min_total=0) as bar:
         try:
             report = verify_data_dir(data_dir, progress=bar)
             if args.remote is not None:
                 verify_remote(
-                    LocalDirRemote(args.remote),
+                    open_remote(args.remote),
                     cloud,
-                    label=str(Path(args.remote)),
+                    label=display_remote(args.remote),
                     progress=bar,
                     report=report,
                 )

@@ -78,7 +78,7 @@ class Transaction(_message.Message):
     def __init__(self, timestamp: _Optional[int] = ..., do_operations: _Optional[_Iterable[_Union[Operation, _Mapping]]] = ..., undo_operations: _Optional[_Iterable[_Union[Operation, _Mapping]]] = ...) -> None: ...
 
 class Event(_message.Message):
-    __slots__ = ("device_id", "device_seq", "hlc", "req_id", "app", "session", "tx_index", "tx_count", "time_ms", "transaction")
+    __slots__ = ("device_id", "device_seq", "hlc", "req_id", "app", "session", "tx_index", "tx_count", "time_ms", "transaction", "request_digest")
     DEVICE_ID_FIELD_NUMBER: _ClassVar[int]
     DEVICE_SEQ_FIELD_NUMBER: _ClassVar[int]
     HLC_FIELD_NUMBER: _ClassVar[int]
@@ -89,6 +89,7 @@ class Event(_message.Message):
     TX_COUNT_FIELD_NUMBER: _ClassVar[int]
     TIME_MS_FIELD_NUMBER: _ClassVar[int]
     TRANSACTION_FIELD_NUMBER: _ClassVar[int]
+    REQUEST_DIGEST_FIELD_NUMBER: _ClassVar[int]
     device_id: str
     device_seq: int
     hlc: int
@@ -99,7 +100,8 @@ class Event(_message.Message):
     tx_count: int
     time_ms: int
     transaction: Transaction
-    def __init__(self, device_id: _Optional[str] = ..., device_seq: _Optional[int] = ..., hlc: _Optional[int] = ..., req_id: _Optional[int] = ..., app: _Optional[str] = ..., session: _Optional[str] = ..., tx_index: _Optional[int] = ..., tx_count: _Optional[int] = ..., time_ms: _Optional[int] = ..., transaction: _Optional[_Union[Transaction, _Mapping]] = ...) -> None: ...
+    request_digest: bytes
+    def __init__(self, device_id: _Optional[str] = ..., device_seq: _Optional[int] = ..., hlc: _Optional[int] = ..., req_id: _Optional[int] = ..., app: _Optional[str] = ..., session: _Optional[str] = ..., tx_index: _Optional[int] = ..., tx_count: _Optional[int] = ..., time_ms: _Optional[int] = ..., transaction: _Optional[_Union[Transaction, _Mapping]] = ..., request_digest: _Optional[bytes] = ...) -> None: ...
 
 class ApplyRequest(_message.Message):
     __slots__ = ("transactions", "req_id", "app", "session")

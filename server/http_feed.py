@@ -1,0 +1,108 @@
+"""``transactions`` messages on ``/ws`` from the store's change feed, whoever applied the request.
+
+A SiYuan frontend redraws from the ``transactions`` messages the kernel pushes
+after each applied request. In oplog a request may arrive over HTTP, over gRPC
+(``oplog apply --server``) or from another device through sync, so the
+messages are taken from the one place all of them pass: the change feed
+(``Store.subscribe``). Events of one request are grouped (``tx_index`` /
+``tx_count``) into one message whose ``data`` is its transactions, with the
+request's ``app`` and ``session`` as ``app``/``sid``; the sender's own session
+is skipped, as the kernel's ``PushModeBroadcastExcludeSelf`` does.
+
+The bridge is one thread holding one subscription. If the feed is rewritten by
+a sync (``ChangeFeedRewritten``) it resubscribes where the error says; if it
+falls behind (``SubscriberTooSlow``, a WebSocket client can never slow the
+store) it resumes from the current end — those messages are lost to the
+frontends, which reload, and the log is untouched.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+
+from oplog import wire
+from oplog.errors import ChangeFeedRewritten, OplogError, SubscriberTooSlow
+from oplog.server.http_ws import Hub, push_message
+from oplog.server.service import StoreLike, SubscriptionLike
+from oplog.v1 import oplog_pb2 as pb
+
+__all__ = ["FeedBridge", "EXCLUDE_SELF"]
+
+log = logging.getLogger("oplog.server.http")
+
+#: The kernel's PushModeBroadcastExcludeSelf.
+EXCLUDE_SELF = 2
+
+
+class FeedBridge:
+    """Pushes a ``transactions`` message to ``hub`` for each request the store commits from now on."""
+
+    def __init__(self, store: StoreLike, hub: Hub) -> None:
+        self.store = store
+        self.hub = hub
+        self._stop = threading.Event()
+        self._lock = threading.Lock()
+        self._subscription: SubscriptionLike | None = None
+        self._thread = threading.Thread(target=self._run, name="oplog-http-feed", daemon=True)
+        self._position = store.journal_length()
+
+    def start(self) -> None:
+        """Start following the feed from its current end."""
+        self._thread.start()
+
+    def stop(self, timeout: float = 10.0) -> None:
+        """Stop following; returns once the thread has ended (or ``timeout`` passed)."""
+        self._stop.set()
+        with self._lock:
+            subscription = self._subscription
+        if subscription is not None:
+            subscription.close()
+        if self._thread.is_alive():
+            self._thread.join(timeout)
+
+    def _publish(self, events: list[pb.Event]) -> None:
+        first = events[0]
+        data = [wire.transaction_to_json(event.transaction) for event in events]
+        message = push_message(
+            "transactions", data=data, app=first.app, sid=first.session, push_mode=EXCLUDE_SELF
+        )
+        self.hub.publish(message, exclude_sid=first.session)
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            try:
+                subscription = self.store.subscribe(self._position)
+            except OplogError as exc:
+                log.warning("the /ws transactions feed cannot subscribe: %s", exc)
+                self._stop.wait(1.0)
+                continue
+            with self._lock:
+                self._subscription = subscription
+            if self._stop.is_set():
+                subscription.close()
+                return
+            try:
+                self._follow(subscription)
+            except ChangeFeedRewritten as exc:
+                self._position = exc.resume_from
+            except SubscriberTooSlow:
+                self._position = self.store.journal_length()
+            except OplogError as exc:
+                log.warning("the /ws transactions feed ended: %s", exc)
+                self._stop.wait(1.0)
+            finally:
+                subscription.close()
+
+    def _follow(self, subscription: SubscriptionLike) -> None:
+        pending: list[pb.Event] = []
+        for committed in subscription:
+            self._position = committed.position
+            event = committed.event
+            pending.append(event)
+            if event.tx_index + 1 >= event.tx_count:
+                try:
+                    self._publish(pending)
+                except Exception:  # noqa: BLE001 - a bad message must not end the feed
+                    log.exception("a transactions message could not be built")
+                pending = []

@@ -1,0 +1,225 @@
+"""Real remote servers on loopback for the remote tests: moto's S3 server, wsgidav, a cutting proxy.
+
+Each server runs in this process on 127.0.0.1 and a free port, speaking its
+real protocol over real sockets; nothing reaches the network.
+
+Both servers check a write's condition (``If-None-Match``, ``If-Match``,
+``Overwrite: F``) and then perform the write as two steps, and they serve
+requests on several threads at once, so two racing conditional writes could
+both pass the check. A real S3 store decides such a race atomically; so do
+WebDAV servers that lock (Nextcloud). ``Serialised`` gives the test servers
+that property by running one request at a time (the response is read out
+under the lock): what the race tests then show is that *the client* leaves the
+decision to the server — a client that checked and then wrote in two requests
+would still let both writers win.
+"""
+
+from __future__ import annotations
+
+import socket
+import threading
+import time
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+BUCKET = "oplog-test"
+WEBDAV_USER = "alice"
+WEBDAV_PASSWORD = "s3cr3t-webdav-pass"
+#: fake credentials for the S3 server (moto accepts any); the secret key must never show up in output
+S3_KEY_ID = "AKIAOPLOGTEST"
+S3_SECRET = "s3cr3t-aws-secret-key-0123456789"
+
+WsgiApp = Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]]
+
+
+class Serialised:
+    """A WSGI wrapper that runs one request at a time (see the module docstring)."""
+
+    def __init__(self, app: WsgiApp) -> None:
+        self.app = app
+        self.lock = threading.Lock()
+        #: every request served, as ``"METHOD /path?query"`` (the request-economy tests read it)
+        self.requests: list[str] = []
+
+    def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> list[bytes]:
+        with self.lock:
+            query = environ.get("QUERY_STRING", "")
+            self.requests.append(f"{environ['REQUEST_METHOD']} {environ.get('PATH_INFO', '')}?{query}")
+            result = self.app(environ, start_response)
+            try:
+                return [b"".join(result)]
+            finally:
+                close = getattr(result, "close", None)
+                if close is not None:
+                    close()
+
+
+def free_port() -> int:
+    """A port free on 127.0.0.1 right now (for a server that needs one before it binds)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@contextmanager
+def s3_server() -> Iterator[tuple[str, Serialised]]:
+    """moto's S3 server on a free loopback port, with the test bucket; yields its endpoint URL and app."""
+    import boto3
+    from moto.moto_server.threaded_moto_server import MotoRequestHandler
+    from moto.server import DomainDispatcherApplication, create_backend_app
+    from werkzeug.serving import make_server
+
+    app = Serialised(DomainDispatcherApplication(create_backend_app))
+    server = make_server("127.0.0.1", 0, app, threaded=True, request_handler=MotoRequestHandler)
+    thread = threading.Thread(target=server.serve_forever, name="moto-s3", daemon=True)
+    thread.start()
+    endpoint = f"http://127.0.0.1:{server.server_port}"
+    try:
+        client = boto3.client(
+            "s3",
+            endpoint_url=endpoint,
+            aws_access_key_id=S3_KEY_ID,
+            aws_secret_access_key=S3_SECRET,
+            region_name="us-east-1",
+        )
+        client.create_bucket(Bucket=BUCKET)
+        yield endpoint, app
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(timeout=10)
+
+
+@contextmanager
+def webdav_server(root: Path) -> Iterator[tuple[str, Serialised]]:
+    """wsgidav + cheroot serving ``root`` under ``/dav`` with one user; yields ``http://127.0.0.1:PORT``, app."""
+    from cheroot import wsgi
+    from wsgidav.fs_dav_provider import FilesystemProvider
+    from wsgidav.wsgidav_app import WsgiDAVApp
+
+    root.mkdir(parents=True, exist_ok=True)
+    config = {
+        "provider_mapping": {"/dav": FilesystemProvider(str(root))},
+        "simple_dc": {"user_mapping": {"*": {WEBDAV_USER: {"password": WEBDAV_PASSWORD}}}},
+        "http_authenticator": {"accept_basic": True, "accept_digest": False, "default_to_digest": False},
+        "verbose": 0,
+        "logging": {"enable": False, "enable_loggers": []},
+        "dir_browser": {"enable": False},
+        "lock_storage": True,
+    }
+    app = Serialised(WsgiDAVApp(config))
+    server = wsgi.Server(("127.0.0.1", 0), app, numthreads=8)
+    server.prepare()
+    thread = threading.Thread(target=server.serve, name="wsgidav", daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.bind_addr[1]}", app
+    finally:
+        server.stop()
+        thread.join(timeout=10)
+
+
+class CuttingProxy:
+    """A TCP proxy on loopback that can cut connections: after N request bytes, or at once.
+
+    ``forwarded`` counts the client→server bytes sent on; ``cut_after`` (None: never)
+    closes both sides once a connection has forwarded that many; ``refuse`` closes each
+    new connection at once (a server that resets); ``answer`` (an HTTP status) answers
+    each new connection's first request with that status itself (an overloaded server);
+    ``cut_reply_after`` closes a connection once that many reply bytes went back (a download
+    cut short); ``stall`` accepts connections and never answers (a hung server);
+    ``throttle`` (seconds per 4 KiB sent upward) slows uploads so a test can stop a writer mid-way.
+    """
+
+    def __init__(self, target_port: int) -> None:
+        self.target_port = target_port
+        self.cut_after: int | None = None
+        self.refuse = False
+        self.answer: int | None = None
+        self.cut_reply_after: int | None = None
+        self.stall = False
+        self.throttle: float | None = None
+        self._stalled: list[socket.socket] = []
+        self.answered = 0
+        self.forwarded = 0
+        self._listener = socket.socket()
+        self._listener.bind(("127.0.0.1", 0))
+        self._listener.listen(16)
+        self.port = int(self._listener.getsockname()[1])
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._accept, name="proxy", daemon=True)
+        self._thread.start()
+
+    def _accept(self) -> None:
+        while not self._stop.is_set():
+            try:
+                client, _ = self._listener.accept()
+            except OSError:
+                return
+            if self.refuse:
+                client.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\x00\x00\x00\x00\x00\x00\x00")
+                client.close()
+                continue
+            if self.stall:
+                self._stalled.append(client)
+                continue
+            if self.answer is not None:
+                threading.Thread(target=self._answer, args=(client, self.answer), daemon=True).start()
+                continue
+            upstream = socket.create_connection(("127.0.0.1", self.target_port))
+            sent, returned = [0], [0]
+            threading.Thread(target=self._pump, args=(client, upstream, sent, True), daemon=True).start()
+            threading.Thread(target=self._pump, args=(upstream, client, returned, False), daemon=True).start()
+
+    def _pump(self, src: socket.socket, dst: socket.socket, sent: list[int], upward: bool) -> None:
+        try:
+            while True:
+                slow = upward and self.throttle is not None
+                data = src.recv(4096 if slow else 65536)
+                if slow and self.throttle is not None:
+                    time.sleep(self.throttle)
+                if not data:
+                    break
+                limit = self.cut_after if upward else self.cut_reply_after
+                if limit is not None and sent[0] + len(data) > limit:
+                    dst.sendall(data[: max(0, limit - sent[0])])
+                    if upward:
+                        self.forwarded += max(0, limit - sent[0])
+                    sent[0] = limit
+                    break
+                dst.sendall(data)
+                sent[0] += len(data)
+                if upward:
+                    self.forwarded += len(data)
+        except OSError:
+            pass
+        finally:
+            for s in (src, dst):
+                try:
+                    s.shutdown(socket.SHUT_RDWR)
+                except OSError:
+                    pass
+                s.close()
+
+    def _answer(self, client: socket.socket, status: int) -> None:
+        with client:
+            head = b""
+            while b"\r\n\r\n" not in head:
+                chunk = client.recv(65536)
+                if not chunk:
+                    return
+                head += chunk
+            self.answered += 1
+            client.sendall(
+                f"HTTP/1.1 {status} Injected\r\nContent-Length: 0\r\nRetry-After: 1\r\n"
+                "Connection: close\r\n\r\n".encode()
+            )
+
+    def close(self) -> None:
+        """Stop accepting (open connections end with their peers)."""
+        self._stop.set()
+        self._listener.close()
+        for s in self._stalled:
+            s.close()
