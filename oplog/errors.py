@@ -16,7 +16,9 @@
     │   ├── DataDirLocked          another process holds the writer's lock
     │   └── NotADataDir            the path is not an oplog data directory
     ├── RemoteError                the sync remote failed                            -> UNAVAILABLE
-    │   └── TransientRemoteError   worth retrying with back-off
+    │   ├── TransientRemoteError   worth retrying with back-off
+    │   └── DamagedRemoteObject    an encrypted object that does not open            -> DATA_LOSS
+    ├── CloudKeyError              no, a wrong or an unneeded passphrase for a cloud -> FAILED_PRECONDITION
     ├── RemoteCallError            a server status no other class stands for         -> UNKNOWN
     ├── Cancelled                  the caller stopped the work or stopped waiting    -> CANCELLED
     │   ├── SyncNotFollowed        ``oplog sync`` stopped following a server's sync
@@ -55,6 +57,8 @@ __all__ = [
     "NotADataDir",
     "RemoteError",
     "TransientRemoteError",
+    "DamagedRemoteObject",
+    "CloudKeyError",
     "SyncInProgress",
     "BootSyncInProgress",
     "QueryRefused",
@@ -164,6 +168,18 @@ class RemoteError(OplogError):
 
 class TransientRemoteError(RemoteError):
     """A remote failure worth retrying."""
+
+
+class DamagedRemoteObject(RemoteError):
+    """An object of an encrypted cloud folder that does not open (tampered, damaged, moved, or a newer format)."""
+
+
+class CloudKeyError(OplogError):
+    """A cloud folder's key cannot be used with what was given.
+
+    No passphrase for an encrypted cloud, a wrong passphrase, a passphrase for a
+    cloud that already holds plain data, or a damaged ``KEY``; never retried.
+    """
 
 
 class RemoteCallError(OplogError):

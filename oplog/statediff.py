@@ -5,7 +5,8 @@ Two kinds of comparison:
 * ``diff_workspaces(before, after)``: blocks added, removed and changed —
   content (Markdown, type, subtype), attributes, and position (structural
   parent, previous sibling, owning document; box and path for documents) —
-  plus renamed attribute views. ``diff_positions`` replays one set of logs to
+  plus renamed attribute views and notebooks whose conf changed (created,
+  renamed, opened or closed, reconfigured, removed). ``diff_positions`` replays one set of logs to
   two positions of the merged order and compares the states, starting from a
   checkpoint and reusing the first state so the cost follows the distance.
 * ``compare_logs(ours, theirs)``: per device, how far the two copies of a log
@@ -36,6 +37,7 @@ from oplog.v1 import oplog_pb2 as pb
 __all__ = [
     "BlockState",
     "BlockChange",
+    "NotebookChange",
     "StateDiff",
     "PositionDiff",
     "DeviceComparison",
@@ -45,6 +47,7 @@ __all__ = [
     "diff_states",
     "diff_workspaces",
     "diff_positions",
+    "notebook_confs",
     "compare_logs",
 ]
 
@@ -154,6 +157,27 @@ class BlockChange:
         return out
 
 
+@dataclass(frozen=True)
+class NotebookChange:
+    """A notebook whose conf differs: ``before``/``after`` is None where the notebook has no conf."""
+
+    id: str
+    before: Mapping[str, str] | None
+    after: Mapping[str, str] | None
+
+    @property
+    def fields(self) -> tuple[str, ...]:
+        """The conf fields that differ (every field of the side present when one side is None)."""
+        old, new = self.before or {}, self.after or {}
+        return tuple(sorted(k for k in set(old) | set(new) if old.get(k) != new.get(k)))
+
+    def as_dict(self) -> dict[str, Any]:
+        """JSON-ready form."""
+        before = dict(self.before) if self.before is not None else None
+        after = dict(self.after) if self.after is not None else None
+        return {"id": self.id, "fields": list(self.fields), "before": before, "after": after}
+
+
 @dataclass
 class StateDiff:
     """Blocks added, removed and changed from one state to another, and renamed attribute views."""
@@ -163,11 +187,13 @@ class StateDiff:
     changed: list[BlockChange] = field(default_factory=list)
     #: attribute view id, name before (None: absent), name after (None: absent)
     attribute_views: list[tuple[str, str | None, str | None]] = field(default_factory=list)
+    #: notebooks whose conf differs, by id
+    notebooks: list[NotebookChange] = field(default_factory=list)
 
     @property
     def empty(self) -> bool:
-        """True when the two states hold the same blocks at the same places."""
-        return not (self.added or self.removed or self.changed or self.attribute_views)
+        """True when the two states hold the same blocks at the same places and the same notebooks."""
+        return not (self.added or self.removed or self.changed or self.attribute_views or self.notebooks)
 
     def summary(self) -> dict[str, int]:
         """Counts per kind."""
@@ -176,6 +202,7 @@ class StateDiff:
             "removed": len(self.removed),
             "changed": len(self.changed),
             "attribute_views": len(self.attribute_views),
+            "notebooks": len(self.notebooks),
         }
 
     def as_dict(self) -> dict[str, Any]:
@@ -186,6 +213,7 @@ class StateDiff:
             "removed": [b.as_dict() for b in self.removed],
             "changed": [c.as_dict() for c in self.changed],
             "attribute_views": [{"id": i, "before": a, "after": b} for i, a, b in self.attribute_views],
+            "notebooks": [n.as_dict() for n in self.notebooks],
         }
 
 
@@ -194,6 +222,8 @@ def diff_states(
     after: Mapping[str, BlockState],
     avs_before: Mapping[str, str] | None = None,
     avs_after: Mapping[str, str] | None = None,
+    notebooks_before: Mapping[str, Mapping[str, str]] | None = None,
+    notebooks_after: Mapping[str, Mapping[str, str]] | None = None,
 ) -> StateDiff:
     """Compare two sets of block states; added and changed follow ``after``'s order, removed ``before``'s."""
     out = StateDiff()
@@ -211,12 +241,28 @@ def diff_states(
     out.removed = [old for block_id, old in before.items() if block_id not in after]
     a, b = avs_before or {}, avs_after or {}
     out.attribute_views = [(k, a.get(k), b.get(k)) for k in sorted(set(a) | set(b)) if a.get(k) != b.get(k)]
+    nb, na = notebooks_before or {}, notebooks_after or {}
+    out.notebooks = [
+        NotebookChange(k, nb.get(k), na.get(k)) for k in sorted(set(nb) | set(na)) if nb.get(k) != na.get(k)
+    ]
     return out
+
+
+def notebook_confs(ws: Workspace) -> dict[str, dict[str, str]]:
+    """A copy of every notebook's conf (the workspace's own dicts change as events fold in)."""
+    return {box: dict(conf) for box, conf in ws.notebooks.items()}
 
 
 def diff_workspaces(before: Workspace, after: Workspace) -> StateDiff:
     """Compare two workspaces."""
-    return diff_states(block_states(before), block_states(after), before.avs, after.avs)
+    return diff_states(
+        block_states(before),
+        block_states(after),
+        before.avs,
+        after.avs,
+        notebook_confs(before),
+        notebook_confs(after),
+    )
 
 
 # ---------------------------------------------------------------- two positions of one data directory
@@ -267,6 +313,7 @@ def diff_positions(
     used = [first.checkpoint.position] if first.checkpoint is not None else []
     states = block_states(first.ws)
     avs = dict(first.ws.avs)
+    notebooks = notebook_confs(first.ws)
     from_hash = first.state_hash.hexdigest()
     replayed = first.applied
     if end == start:
@@ -282,7 +329,9 @@ def diff_positions(
         # ``first`` is consumed: its workspace is folded forward in place (its states are copied above).
         second = replay(logs, base=first, until_position=end, progress=progress)
     replayed += second.applied
-    diff = diff_states(states, block_states(second.ws), avs, second.ws.avs)
+    diff = diff_states(
+        states, block_states(second.ws), avs, second.ws.avs, notebooks, notebook_confs(second.ws)
+    )
     return PositionDiff(start, end, from_hash, second.state_hash.hexdigest(), diff, replayed, used)
 
 

@@ -28,7 +28,13 @@ from typing import Any, TypeVar
 
 from oplog.archive import ArchivedSegment, ArchiveEntry, add_to_archive
 from oplog.clock import Clock
-from oplog.errors import InvalidSyncArgument, OplogError, RemoteError, TransientRemoteError
+from oplog.errors import (
+    DamagedRemoteObject,
+    InvalidSyncArgument,
+    OplogError,
+    RemoteError,
+    TransientRemoteError,
+)
 from oplog.eventlog import decode_event
 from oplog.fsutil import atomic_write, read_file
 from oplog.hlc import hlc_ms
@@ -214,6 +220,13 @@ class SyncSession:
                 )
                 self._sleep(delay)
 
+    def _read_or_damaged(self, what: str, path: str) -> bytes | None:
+        """The object, or None when missing or (encrypted) not opening: either way not what we hold."""
+        try:
+            return self._call(what, self.remote.read, path)
+        except DamagedRemoteObject:
+            return None
+
     def _progress(self, msg: str) -> None:
         self._step += 1
         self._steps = max(self._steps, self._step)
@@ -302,7 +315,14 @@ class SyncSession:
         manifests: dict[str, Manifest | None] = {}
         unreadable: set[str] = set()
         for device_id in sorted(names):
-            data = self._call("read manifest", self.remote.read, self._path("devices", device_id, MANIFEST))
+            try:
+                data = self._call(
+                    "read manifest", self.remote.read, self._path("devices", device_id, MANIFEST)
+                )
+            except DamagedRemoteObject as exc:  # an encrypted manifest that does not open
+                unreadable.add(device_id)
+                self.result.refused.append(f"{device_id}/{MANIFEST}: unreadable ({exc})")
+                continue
             if data is None:
                 manifests[device_id] = None
                 continue
@@ -468,7 +488,7 @@ class SyncSession:
                 there = sizes.get(entry.name)
                 damage = "missing" if there is None else f"{there} bytes, its manifest says {entry.size}"
             elif same and (present is not None or entry.name in reported):
-                data_there = self._call("verify", self.remote.read, path)
+                data_there = self._read_or_damaged("verify", path)
                 if data_there is None or segment_crc(data_there) != entry.crc:
                     damage = "missing" if data_there is None else "its checksum differs from its manifest"
             if same and not damage:
@@ -482,7 +502,7 @@ class SyncSession:
             swept = swept or self._sweep_own()
             data = read_file(str(folder / entry.name))
             if listed is None and not self._call("upload", self.remote.write_new, path, data):
-                existing = self._call("read", self.remote.read, path)
+                existing = self._read_or_damaged("read", path)
                 if existing != data:
                     self._call("upload", self.remote.replace, path, data)
             elif listed is not None:
@@ -538,7 +558,7 @@ class SyncSession:
                 self.store.after_drop({device_id: local[k].first_seq})
         if self.params.force:
             for entry in view[:k]:
-                data = self._call("verify", self.remote.read, self._path("devices", device_id, entry.name))
+                data = self._read_or_damaged("verify", self._path("devices", device_id, entry.name))
                 if data is None or segment_crc(data) != entry.crc:
                     self._damage_seen.add((device_id, entry.name))
                     self.result.refused.append(
@@ -549,10 +569,18 @@ class SyncSession:
         now = self.clock.now_ms()
         for entry in view[k:]:
             path = self._path("devices", device_id, entry.name)
-            data = self._call("download", self.remote.read, path)
-            problem = self._check_pulled(device_id, entry, data, now)
+            problem: str | list[pb.Event]
+            sealed_damage = False
+            try:
+                data = self._call("download", self.remote.read, path)
+            except DamagedRemoteObject as exc:  # an encrypted segment that does not open: as a bad checksum
+                data, problem, sealed_damage = None, f"damaged: {exc}", True
+            else:
+                problem = self._check_pulled(device_id, entry, data, now)
             if isinstance(problem, str):
-                if data is not None and (len(data) != entry.size or segment_crc(data) != entry.crc):
+                if sealed_damage or (
+                    data is not None and (len(data) != entry.size or segment_crc(data) != entry.crc)
+                ):
                     # Only the device itself writes its folder: tell it (our manifest) and the user who can fix it.
                     self._damage_seen.add((device_id, entry.name))
                     problem += f"; device {device_id} re-uploads it on its next sync (`oplog sync` there)"

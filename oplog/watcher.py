@@ -60,6 +60,7 @@ from typing import Any, Protocol
 from oplog.autosync import AutoSync, Schedule
 from oplog.clock import Clock
 from oplog.errors import (
+    CloudKeyError,
     DataDirLocked,
     InvalidArgument,
     NotADataDir,
@@ -168,8 +169,11 @@ SyncFunction = Callable[[SyncRequest], SyncReport]
 class LocalSync:
     """The local sync function: open the data directory for this sync only, sync, close."""
 
-    def __init__(self, data: Path, remote: Path, clock: Clock, *, lock_wait_s: float, app: str) -> None:
-        """Sync ``data`` with the folder ``remote``, waiting up to ``lock_wait_s`` for the writer's lock."""
+    def __init__(
+        self, data: Path, remote: Path, clock: Clock, *, lock_wait_s: float, app: str, keyring: Any = None
+    ) -> None:
+        """Sync ``data`` with the folder ``remote`` (sealed under ``keyring``, an ``oplog.sealed.Keyring``)."""
+        self.keyring = keyring
         self.data = data
         self.remote = remote
         self.clock = clock
@@ -180,6 +184,7 @@ class LocalSync:
         """One sync; the report's ``quiet`` compares the local log with how the sync left it."""
         from oplog.identity import DEVICES_DIR
         from oplog.remoteurl import open_remote
+        from oplog.sealed import guard_remote
         from oplog.store import Store, StoreOptions
         from oplog.syncrunner import run_sync
 
@@ -187,7 +192,7 @@ class LocalSync:
         try:
             result = run_sync(
                 store,
-                open_remote(str(self.remote)),
+                guard_remote(open_remote(str(self.remote)), self.keyring),
                 self.clock,
                 self.app,
                 cloud_name=request.cloud_name,
@@ -287,7 +292,7 @@ def is_permanent(exc: BaseException) -> bool:
     code = getattr(exc, "code", None)
     if code is not None and getattr(code, "name", None) in _PERMANENT_CODES:
         return True
-    if isinstance(exc, (InvalidArgument, NotADataDir, ReadOnlyStore)):
+    if isinstance(exc, (InvalidArgument, NotADataDir, ReadOnlyStore, CloudKeyError)):
         return True
     if isinstance(exc, RemoteError) and str(exc).startswith("invalid remote path"):
         return True

@@ -12,8 +12,9 @@ too, as the kernel's does). A call goes: auth (:mod:`.http_auth`, the gRPC
 decisions) → body (:mod:`.http_envelope`, JSON whatever the Content-Type,
 empty = ``{}``) → the handler on a worker thread (the store is synchronous and
 blocks on fsync; the event loop must not) → ``{code, msg, data}``. Handlers
-live in :mod:`.http_api` (transactions, sync, system, notification) and
-:mod:`.http_blocks` (kernel endpoints over the store), registered in the table
+live in :mod:`.http_api` (transactions, sync, system, notification),
+:mod:`.http_blocks` (kernel endpoints over the store) and
+:mod:`.http_notebooks` (notebooks, moving documents), registered in the table
 of :mod:`.http_routes`; this module holds the app and the server's life cycle.
 """
 
@@ -39,7 +40,7 @@ from starlette.websockets import WebSocket
 from oplog.errors import InvalidArgument
 
 # Importing the handler modules fills ENDPOINTS.
-from oplog.server import http_api, http_blocks  # noqa: F401
+from oplog.server import http_api, http_blocks, http_notebooks  # noqa: F401
 from oplog.server.auth import AuthConfig, check_listen_address
 from oplog.server.http_auth import HttpAuth
 from oplog.server.http_envelope import Refusal, error_body, error_for, ok_body, parse_body

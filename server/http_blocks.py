@@ -10,7 +10,9 @@ replies — for block writes the processed transactions, so a client reads the
 new id in ``data[0].doOperations[0].id``.
 
 Reads look at the store's tree (``Store.ws``), as ``GetBlock`` does, or run SQL
-through the shared query worker pool with the server's time budget. Request
+through the shared query worker pool with the server's time budget. A closed
+notebook's blocks are out of every read, as SiYuan unmounts a closed notebook
+(the SQL view leaves them out in the core). Request
 fields and reply shapes follow the kernel's handlers (kernel/api/block.go,
 filetree.go, attr.go, sql.go, export.go); where the kernel quietly succeeds on
 a bad request oplog refuses with ``code: -1`` (docs/http.md lists each case).
@@ -21,6 +23,7 @@ from __future__ import annotations
 import re
 from typing import Any, cast
 
+from oplog.boxconf import is_closed
 from oplog.errors import BlockNotFound, InvalidArgument
 from oplog.kramdown import render_block, render_markdown
 from oplog.server.http_api import apply_json
@@ -41,8 +44,19 @@ def _ws(ctx: HttpContext) -> Workspace:
     return cast(Workspace, ctx.store.ws)  # type: ignore[attr-defined]
 
 
+def _in_closed_notebook(ws: Workspace, node: Node) -> bool:
+    # SiYuan unmounts a closed notebook: its documents are out of every read, not only SQL.
+    conf = ws.notebooks.get((node.root or node).box)
+    return conf is not None and is_closed(conf)
+
+
+def _visible(ws: Workspace, block_id: str) -> Node | None:
+    node = ws.get(block_id)
+    return None if node is None or _in_closed_notebook(ws, node) else node
+
+
 def _node(ctx: HttpContext, block_id: str) -> Node:
-    node = _ws(ctx).get(block_id)
+    node = _visible(_ws(ctx), block_id)
     if node is None:
         raise BlockNotFound(f"block not found [id={block_id}]")
     return node
@@ -242,7 +256,7 @@ def _set_block_attrs(ctx: HttpContext, body: dict[str, Any]) -> None:
 @endpoint("attr/getBlockAttrs", READ)
 def _get_block_attrs(ctx: HttpContext, body: dict[str, Any]) -> dict[str, str]:
     block_id = arg(body, "id", str)
-    node = _ws(ctx).get(block_id)
+    node = _visible(_ws(ctx), block_id)
     if node is None:
         return {}  # the kernel's answer for an unknown id
     out = dict(node.attrs)
@@ -279,13 +293,17 @@ def _sql(ctx: HttpContext, body: dict[str, Any]) -> list[dict[str, Any]]:
 
 
 def _doc(ctx: HttpContext, doc_id: str) -> Node:
-    doc = _ws(ctx).docs.get(doc_id)
-    if doc is None:
+    ws = _ws(ctx)
+    doc = ws.docs.get(doc_id)
+    if doc is None or _in_closed_notebook(ws, doc):
         raise BlockNotFound(f"document not found [id={doc_id}]")
     return doc
 
 
 def _doc_by_hpath(ws: Workspace, box: str, hpath: str) -> list[Node]:
+    conf = ws.notebooks.get(box)
+    if conf is not None and is_closed(conf):
+        return []
     return [doc for doc in iter_documents(ws) if doc.box == box and hpath_of(ws, doc) == hpath]
 
 
@@ -415,7 +433,7 @@ def _list_docs_by_path(ctx: HttpContext, body: dict[str, Any]) -> dict[str, Any]
     parent_id = _id_of_path(path) if path.strip("/") else ""
     files = []
     for doc in iter_documents(ws):
-        if doc.box != box:
+        if doc.box != box or _in_closed_notebook(ws, doc):
             continue
         segments = [_id_of_path(part) for part in doc.path.strip("/").split("/") if part]
         doc_parent = segments[-2] if len(segments) > 1 else ""
@@ -438,7 +456,7 @@ def _list_docs_by_path(ctx: HttpContext, body: dict[str, Any]) -> dict[str, Any]
     return {"box": box, "path": path, "files": files}
 
 
-# ---- export, notebooks ----
+# ---- export ----
 
 
 @endpoint("export/exportMdContent", READ)
@@ -457,23 +475,3 @@ def _iso(stamp: str) -> str:
     if len(stamp) != 14 or not stamp.isdigit():
         return ""
     return f"{stamp[0:4]}-{stamp[4:6]}-{stamp[6:8]}T{stamp[8:10]}:{stamp[10:12]}:{stamp[12:14]}Z"
-
-
-@endpoint("notebook/lsNotebooks", READ)
-def _ls_notebooks(ctx: HttpContext, body: dict[str, Any]) -> dict[str, Any]:
-    # Notebooks are not yet state of their own in oplog: a notebook is a box that holds documents.
-    boxes = _ws(ctx).boxes()
-    return {
-        "notebooks": [
-            {
-                "id": box,
-                "name": box,
-                "icon": "",
-                "sort": i,
-                "sortMode": 15,
-                "closed": False,
-                "newFlashcardCount": 0,
-            }
-            for i, box in enumerate(boxes)
-        ]
-    }

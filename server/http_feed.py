@@ -62,6 +62,9 @@ class FeedBridge:
             self._thread.join(timeout)
 
     def _publish(self, events: list[pb.Event]) -> None:
+        if not self.hub.count:
+            # Nobody listens: building the message would only take CPU (and the GIL) from requests.
+            return
         first = events[0]
         data = [wire.transaction_to_json(event.transaction) for event in events]
         message = push_message(

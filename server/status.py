@@ -23,7 +23,8 @@ ChangeFeedRewritten                        ABORTED                 retry at a hi
                                                                    the position the message names
 ReadOnlyStore                              PERMISSION_DENIED
 CorruptSegment, DamagedCheckpoint,         DATA_LOSS               damage in the log or a checkpoint;
-InconsistentTree                                                   run ``oplog verify``
+InconsistentTree, DamagedRemoteObject                              run ``oplog verify``
+CloudKeyError                              FAILED_PRECONDITION     the passphrase does not fit the cloud
 DataDirLocked, other StorageError,         UNAVAILABLE             the disk or the remote may recover;
 RemoteError, TransientRemoteError                                  retrying later is reasonable
 RemoteCallError                            UNKNOWN                 another server's status with no class
@@ -63,6 +64,9 @@ STATUS_TABLE: tuple[tuple[type[errors.OplogError], grpc.StatusCode], ...] = (
     (errors.ReadOnlyStore, grpc.StatusCode.PERMISSION_DENIED),
     (errors.CorruptSegment, grpc.StatusCode.DATA_LOSS),
     (errors.DamagedCheckpoint, grpc.StatusCode.DATA_LOSS),
+    (errors.DamagedRemoteObject, grpc.StatusCode.DATA_LOSS),
+    # The server's passphrase does not fit its cloud folder: its configuration must change first.
+    (errors.CloudKeyError, grpc.StatusCode.FAILED_PRECONDITION),
     (errors.StorageError, grpc.StatusCode.UNAVAILABLE),
     (errors.RemoteError, grpc.StatusCode.UNAVAILABLE),
     # Another server's status this one has no class for: gRPC's UNKNOWN is meant for exactly that.

@@ -29,12 +29,13 @@ def write_auth_file(folder: Path) -> Path:
 class HttpServe:
     """``oplog serve --json`` in a child process; ``url`` is its HTTP API, ``grpc`` its gRPC address."""
 
-    def __init__(self, data: Path, *extra: str) -> None:
+    def __init__(self, data: Path, *extra: str, env_extra: dict[str, str] | None = None) -> None:
         remote = data.parent / f"{data.name}-remote"
         argv = [sys.executable, "-m", "oplog.tools.cli", "serve", "--data", str(data), "--json"]
         argv += ["--listen", "127.0.0.1:0", "--http", "127.0.0.1:0", "--remote", str(remote), *extra]
         env = dict(os.environ)
         env.pop("OPLOG_TOKEN", None)
+        env.update(env_extra or {})
         self.proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
         lines: queue.Queue[str] = queue.Queue()
         threading.Thread(target=lambda: lines.put(self.proc.stdout.readline()), daemon=True).start()  # type: ignore[union-attr]

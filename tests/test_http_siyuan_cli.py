@@ -3,7 +3,9 @@
 The CLI is pointed at a real ``oplog serve`` with ``SIYUAN_URL`` and
 ``SIYUAN_TOKEN`` and a temporary ``HOME`` (its config and audit files go
 there); each command runs as its own process with ``--json`` and its output
-is checked, then the state is checked again through oplog's own endpoints.
+is checked, then the state is checked again through oplog's own endpoints. A second
+session drives its notebook commands (create, list, rename, conf, set-conf, close,
+open, remove) and `doc move`.
 """
 
 from __future__ import annotations
@@ -119,3 +121,42 @@ def test_everyday_session(server: HttpServe, siyuan: Any) -> None:
             == []
         )
         assert ok(client.post("/api/attr/getBlockAttrs", json={"id": first})) == {}
+
+
+def test_notebook_session(server: HttpServe, siyuan: Any) -> None:
+    made = siyuan("notebook", "create", "Work")
+    box = made["id"]
+    assert made["name"] == "Work" and len(box) == 22
+    listed = {nb["id"]: nb for nb in siyuan("notebook", "list")["notebooks"]}
+    assert listed[box]["name"] == "Work" and listed[box]["closed"] is False
+
+    renamed = siyuan("notebook", "rename", box, "Projects")
+    assert renamed["id"] == box and renamed["status"].startswith("notebook renamed")
+    assert {nb["id"]: nb["name"] for nb in siyuan("list-notebooks")["notebooks"]}[box] == "Projects"
+    conf = siyuan("notebook", "conf", box)
+    assert conf["box"] == box and conf["name"] == "Projects" and conf["conf"]["closed"] is False
+    # set-conf reads the conf, changes the fields given and sends the whole conf back.
+    assert siyuan("notebook", "set-conf", box, "dailyNoteSavePath=journal/{{now}}", "icon=1f4d3")["id"] == box
+    conf = siyuan("notebook", "conf", box)["conf"]
+    assert conf["dailyNoteSavePath"] == "/journal/{{now}}" and conf["icon"] == "1f4d3"
+
+    doc = siyuan("create", "/Plan", "ship it", "--notebook", box)["id"]
+    assert siyuan("sql", f"SELECT id FROM blocks WHERE box = '{box}' AND type = 'd'") == [{"id": doc}]
+    assert siyuan("notebook", "close", box)["status"] == "notebook closed"
+    assert {nb["id"]: nb for nb in siyuan("notebook", "list")["notebooks"]}[box]["closed"] is True
+    assert siyuan("sql", f"SELECT id FROM blocks WHERE box = '{box}'") == []
+    assert siyuan("notebook", "open", box)["status"] == "notebook opened"
+    assert {nb["id"]: nb for nb in siyuan("notebook", "list")["notebooks"]}[box]["closed"] is False
+
+    other = siyuan("notebook", "create", "Archive")["id"]
+    moved = siyuan("doc", "move", doc, "--to-notebook", other, "--by-id")
+    assert moved["count"] == 1 and moved["to_notebook"] == other
+    with server.client(TOKEN) as client:
+        where = ok(client.post("/api/filetree/getPathByID", json={"id": doc}))
+    assert where == {"notebook": other, "path": f"/{doc}.sy"}
+
+    removed = siyuan("notebook", "remove", other, "--yes")
+    assert removed["id"] == other and removed["status"] == "notebook removed"
+    remaining = [nb["id"] for nb in siyuan("notebook", "list")["notebooks"]]
+    assert other not in remaining and box in remaining
+    assert siyuan("sql", f"SELECT id FROM blocks WHERE id = '{doc}'") == []

@@ -433,7 +433,13 @@ def test_diff_other_identical_after_a_full_sync(world: World, capsys: pytest.Cap
     report = json.loads(out)
     assert code == 0 and report["identical"] is True
     assert report["ours_state_hash"] == report["theirs_state_hash"]
-    assert report["blocks"]["summary"] == {"added": 0, "removed": 0, "changed": 0, "attribute_views": 0}
+    assert report["blocks"]["summary"] == {
+        "added": 0,
+        "removed": 0,
+        "changed": 0,
+        "attribute_views": 0,
+        "notebooks": 0,
+    }
     code, out, _ = _run(capsys, "diff", "--data", str(world.a), "--other", str(world.b))
     assert "identical" in out
 

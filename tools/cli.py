@@ -46,6 +46,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "dump": ("dump", "events in merged order, filtered (JSON lines with --json)"),
     "history": ("history", "every event that touched a block, with its content before and after"),
     "conflicts": ("conflicts", "operations replay skipped, with why"),
+    "remote": ("remote", "manage a sync remote: change an encrypted cloud's passphrase"),
 }
 
 #: Global options that take a value (the token after them is not the subcommand).

@@ -16,7 +16,7 @@ from typing import Any
 from oplog.datadir import compare_data_dirs, diff_data_dir
 from oplog.errors import InvalidArgument, NotADataDir
 from oplog.isotime import iso_time
-from oplog.statediff import BlockChange, BlockState, EventRef, LogComparison, StateDiff
+from oplog.statediff import BlockChange, BlockState, EventRef, LogComparison, NotebookChange, StateDiff
 from oplog.tools.options import usage_error
 from oplog.tools.progress import progress_bar, wanted
 
@@ -91,9 +91,21 @@ def _print_state_diff(diff: StateDiff) -> None:
         print(_change_text(change))
     for av_id, before, after in diff.attribute_views:
         print(f"~ attribute view {av_id}: {before!r} -> {after!r}")
+    for nb in diff.notebooks:
+        print(_notebook_text(nb))
     s = diff.summary()
     views = f", {s['attribute_views']} attribute view(s) changed" if s["attribute_views"] else ""
-    print(f"{s['added']} added, {s['removed']} removed, {s['changed']} changed{views}")
+    boxes = f", {s['notebooks']} notebook(s) changed" if s["notebooks"] else ""
+    print(f"{s['added']} added, {s['removed']} removed, {s['changed']} changed{views}{boxes}")
+
+
+def _notebook_text(change: NotebookChange) -> str:
+    if change.before is None:
+        return f"+ notebook {change.id} {(change.after or {}).get('name', '')!r}"
+    if change.after is None:
+        return f"- notebook {change.id} {change.before.get('name', '')!r}"
+    parts = [f"{k} {change.before.get(k, '')!r} -> {change.after.get(k, '')!r}" for k in change.fields]
+    return f"~ notebook {change.id}  " + "; ".join(parts)
 
 
 def _event_text(ref: EventRef, side: str, other: str) -> str:

@@ -12,6 +12,7 @@ import threading
 from typing import TYPE_CHECKING
 
 from oplog.errors import InvalidArgument
+from oplog.tools import passphrase
 from oplog.tools.options import (
     DEFAULT_REMOTE,
     add_cloud_name,
@@ -87,6 +88,7 @@ def register(
         "acknowledged in the last 50 ms (plus the time one fsync takes)",
     )
     add_remote(p, help=f"sync remote folder (default {DEFAULT_REMOTE})")
+    passphrase.add_passphrase_option(p)
     add_cloud_name(
         p,
         default=None,
@@ -195,7 +197,7 @@ def limits_from_args(args: argparse.Namespace) -> Limits:
 
 def serve(args: argparse.Namespace) -> int:
     """Run the server until SIGTERM or SIGINT; 0 after a clean stop."""
-    from oplog.clock import RandomIds, SystemClock
+    from oplog.clock import SystemClock
     from oplog.server.app import start_server, tune_gc
     from oplog.server.auth import check_listen_address
     from oplog.store import Store, StoreOptions
@@ -216,6 +218,13 @@ def serve(args: argparse.Namespace) -> int:
         args.http = "127.0.0.1:0" if args.listen.endswith(":0") else "127.0.0.1:6806"
     if args.http != "off":
         check_listen_address(listen_address(args.http), auth)
+    keyring = passphrase.keyring_from(args)
+
+    from oplog.tools.testseams import store_seams
+
+    store_clock, store_ids, seam_warning = store_seams()
+    if seam_warning:
+        print(f"oplog serve: {seam_warning}", file=sys.stderr, flush=True)
 
     stop = threading.Event()
     received: list[int] = []
@@ -235,15 +244,18 @@ def serve(args: argparse.Namespace) -> int:
             options=StoreOptions(
                 durability=args.durability, readonly=args.readonly, lock_timeout_s=args.lock_wait
             ),
-            clock=SystemClock(),
-            ids=RandomIds(),
+            clock=store_clock,
+            ids=store_ids,
         )
         from oplog.remoteurl import open_remote
         from oplog.syncrunner import SyncRunner
+        from oplog.tools.passphrase import remote_for
 
         clock = SystemClock()
         remote_path = args.remote
-        runner = SyncRunner(store, lambda: open_remote(remote_path), clock, cloud_name=args.cloud_name)
+        runner = SyncRunner(
+            store, lambda: remote_for(open_remote(remote_path), keyring), clock, cloud_name=args.cloud_name
+        )
         try:
             running = start_server(
                 store,

@@ -22,6 +22,7 @@ from oplog.tools.options import (
     add_server,
     add_token,
 )
+from oplog.tools.passphrase import add_passphrase_option, keyring_from
 
 __all__ = ["register", "run", "DEFAULT_REMOTE"]
 
@@ -49,6 +50,7 @@ def register(
         help="run the sync in this oplog server (host:port); by default a server running on --data is used",
     )
     add_token(cmd)
+    add_passphrase_option(cmd)
     cmd.set_defaults(func=run)
 
 
@@ -56,6 +58,7 @@ def run(args: argparse.Namespace) -> int:
     """Run one sync (through the data directory's server when one runs); print a summary (or JSON)."""
     from oplog.tools.syncroute import sync_data_dir
 
+    keyring = keyring_from(args)  # read before anything opens: a bad --passphrase-file changes nothing
     bar = _ProgressBar.for_args(args)
     try:
         result = sync_data_dir(
@@ -69,6 +72,7 @@ def run(args: argparse.Namespace) -> int:
             push_mode=args.push_mode,
             lock_wait_s=args.lock_wait,
             on_event=bar.show if bar is not None else None,
+            keyring=keyring,
         )
     finally:
         if bar is not None:

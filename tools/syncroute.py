@@ -24,6 +24,7 @@ from oplog.clock import SystemClock
 from oplog.errors import InvalidArgument, StorageError
 from oplog.remote import Remote
 from oplog.remoteurl import open_remote
+from oplog.sealed import Keyring, guard_remote
 from oplog.store import Store, StoreOptions
 from oplog.sync import parse_sync_params
 from oplog.syncformat import DEFAULT_CLOUD
@@ -76,8 +77,12 @@ def sync_data_dir(
     cancel: threading.Event | None = None,
     monotonic: Callable[[], float] | None = None,
     while_locked: Callable[[Store], object] | None = None,
+    keyring: Keyring | None = None,
 ) -> SyncSummary:
     """One sync of ``data``: through ``server`` or the server running on ``data``, else locally with ``remote``.
+
+    A local sync seals the remote under ``keyring`` (an encrypted remote), or without one
+    refuses an encrypted cloud (``oplog.sealed.guard_remote``); a server uses its own passphrase.
 
     ``remote`` None means the server's own remote, or ``DEFAULT_REMOTE`` locally;
     ``cloud_name`` None the directory's current cloud. Parameters are checked
@@ -118,7 +123,7 @@ def sync_data_dir(
         )
     return _sync_locally(
         Path(data),
-        open_remote(str(remote) if remote is not None else DEFAULT_REMOTE),
+        guard_remote(open_remote(str(remote) if remote is not None else DEFAULT_REMOTE), keyring),
         params.app,
         force=params.force,
         push_mode=params.push_mode,

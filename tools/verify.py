@@ -14,6 +14,7 @@ from pathlib import Path
 from oplog.datadir import check_data_dir
 from oplog.errors import InvalidArgument, NotADataDir, OplogError
 from oplog.tools.options import add_cloud_name, add_remote, usage_error
+from oplog.tools.passphrase import add_passphrase_option
 from oplog.tools.progress import progress_bar, wanted
 from oplog.verify import VerifyReport, verify_data_dir
 from oplog.verify_remote import verify_remote
@@ -33,7 +34,7 @@ def register(
             "Check every local segment (header, frames, CRCs, seal trailer, dense seqs, the events inside), "
             "every checkpoint (decodes, its state matches its hash, it fits the logs), journal.json and "
             "sync.json; with --remote also the cloud folder's EPOCH, every MANIFEST and every segment they "
-            "list. Read-only: works while a server runs. Exit 0 when sound, 1 when damage was found, "
+            "list; an encrypted one (with its passphrase) also checks KEY and opens every object. Read-only: works while a server runs. Exit 0 when sound, 1 when damage was found, "
             "2 for bad usage."
         ),
     )
@@ -41,6 +42,7 @@ def register(
     add_cloud_name(
         cmd, default=None, help="cloud folder under the remote (default: the one in sync.json, else main)"
     )
+    add_passphrase_option(cmd)
     cmd.set_defaults(func=run)
 
 
@@ -105,6 +107,9 @@ def _print_text(report: VerifyReport, data_dir: Path, remote: str | None) -> Non
 def run(args: argparse.Namespace) -> int:
     """Verify; print findings (or JSON); exit 0 sound, 1 damaged, 2 bad usage."""
     from oplog.remoteurl import display_remote, open_remote
+    from oplog.sealed import SealedRemote, guard_remote
+    from oplog.tools.passphrase import keyring_from
+    from oplog.verify_sealed import verify_sealed_objects
 
     try:
         data_dir, cloud = _check_args(args)
@@ -114,13 +119,12 @@ def run(args: argparse.Namespace) -> int:
         try:
             report = verify_data_dir(data_dir, progress=bar)
             if args.remote is not None:
-                verify_remote(
-                    open_remote(args.remote),
-                    cloud,
-                    label=display_remote(args.remote),
-                    progress=bar,
-                    report=report,
-                )
+                remote = guard_remote(open_remote(args.remote), keyring_from(args))
+                remote.check_key(cloud)  # a wrong or missing passphrase: one line, exit 1
+                label = display_remote(args.remote)
+                verify_remote(remote, cloud, label=label, progress=bar, report=report)
+                if isinstance(remote, SealedRemote):
+                    verify_sealed_objects(remote, cloud, label=label, report=report)
         except (OplogError, OSError) as exc:
             # Something verify could not even look at (an unreadable folder): that is damage too.
             print(f"oplog: error: {exc}", file=sys.stderr)

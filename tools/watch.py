@@ -32,6 +32,7 @@ from typing import TYPE_CHECKING, Any, TextIO
 from oplog.autosync import Schedule
 from oplog.errors import InvalidArgument, OplogError
 from oplog.tools.options import DEFAULT_REMOTE, add_cloud_name, add_lock_wait, add_remote, add_token
+from oplog.tools.passphrase import add_passphrase_option, keyring_from
 from oplog.watchchanges import local_fingerprint
 from oplog.watcher import (
     Batch,
@@ -47,6 +48,7 @@ from oplog.watcher import (
 )
 
 if TYPE_CHECKING:
+    from oplog.sealed import Keyring
     from oplog.store import Store
 
 __all__ = ["register", "run", "config_from_args", "Printer", "sync_function"]
@@ -127,6 +129,7 @@ def register(
     )
     add_token(p)
     p.add_argument("--app", default="oplog-watch", help="the app id sent with each sync")
+    add_passphrase_option(p)
     p.add_argument(
         "--poll",
         action="store_true",
@@ -222,8 +225,13 @@ class Printer:
         self._emit(record, text)
 
 
-def sync_function(config: WatchConfig, *, token: str | None, app: str) -> Callable[[SyncRequest], SyncReport]:
-    """One sync through ``tools/syncroute.sync_data_dir``: the server the request names, else locally."""
+def sync_function(
+    config: WatchConfig, *, token: str | None, app: str, keyring: Keyring | None = None
+) -> Callable[[SyncRequest], SyncReport]:
+    """One sync through ``tools/syncroute.sync_data_dir``: the server the request names, else locally.
+
+    A local sync seals the remote under ``keyring`` (``--passphrase-file``/``$OPLOG_PASSPHRASE``).
+    """
     from oplog.tools.syncroute import sync_data_dir
 
     def sync(request: SyncRequest) -> SyncReport:
@@ -247,6 +255,7 @@ def sync_function(config: WatchConfig, *, token: str | None, app: str) -> Callab
             cancel=request.cancel,
             monotonic=time.monotonic,
             while_locked=fingerprint,
+            keyring=keyring,
         )
         address = result.server
         return SyncReport(
@@ -317,7 +326,7 @@ def run(args: argparse.Namespace) -> int:
     printer = Printer(sys.stdout, sys.stderr, as_json=args.json, verbose=args.verbose)
     watcher = Watcher(
         config,
-        sync=sync_function(config, token=args.token, app=args.app),
+        sync=sync_function(config, token=args.token, app=args.app, keyring=keyring_from(args)),
         find_server=find_server,
         monotonic=time.monotonic,
         clock=SystemClock(),
