@@ -15,16 +15,6 @@ DOC = "20240101000000-docaaaa"
 T0 = 1_721_527_400_000  # 2024-07-21 02:03:20 UTC
 STAMP0 = "20240721020320"
 
-#: The blocks ../shared/examples create: their document, then the ids 00-setup.json gives its blocks.
-EXAMPLE_ROOT = "20240720090000-rootdoc"
-EXAMPLE_IDS = (
-    "20240721100000-a1b2c3d",
-    "20240721101100-h2h2h2h",
-    "20240720093000-m1n2b3v",
-    "20240721100512-q7w8e9r",
-    "20240721101000-l1i2t3m",
-)
-
 
 def numbered_doc_body(n: int, *, req_id: int | None = None, app: str = "t") -> dict[str, Any]:
     """The JSON body of a request creating document ``20240101000000-<n>``, titled ``T<n>``, in ``BOX``."""
@@ -41,10 +31,10 @@ def request(
     *ops: dict[str, Any], req_id: int = 1, undo: list[dict[str, Any]] | None = None
 ) -> pb.ApplyRequest:
     """One transaction with these operations (SiYuan JSON spelling)."""
-    body = {"reqId": req_id, "app": "test", "session": "s", "transactions": [{"doOperations": list(ops)}]}
+    tx: dict[str, Any] = {"doOperations": list(ops)}
     if undo is not None:
-        body["transactions"][0]["undoOperations"] = undo
-    return request_from_json(body)
+        tx["undoOperations"] = undo
+    return request_from_json({"reqId": req_id, "app": "test", "session": "s", "transactions": [tx]})
 
 
 def md(action: str, data: str, **fields: str) -> dict[str, Any]:

@@ -29,10 +29,9 @@ def _body() -> str:
 
 
 @pytest.fixture
-def engine():  # type: ignore[no-untyped-def]
-    e = new_engine()
-    with_doc(e, _body())
-    return e
+def engine_body() -> str:
+    """The document conftest's ``engine`` fixture starts with."""
+    return _body()
 
 
 def _ret(applied, tx: int = 0, op: int = 0):  # type: ignore[no-untyped-def]

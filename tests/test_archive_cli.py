@@ -25,7 +25,7 @@ from oplog.wire import request_from_json
 from tests.cli_helpers import run_cli
 from tests.closed_pipe import run_into_closed_pipe
 
-from .test_serve_process import ServeProcess
+from .serve_helpers import ServeProcess
 
 T0 = 1_721_527_400_000
 BOX = "20240101000000-notebk1"

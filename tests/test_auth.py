@@ -28,8 +28,7 @@ from oplog.server.auth import (
 from oplog.server.client import Client
 from oplog.syncrunner import SyncRunner
 from oplog.v1 import oplog_pb2 as pb
-
-from .test_server import append_request, block_id, open_store, setup_request
+from tests.server_helpers import DOC, append_request, block_id, open_store, setup_request
 
 TOKENS = {"reader": "r-token-1", "editor": "e-token-2", "admin": "a-token-3"}
 AUTH_TOML = "\n".join(
@@ -59,8 +58,8 @@ def _request(rpc: str) -> Any:
         "GetSyncInfo": pb.GetSyncInfoRequest,
         "WatchSync": pb.WatchSyncRequest,
         "Subscribe": lambda: pb.SubscribeRequest(from_position=0),
-        "GetBlock": lambda: pb.GetBlockRequest(id="20240720090000-rootdoc"),
-        "GetDocument": lambda: pb.GetDocumentRequest(id="20240720090000-rootdoc"),
+        "GetBlock": lambda: pb.GetBlockRequest(id=DOC),
+        "GetDocument": lambda: pb.GetDocumentRequest(id=DOC),
         "Query": lambda: pb.QueryRequest(sql="SELECT count(*) FROM blocks"),
         "GetState": pb.GetStateRequest,
     }[rpc]()

@@ -2,7 +2,7 @@
 
 Every batch acknowledged on the child's stdout (after append_durable returned)
 must be there after reopening; no batch may be partly there; seqs are dense.
-Default 50 kills; OPLOG_SOAK=1 runs 1,000. Seeded (OPLOG_SEED); the seed is printed.
+Default 25 kills; OPLOG_SOAK=1 runs 1,000. Seeded (OPLOG_SEED); the seed is printed.
 """
 
 from __future__ import annotations
@@ -17,11 +17,12 @@ import warnings
 from pathlib import Path
 
 from oplog.devicelog import DeviceLog
+from tests.conftest import soak_scale
 
 CHILD = Path(__file__).with_name("crash_child.py")
 REPO = Path(__file__).resolve().parents[1]
 DEVICE = "c0ffee0000000001"
-KILLS = 1000 if os.environ.get("OPLOG_SOAK") == "1" else 50
+KILLS = soak_scale(25, 1000)
 SEED = int(os.environ.get("OPLOG_SEED", str(random.SystemRandom().randrange(1 << 32))))
 
 

@@ -15,8 +15,7 @@ from oplog.errors import CorruptSegment, InvalidArgument, StorageError
 from oplog.eventlog import EventLog, decode_event, encode_event
 from oplog.fsutil import OsFileOps, atomic_write
 from oplog.v1.oplog_pb2 import Event
-from tests.conftest_log import DEVICE, folder_state, open_log, payload, seg_paths
-from tests.conftest_log import log_folder as log_folder  # noqa: F401
+from tests.log_helpers import DEVICE, folder_state, open_log, payload, seg_paths
 
 
 def test_append_and_read(log_folder: str) -> None:

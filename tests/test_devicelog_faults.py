@@ -11,8 +11,7 @@ import pytest
 from oplog.devicelog import DeviceLog
 from oplog.errors import StorageError
 from oplog.fsutil import OsFileOps
-from tests.conftest_log import DEVICE, payload
-from tests.conftest_log import log_folder as log_folder  # noqa: F401
+from tests.log_helpers import DEVICE, payload
 
 
 class RoomOps(OsFileOps):

@@ -11,6 +11,7 @@ from oplog.dom import parse_dom
 from oplog.errors import InvalidTransaction
 from oplog.kramdown import parse_markdown
 from oplog.model import BlockSpec
+from tests import fixtures
 
 A = "20240721100000-a1b2c3d"
 B = "20240721100001-b1b2c3d"
@@ -61,16 +62,14 @@ def test_typing_example(examples_dir: Path) -> None:
     body = json.loads((examples_dir / "01-typing.json").read_text())
     data = body["transactions"][0]["doOperations"][0]["data"]
     assert parse_dom(data) == [
-        BlockSpec("p", markdown="Hello world", attrs={"updated": "20240721100501"}, id=A)
+        BlockSpec("p", markdown="Saw two herons", attrs={"updated": fixtures.TYPED_STAMP}, id=fixtures.A)
     ]
 
 
 def test_enter_example_makes_an_empty_paragraph(examples_dir: Path) -> None:
     body = json.loads((examples_dir / "02-enter.json").read_text())
     data = body["transactions"][0]["doOperations"][1]["data"]
-    assert parse_dom(data) == [
-        BlockSpec("p", attrs={"updated": "20240721100512"}, id="20240721100512-q7w8e9r")
-    ]
+    assert parse_dom(data) == [BlockSpec("p", attrs={"updated": fixtures.ENTER_STAMP}, id=fixtures.Q)]
 
 
 # --- inline spans -------------------------------------------------------------------

@@ -28,10 +28,9 @@ BODY = f'one\n{{: id="{P1}"}}\n\n## Head\n{{: id="{H1}"}}\n\ntwo\n{{: id="{P2}"}
 
 
 @pytest.fixture
-def engine():  # type: ignore[no-untyped-def]
-    e = new_engine()
-    with_doc(e, BODY)
-    return e
+def engine_body() -> str:
+    """The document conftest's ``engine`` fixture starts with."""
+    return BODY
 
 
 def test_bad_last_operation_leaves_state_untouched(engine) -> None:  # type: ignore[no-untyped-def]

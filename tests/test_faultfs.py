@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 
 from oplog.errors import CorruptSegment
-from tests.conftest_log import DEVICE, open_log
 from tests.faultfs import FaultFileOps
+from tests.log_helpers import DEVICE, open_log
 
 SEED = int(os.environ.get("OPLOG_SEED", "20240721"))
 MODES = ["keep", "drop", "prefix", "prefix", "mixed", "mixed", "mixed", "mixed"]

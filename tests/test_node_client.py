@@ -12,9 +12,9 @@ import pytest
 
 from oplog.server.app import start_server
 from oplog.server.auth import AuthConfig
-
-from .conftest import REPO, shared_dir
-from .test_server import open_store
+from tests.conftest import REPO
+from tests.fixtures import request_body, request_path
+from tests.server_helpers import DOC, HEADING, open_store
 
 NODE_PACKAGES = ("@grpc/grpc-js@^1.10", "@grpc/proto-loader@>=0.7 <1")
 CLIENT = Path(__file__).parent / "node" / "client.mjs"
@@ -50,15 +50,13 @@ def node_deps(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathF
 
 
 def test_node_client_applies_reads_and_subscribes(node_deps: Path, tmp_path: Path) -> None:
-    body = shared_dir() / "examples" / "00-setup.json"
-    if not body.is_file():
-        pytest.skip(f"shared examples not found at {body}")
+    body = request_path("00")
     store = open_store(tmp_path / "data")
     running = start_server(store, listen="127.0.0.1:0", auth=AuthConfig.single_token("node-token"))
     try:
         env = {**os.environ, "OPLOG_NODE_DEPS": str(node_deps), "OPLOG_TOKEN": "node-token"}
         done = subprocess.run(
-            ["node", str(CLIENT), running.address, str(REPO / "proto"), str(body), "20240721101100-h2h2h2h"],
+            ["node", str(CLIENT), running.address, str(REPO / "proto"), str(body), HEADING],
             env=env,
             capture_output=True,
             text=True,
@@ -74,13 +72,18 @@ def test_node_client_applies_reads_and_subscribes(node_deps: Path, tmp_path: Pat
     assert out["positions"] == [{"device_id": store.device_id, "device_seq": 1}]
     assert out["server_timing"].startswith("total;dur=")
     assert out["block"] == {
-        "id": "20240721101100-h2h2h2h",
+        "id": HEADING,
         "type": "h",
-        "markdown": "## Section",
-        "root_id": "20240720090000-rootdoc",
+        "markdown": "## Wetlands",
+        "root_id": DOC,
     }
     assert out["subscribed"] == [
-        {"position": 1, "device_seq": 1, "req_id": "1721527400000", "first_action": "createDoc"}
+        {
+            "position": 1,
+            "device_seq": 1,
+            "req_id": str(request_body("00")["reqId"]),
+            "first_action": "createDoc",
+        }
     ]
     assert out["not_found"] == "NOT_FOUND"
     assert state.position == 1

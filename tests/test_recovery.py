@@ -10,8 +10,7 @@ import pytest
 
 from oplog import framing, segment
 from oplog.errors import CorruptSegment
-from tests.conftest_log import flip_bit, folder_state, open_log, payload, seg_paths
-from tests.conftest_log import log_folder as log_folder  # noqa: F401
+from tests.log_helpers import flip_bit, folder_state, open_log, payload, seg_paths
 
 H = segment.SEGMENT_HEADER_SIZE
 

@@ -13,8 +13,7 @@ from grpc_reflection.v1alpha.proto_reflection_descriptor_database import ProtoRe
 
 from oplog.server.app import RunningServer, start_server
 from oplog.server.auth import AuthConfig
-
-from .test_server import open_store, setup_request
+from tests.server_helpers import open_store, setup_request
 
 
 @pytest.fixture

@@ -518,7 +518,7 @@ def test_passphrase_from_file_or_environment(tmp_path: Path) -> None:
 
 def test_serve_syncs_an_encrypted_remote_with_its_passphrase(tmp_path: Path) -> None:
     """``oplog serve --passphrase-file``: its syncs (asked by ``oplog sync``) open the cloud; a wrong one is refused."""
-    from tests.test_serve_process import ServeProcess
+    from tests.serve_helpers import ServeProcess
 
     a, b, folder = _encrypted_pair(tmp_path)
     a_id = a.device_id

@@ -15,7 +15,7 @@ from oplog.replayreader import ReaderOp, op_tuple, reader_op
 from oplog.store import Store, StoreOptions
 from oplog.tree import snapshot
 from oplog.wire import request_from_json
-from tests.conftest_log import flip_bit, seg_paths
+from tests.log_helpers import flip_bit, seg_paths
 from tests.workload import open_logs, random_request, simulate, write_logs
 
 #: Seeded multi-device workloads (every action the workload generator knows, conflicts included).

@@ -6,8 +6,7 @@ import pytest
 
 from oplog import framing, segment
 from oplog.errors import CorruptSegment, StorageError
-from tests.conftest_log import DEVICE, open_log, payload, seg_paths
-from tests.conftest_log import log_folder as log_folder  # noqa: F401
+from tests.log_helpers import DEVICE, open_log, payload, seg_paths
 
 
 def _sealed_bytes(folder: str, n: int = 5) -> bytes:

@@ -4,13 +4,8 @@ from __future__ import annotations
 
 import json
 import os
-import queue
-import re
 import signal
-import subprocess
-import sys
 import threading
-from collections.abc import Iterator
 from pathlib import Path
 
 import grpc
@@ -19,70 +14,9 @@ import pytest
 from oplog.server.client import Client
 from oplog.v1 import oplog_pb2 as pb
 from tests.cli_helpers import run_cli
-
-from .test_server import append_request, block_id, open_store, setup_request
-
-LISTENING = re.compile(r"listening on (\S+)")
-
-
-class ServeProcess:
-    """A running ``oplog serve`` child and the address it printed."""
-
-    def __init__(self, data: Path, *extra: str) -> None:
-        if "--remote" not in extra:
-            # Never the default ./oplog-remote of the current folder: boot sync would write there.
-            extra = (*extra, "--remote", str(data.parent / f"{data.name}-remote"))
-        self.proc = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "oplog.tools.cli",
-                "serve",
-                "--data",
-                str(data),
-                "--listen",
-                "127.0.0.1:0",
-                *extra,
-            ],
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
-        lines: queue.Queue[str] = queue.Queue()
-        threading.Thread(target=lambda: lines.put(self.proc.stdout.readline()), daemon=True).start()  # type: ignore[union-attr]
-        try:
-            first = lines.get(timeout=60)
-        except queue.Empty:
-            self.proc.kill()
-            pytest.fail("oplog serve printed no address within 60 s")
-        if first.startswith("{"):
-            import json
-
-            first = f"listening on {json.loads(first)['listening']}"
-        match = LISTENING.search(first)
-        if not match:
-            self.proc.kill()
-            _, err = self.proc.communicate(timeout=30)
-            pytest.fail(f"oplog serve did not start: {first!r} {err}")
-        self.address = match.group(1)
-
-    def stop(self, sig: int = signal.SIGTERM) -> tuple[int, str]:
-        """Send ``sig`` and wait; the exit code and stderr."""
-        if self.proc.poll() is None:
-            self.proc.send_signal(sig)
-        _, err = self.proc.communicate(timeout=60)
-        return self.proc.returncode, err
-
-
-@pytest.fixture
-def serve_factory(tmp_path: Path) -> Iterator[list[ServeProcess]]:
-    """Started children, killed at the end if a test left them running."""
-    started: list[ServeProcess] = []
-    yield started
-    for child in started:
-        if child.proc.poll() is None:
-            child.proc.kill()
-            child.proc.communicate(timeout=30)
+from tests.fixtures import request_path
+from tests.serve_helpers import ServeProcess
+from tests.server_helpers import append_request, block_id, open_store, setup_request
 
 
 def _start(started: list[ServeProcess], data: Path, *extra: str) -> ServeProcess:
@@ -213,10 +147,8 @@ def test_help_explains_boot_sync() -> None:
 
 
 def test_oplog_apply_through_the_server(tmp_path: Path, serve_factory: list[ServeProcess]) -> None:
-    from .conftest import shared_dir
-
     child = _start(serve_factory, tmp_path / "data", "--token", "cli-token")
-    body = shared_dir() / "examples" / "00-setup.json"
+    body = request_path("00")
     base = ["apply", str(body), "--server", child.address]
     ok = run_cli(*base, "--token", "cli-token", "--json", timeout=60)
     assert ok.returncode == 0, ok.stderr
@@ -231,12 +163,10 @@ def test_apply_finds_the_running_server_through_the_server_file(
     tmp_path: Path, serve_factory: list[ServeProcess]
 ) -> None:
     """``oplog apply --data DIR`` while a server holds DIR goes through that server, not the lock."""
-    from .conftest import shared_dir
-
     data = tmp_path / "data"
     child = _start(serve_factory, data)
     assert json.loads((data / "SERVER").read_text())["address"] == child.address
-    body = shared_dir() / "examples" / "00-setup.json"
+    body = request_path("00")
     ok = run_cli("apply", str(body), "--data", str(data), "--lock-wait", "0", "--json", timeout=60)
     assert ok.returncode == 0, ok.stderr
     assert '"deviceSeq": 1' in ok.stdout

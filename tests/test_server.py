@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-import json
 import os
 import random
 import threading
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -20,76 +18,20 @@ from oplog.server.client import Client
 from oplog.server.service import Limits
 from oplog.server.status import STATUS_TABLE, error_from_rpc, status_for
 from oplog.v1 import oplog_pb2 as pb
+from tests.fixtures import request_body
+from tests.server_helpers import (
+    BOX,
+    DOC,
+    HEADING,
+    HELLO,
+    QUOTE,
+    append_request,
+    block_id,
+    open_store,
+    setup_request,
+)
 
-from .conftest import shared_dir
-
-DOC = "20240720090000-rootdoc"
-BOX = "20240720085959-notebk1"
-QUOTE = "20240721101000-l1i2t3m"
-HELLO = "20240721100000-a1b2c3d"
-
-
-# ---- fixtures and helpers (imported by the other server test modules) ----
-
-
-def open_store(path: Path, *, durability: str = "always", readonly: bool = False, seed: int = 7) -> Any:
-    """A real store in ``path`` with a seeded id source."""
-    from oplog.clock import RandomIds, SystemClock
-
-    try:
-        from oplog.store import Store, StoreOptions
-    except ImportError:
-        fake = os.environ.get("OPLOG_DEV_FAKE_STORE")
-        if not fake:
-            pytest.skip("oplog.store is not built yet")
-        import sys
-
-        sys.path.insert(0, fake)
-        from fake_store import Store, StoreOptions  # type: ignore[import-not-found,no-redef]
-    options = StoreOptions(durability=durability, readonly=readonly, lock_timeout_s=0.0)
-    return Store.open(path, options=options, clock=SystemClock(), ids=RandomIds(seed))
-
-
-def setup_request() -> pb.ApplyRequest:
-    """shared/examples/00-setup.json as an ApplyRequest (a document with four blocks)."""
-    path = shared_dir() / "examples" / "00-setup.json"
-    if not path.is_file():
-        pytest.skip(f"shared examples not found at {path}")
-    return wire.request_from_json(json.loads(path.read_text(encoding="utf-8")))
-
-
-def append_request(block_id: str, text: str, *, req_id: int = 0, parent: str = DOC) -> pb.ApplyRequest:
-    """One transaction appending a paragraph with a client-chosen id."""
-    return wire.request_from_json(
-        {
-            "reqId": req_id,
-            "app": "test",
-            "session": "s",
-            "transactions": [
-                {
-                    "doOperations": [
-                        {
-                            "action": "appendBlock",
-                            "parentID": parent,
-                            "id": block_id,
-                            "dataType": "markdown",
-                            "data": text,
-                        }
-                    ]
-                }
-            ],
-        }
-    )
-
-
-def block_id(n: int, prefix: str = "20240722100000") -> str:
-    """A valid, unique SiYuan block id for counter ``n``."""
-    digits = "0123456789abcdefghijklmnopqrstuvwxyz"
-    suffix = ""
-    for _ in range(7):
-        n, r = divmod(n, 36)
-        suffix = digits[r] + suffix
-    return f"{prefix}-{suffix}"
+# ---- helpers used only here (the shared ones are in tests/server_helpers.py) ----
 
 
 def code_of(fn: Any, *args: Any, **kwargs: Any) -> grpc.StatusCode:
@@ -109,35 +51,6 @@ def rpc_error(fn: Any, *args: Any, **kwargs: Any) -> grpc.RpcError:
     with pytest.raises(grpc.RpcError) as info:
         fn(*args, **kwargs)
     return info.value
-
-
-@pytest.fixture
-def tmp_store(tmp_path: Path) -> Iterator[Any]:
-    """An open store in a temporary data directory."""
-    store = open_store(tmp_path / "data")
-    yield store
-    store.close()
-
-
-@pytest.fixture
-def grpc_server(tmp_store: Any) -> Iterator[RunningServer]:
-    """A server on 127.0.0.1, a free port, no auth, over ``tmp_store``."""
-    running = start_server(tmp_store, listen="127.0.0.1:0", limits=Limits(max_request_bytes=256 * 1024))
-    yield running
-    running.stop(grace=2)
-
-
-@pytest.fixture
-def client(grpc_server: RunningServer) -> Iterator[Client]:
-    """A client of ``grpc_server``."""
-    with Client(grpc_server.address) as c:
-        yield c
-
-
-@pytest.fixture
-def seeded(client: Client) -> pb.ApplyResponse:
-    """``client``'s server after 00-setup.json."""
-    return client.stub.Apply(setup_request(), timeout=30)
 
 
 class StoreWrapper:
@@ -164,7 +77,7 @@ class StoreWrapper:
 def test_apply_replies_with_transactions_positions_and_server_timing(client: Client) -> None:
     response, call = client.stub.Apply.with_call(setup_request(), timeout=30)
     assert len(response.transactions) == 1
-    assert response.transactions[0].timestamp == 1721527400000  # overwritten with reqId
+    assert response.transactions[0].timestamp == request_body("00")["reqId"]  # overwritten with reqId
     assert len(response.positions) == 1
     assert response.positions[0].device_seq == 1
     assert response.positions[0].device_id
@@ -176,11 +89,11 @@ def test_apply_replies_with_transactions_positions_and_server_timing(client: Cli
 def test_get_block_and_document(client: Client, seeded: pb.ApplyResponse) -> None:
     block = client.stub.GetBlock(pb.GetBlockRequest(id=HELLO), timeout=10)
     assert block.id == HELLO and block.type == "p" and block.root_id == DOC
-    assert "Hello worl" in block.markdown
+    assert "Saw two heron" in block.markdown
     blocks = client.stub.GetDocument(pb.GetDocumentRequest(id=DOC), timeout=10).blocks
     assert blocks[0].id == DOC and blocks[0].type == "d"
     ids = [b.id for b in blocks]
-    assert ids.index(HELLO) < ids.index("20240721101100-h2h2h2h") < ids.index(QUOTE)
+    assert ids.index(HELLO) < ids.index(HEADING) < ids.index(QUOTE)
     assert list(blocks[0].child_ids)[0] == HELLO
 
 
@@ -191,7 +104,7 @@ def test_query_with_bound_arguments(client: Client, seeded: pb.ApplyResponse) ->
     )
     reply = client.stub.Query(request, timeout=10)
     assert list(reply.columns) == ["id", "type"]
-    assert [wire.from_value(v) for v in reply.rows[0].values] == ["20240721101100-h2h2h2h", "h"]
+    assert [wire.from_value(v) for v in reply.rows[0].values] == [HEADING, "h"]
     assert not reply.truncated
 
 
@@ -861,7 +774,7 @@ def test_remote_apply_sends_the_json_body_and_maps_errors(tmp_path: Path) -> Non
 
     store = open_store(tmp_path / "data")
     running = start_server(store, listen="127.0.0.1:0", auth=AuthConfig.single_token("rt"))
-    body = json.loads((shared_dir() / "examples" / "00-setup.json").read_text(encoding="utf-8"))
+    body = request_body("00")
     try:
         reply = apply_json_remote(body, server=running.address, token="rt")
         assert reply["positions"] == [

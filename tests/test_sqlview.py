@@ -3,7 +3,6 @@ deferred writes (batched per group commit, in the file before Apply returns)."""
 
 from __future__ import annotations
 
-import json
 import random
 import sqlite3
 import threading
@@ -24,12 +23,12 @@ from oplog.sqlview import BLOCK_COLUMNS, BlocksView, _leaf_text, sort_weight
 from oplog.store import Store
 from oplog.tree import Workspace
 from oplog.wire import request_from_json
-from tests.engine_helpers import EXAMPLE_IDS, EXAMPLE_ROOT
+from tests import fixtures
 from tests.workload import simulate
 
-ROOT = EXAMPLE_ROOT
-BOX = "20240720085959-notebk1"
-A, H, M, Q, L = EXAMPLE_IDS
+ROOT = fixtures.ROOT
+BOX = fixtures.BOX
+A, H, M, Q, L = fixtures.A, fixtures.H, fixtures.M, fixtures.Q, fixtures.L
 
 
 def _rows(view: BlocksView) -> dict[str, dict[str, Any]]:
@@ -38,14 +37,7 @@ def _rows(view: BlocksView) -> dict[str, dict[str, Any]]:
 
 
 def _example_engine(examples_dir: Path, upto: str) -> Engine:
-    engine = Engine(Workspace(), FakeClock(), RandomIds(1))
-    for path in sorted(examples_dir.glob("0*.json")):
-        req = request_from_json(json.loads(path.read_text()))
-        engine.clock.ms = req.req_id  # type: ignore[attr-defined]
-        engine.apply_request(req)
-        if path.name.startswith(upto):
-            break
-    return engine
+    return fixtures.fixture_engine(upto, examples_dir)
 
 
 def test_examples_columns(examples_dir: Path, tmp_path: Path) -> None:
@@ -55,27 +47,25 @@ def test_examples_columns(examples_dir: Path, tmp_path: Path) -> None:
         rows = _rows(view)
         doc = rows[ROOT]
         assert doc["type"] == "d" and doc["parent_id"] == "" and doc["sort"] == 0
-        assert doc["content"] == doc["fcontent"] == "Example" and doc["markdown"] == ""
-        assert (
-            doc["hpath"] == "/Example"
-            and doc["path"] == f"/{ROOT}.sy"
-            and doc["box"] == "20240720085959-notebk1"
-        )
+        assert doc["content"] == doc["fcontent"] == "Field notes" and doc["markdown"] == ""
+        assert doc["hpath"] == "/Field notes" and doc["path"] == f"/{ROOT}.sy" and doc["box"] == BOX
         # Blocks in a heading's section have that heading as SQL parent.
         assert rows[A]["parent_id"] == ROOT
         assert rows[H]["parent_id"] == ROOT and rows[H]["subtype"] == "h2" and rows[H]["sort"] == 5
         for block_id in (M, Q, L):
             assert rows[block_id]["parent_id"] == H
-        assert rows[A]["content"] == "Hello world" and rows[A]["length"] == 11 and rows[A]["sort"] == 10
-        assert rows[A]["created"] == "20240721100000"
-        assert rows[A]["updated"] == "20240721100512"
-        assert rows[A]["ial"] == f'{{: id="{A}" updated="20240721100512"}}'
+        assert rows[A]["content"] == "Saw two herons" and rows[A]["length"] == 14 and rows[A]["sort"] == 10
+        assert rows[A]["created"] == "20250301081000"
+        assert rows[A]["updated"] == fixtures.ENTER_STAMP
+        assert rows[A]["ial"] == f'{{: id="{A}" updated="{fixtures.ENTER_STAMP}"}}'
         assert rows[M]["ial"].startswith(f'{{: id="{M}" fold="1" heading-fold="1"')
         quote = rows[L]
-        assert quote["type"] == "b" and quote["sort"] == 20 and quote["markdown"] == "> a quote"
-        assert quote["fcontent"] == "a quote" and quote["content"] == "a quote" and quote["length"] == 7
+        assert quote["type"] == "b" and quote["sort"] == 20 and quote["markdown"] == "> keep quiet"
+        assert (
+            quote["fcontent"] == "keep quiet" and quote["content"] == "keep quiet" and quote["length"] == 10
+        )
         (child,) = [r for r in rows.values() if r["parent_id"] == L]
-        assert child["type"] == "p" and child["content"] == "a quote"
+        assert child["type"] == "p" and child["content"] == "keep quiet"
         assert all(len(r["hash"]) == 7 for r in rows.values())
         attrs = view.db.conn.execute(
             "SELECT block_id, name, value FROM attributes WHERE block_id = ?", (M,)

@@ -115,8 +115,7 @@ def test_cli_sync_goes_through_a_running_server(tmp_path: Path, capsys: pytest.C
     """With ``oplog serve`` holding the directory, ``oplog sync`` asks it (PerformSync) and reports the same way."""
     from oplog.server.client import Client
     from oplog.v1 import oplog_pb2 as pb
-
-    from .test_serve_process import ServeProcess
+    from tests.serve_helpers import ServeProcess
 
     a, b, remote = tmp_path / "a", tmp_path / "b", tmp_path / "r"
     _docs(b, 10, 1)
@@ -162,7 +161,7 @@ def test_cli_sync_through_a_server_sends_the_token(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """A server with a token: without it one error line and exit 1; with ``--token`` the sync runs."""
-    from .test_serve_process import ServeProcess
+    from tests.serve_helpers import ServeProcess
 
     monkeypatch.delenv("OPLOG_TOKEN", raising=False)
     a = tmp_path / "a"

@@ -78,8 +78,7 @@ def test_unpushed_edit_survives_a_boot_sync_elsewhere(tmp_path: Path) -> None:
 
     from oplog.server.client import Client
     from oplog.v1 import oplog_pb2 as pb
-
-    from .test_serve_process import ServeProcess
+    from tests.serve_helpers import ServeProcess
 
     x, y, r = tmp_path / "X", tmp_path / "Y", str(tmp_path / "R")
     _ok("apply", "--data", str(x), _body(tmp_path, 1))
@@ -163,8 +162,7 @@ def test_bad_cloud_names_refused_by_every_entry_point(tmp_path: Path) -> None:
     """oplog sync, oplog serve --cloud-name, oplog watch and PerformSync: one line / INVALID_ARGUMENT, nothing synced."""
     from oplog.server.client import Client
     from oplog.v1 import oplog_pb2 as pb
-
-    from .test_serve_process import ServeProcess
+    from tests.serve_helpers import ServeProcess
 
     data, remote = tmp_path / "d", tmp_path / "r"
     _ok("apply", "--data", str(data), _body(tmp_path, 1))
@@ -206,7 +204,7 @@ def test_bad_cloud_names_refused_by_every_entry_point(tmp_path: Path) -> None:
 
 def test_sync_through_server_uses_the_directory_cloud(tmp_path: Path) -> None:
     """After --cloud-name work, a bare oplog serve and oplog sync both use work; a server told main is refused."""
-    from .test_serve_process import ServeProcess
+    from tests.serve_helpers import ServeProcess
 
     a, remote = tmp_path / "A", tmp_path / "r"
     _ok("apply", "--data", str(a), _body(tmp_path, 1))

@@ -1,6 +1,8 @@
 """Deterministic multi-device simulation: random edits, faulty remote, interrupted and forced syncs.
 
-``OPLOG_SYNC_SEEDS=10000`` runs more seeds; ``OPLOG_SYNC_SEED=n`` runs only seed n.
+The default suite runs seeds 0…49 (a few seconds); ``OPLOG_SOAK=1`` adds one soak test over seeds
+50…1999 and 50 longer schedules. ``OPLOG_SYNC_SEEDS=n`` runs seeds 0…n-1 by default instead;
+``OPLOG_SYNC_SEED=n`` runs only seed n (every failure names its seed).
 """
 
 from __future__ import annotations
@@ -14,31 +16,41 @@ import pytest
 from tests.sync_sim import Simulation
 
 _ONE = os.environ.get("OPLOG_SYNC_SEED")
-SEEDS = [int(_ONE)] if _ONE else list(range(int(os.environ.get("OPLOG_SYNC_SEEDS", "200"))))
+SEEDS = [int(_ONE)] if _ONE else list(range(int(os.environ.get("OPLOG_SYNC_SEEDS", "50"))))
+#: Seeds only the soak run covers (the default ones are not repeated there).
+SOAK_SEEDS = range(50, 2000)
+LONG_SEEDS = [100_000 + n for n in range(3)]
+SOAK_LONG_SEEDS = [100_000 + n for n in range(3, 53)]
+
+
+def _converge(root: Path, seed: int, *, steps: int = 12, devices: int | None = None) -> None:
+    print(f"sync simulation seed {seed} (rerun with OPLOG_SYNC_SEED={seed})")
+    warnings.simplefilter("ignore")
+    sim = Simulation(root, seed, devices=devices)
+    try:
+        sim.run(steps)
+        sim.settle()
+        sim.check()
+    finally:
+        sim.close()
 
 
 @pytest.mark.parametrize("seed", SEEDS)
 def test_devices_converge_without_loss(tmp_path: Path, seed: int) -> None:
     """After a quiet round every device has the same state, nothing acknowledged is lost, the remote verifies."""
-    print(f"sync simulation seed {seed} (rerun with OPLOG_SYNC_SEED={seed})")
-    warnings.simplefilter("ignore")
-    sim = Simulation(tmp_path, seed)
-    try:
-        sim.run(12)
-        sim.settle()
-        sim.check()
-    finally:
-        sim.close()
+    _converge(tmp_path, seed)
 
 
-@pytest.mark.parametrize("seed", range(5))
+@pytest.mark.parametrize("seed", LONG_SEEDS)
 def test_longer_runs_converge(tmp_path: Path, seed: int) -> None:
     """Longer schedules with more forces."""
-    warnings.simplefilter("ignore")
-    sim = Simulation(tmp_path, 100_000 + seed, devices=4)
-    try:
-        sim.run(40)
-        sim.settle()
-        sim.check()
-    finally:
-        sim.close()
+    _converge(tmp_path, seed, steps=40, devices=4)
+
+
+@pytest.mark.soak
+def test_devices_converge_without_loss_soak(tmp_path: Path) -> None:
+    """The same invariants over 1,950 more seeds and 50 more long schedules (OPLOG_SOAK=1)."""
+    for seed in SOAK_SEEDS:
+        _converge(tmp_path / str(seed), seed)
+    for seed in SOAK_LONG_SEEDS:
+        _converge(tmp_path / str(seed), seed, steps=40, devices=4)

@@ -26,9 +26,8 @@ from oplog.tools.cli import main
 from oplog.tools.stats import collect
 from oplog.v1 import oplog_pb2 as pb
 from tests.engine_helpers import numbered_doc_body
-
-from .conftest import shared_dir
-from .test_serve_process import ServeProcess
+from tests.fixtures import request_files
+from tests.serve_helpers import ServeProcess
 
 REPO = Path(__file__).resolve().parents[1]
 #: Process tests poll with a generous bound: the machine is shared and slow at times.
@@ -205,10 +204,7 @@ def _same_state(
 
 
 def _examples() -> list[Path]:
-    path = shared_dir() / "examples"
-    if not path.is_dir():
-        pytest.skip(f"shared examples not found at {path}")
-    return sorted(path.glob("0*.json"))
+    return request_files()
 
 
 def _doc_body(folder: Path, i: int) -> Path:

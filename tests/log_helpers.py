@@ -1,21 +1,17 @@
-"""Fixtures and helpers shared by the op-log tests (imported explicitly by those test files)."""
+"""Helpers shared by the op-log tests: one test device's log, recognisable payloads, bit flips.
+
+The ``log_folder`` fixture that goes with them is in ``tests/conftest.py`` (fixtures live there, so
+no test module imports a fixture by name).
+"""
 
 from __future__ import annotations
 
 import os
 from pathlib import Path
 
-import pytest
-
 from oplog.devicelog import DeviceLog
 
 DEVICE = "0123456789abcdef"
-
-
-@pytest.fixture
-def log_folder(tmp_path: Path) -> str:
-    """The folder of one device's log inside a fresh data directory (not yet created)."""
-    return str(tmp_path / "data" / "devices" / DEVICE)
 
 
 def open_log(folder: str, **kwargs: object) -> DeviceLog:
