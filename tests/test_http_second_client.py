@@ -234,7 +234,7 @@ def test_everyday_session(server: HttpServe, admin: httpx.Client, mcp_session: C
         note = _frames_until(ws, "msg")[-1]
         assert (note["code"], note["msg"], note["data"]["id"]) == (-1, "something failed", sent["id"])
 
-        # A write oplog refuses (the kernel would insert quietly) is a failed tool call and an error notification.
+        # A write oplog refuses (the kernel answers success and inserts nothing) fails the tool and notifies.
         with pytest.raises(ToolFailed, match=r"transactions\[0\]\.doOperations\[0\]"):
             tool("insert_block", previous_id=UNKNOWN, data="nowhere")
         actions, note = _notified(ws)
