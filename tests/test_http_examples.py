@@ -1,19 +1,18 @@
-"""The shared example bodies over HTTP give the same state hash as over gRPC, after every file.
+"""The suite's example bodies over HTTP give the same state hash as over gRPC, after every file.
 
 Two real ``oplog serve`` processes are fed the same bodies in the same order,
 one through ``POST /api/transactions``, the other through gRPC ``Apply``.
 A store stamps ``updated`` from its clock where a request does not carry one
 (00-setup's Markdown blocks and document) and names the blocks a request
-leaves unnamed (00-setup's quote paragraph) from its clock and random source,
+leaves unnamed from its clock and random source,
 so both servers run with the test seams ``OPLOG_TEST_CLOCK_MS`` and
 ``OPLOG_TEST_SEED`` (tools/testseams.py) set alike: the only thing that
 differs between them is the protocol. A third
 server whose clock starts elsewhere shows the comparison can fail: same
 bodies, other stamps, another hash.
 
-The bodies are a copy of shared/examples kept in tests/http_examples/ (the
-suite runs without ../shared); when ../shared is there, the copy is checked
-against it.
+The bodies are the suite's own requests, tests/fixtures/requests (written in
+the shapes of SiYuan's editor, see their README), so the test needs no ../shared.
 """
 
 from __future__ import annotations
@@ -35,13 +34,12 @@ from oplog.errors import InvalidArgument
 from oplog.tools.testseams import store_seams
 from oplog.v1 import oplog_pb2 as pb
 from oplog.v1 import oplog_pb2_grpc as pb_grpc
-from tests.conftest import shared_dir
 from tests.http_helpers import TOKENS, HttpServe, ok, write_auth_file
 
-BODIES = Path(__file__).resolve().parent / "http_examples"
+BODIES = Path(__file__).resolve().parent / "fixtures" / "requests"
 ADMIN = TOKENS["admin"]
 METADATA = [("authorization", f"Bearer {ADMIN}")]
-#: 00-setup's reqId; each clock read moves 1 ms, as requests in a row would.
+#: Where both clocks start; each clock read moves 1 ms, as requests in a row would.
 CLOCK = "1721527400000+1"
 SEED = "18"
 
@@ -78,15 +76,6 @@ def _state_hash(stub: Any, metadata: list[tuple[str, str]] = METADATA) -> str:
 
 def _ops(transactions: list[dict[str, Any]]) -> list[list[dict[str, Any]]]:
     return [tx["doOperations"] for tx in transactions]
-
-
-def test_the_copy_matches_shared_examples() -> None:
-    shared = shared_dir() / "examples"
-    if not shared.is_dir():
-        pytest.skip(f"no shared examples at {shared} to compare the copy with")
-    assert [f.name for f in _files()] == sorted(f.name for f in shared.glob("0*.json"))
-    for path in _files():
-        assert json.loads(path.read_text()) == json.loads((shared / path.name).read_text()), path.name
 
 
 def test_examples_over_http_and_grpc_give_the_same_state_hash(
