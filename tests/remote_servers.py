@@ -24,6 +24,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 BUCKET = "oplog-test"
 WEBDAV_USER = "alice"
 WEBDAV_PASSWORD = "s3cr3t-webdav-pass"
@@ -64,6 +66,19 @@ class Serialised:
                 close = getattr(result, "close", None)
                 if close is not None:
                     close()
+
+
+def point_aws_chain_at_test_credentials(mp: pytest.MonkeyPatch, home: Path) -> None:
+    """The AWS chain (env, config files) set to fake credentials only, and never an instance-metadata service."""
+    for name in ("AWS_PROFILE", "AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_S3", "AWS_SESSION_TOKEN"):
+        mp.delenv(name, raising=False)
+    mp.setenv("AWS_CONFIG_FILE", str(home / "config"))
+    mp.setenv("AWS_SHARED_CREDENTIALS_FILE", str(home / "credentials"))
+    mp.setenv("AWS_ACCESS_KEY_ID", S3_KEY_ID)
+    mp.setenv("AWS_SECRET_ACCESS_KEY", S3_SECRET)
+    mp.setenv("AWS_DEFAULT_REGION", "us-east-1")
+    # Loopback only: the credential chain must not reach for a metadata service.
+    mp.setenv("AWS_EC2_METADATA_DISABLED", "true")
 
 
 def free_port() -> int:

@@ -40,6 +40,7 @@ from tests.remote_servers import (
     CuttingProxy,
     Serialised,
     free_port,
+    point_aws_chain_at_test_credentials,
     s3_server,
     webdav_server,
 )
@@ -58,15 +59,7 @@ def s3_server_app(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[st
     """moto's S3 server for the session, with the AWS chain pointed at fake credentials only."""
     with pytest.MonkeyPatch.context() as mp:
         home = tmp_path_factory.mktemp("aws")
-        for name in ("AWS_PROFILE", "AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_S3", "AWS_SESSION_TOKEN"):
-            mp.delenv(name, raising=False)
-        mp.setenv("AWS_CONFIG_FILE", str(home / "config"))
-        mp.setenv("AWS_SHARED_CREDENTIALS_FILE", str(home / "credentials"))
-        mp.setenv("AWS_ACCESS_KEY_ID", S3_KEY_ID)
-        mp.setenv("AWS_SECRET_ACCESS_KEY", S3_SECRET)
-        mp.setenv("AWS_DEFAULT_REGION", "us-east-1")
-        # Never let the credential chain reach for an instance-metadata service: loopback only.
-        mp.setenv("AWS_EC2_METADATA_DISABLED", "true")
+        point_aws_chain_at_test_credentials(mp, home)
         with s3_server() as served:
             yield served
 

@@ -552,24 +552,16 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Any:
     from oplog.remote_webdav import WebDavRemote
     from tests.remote_servers import (
         BUCKET,
-        S3_KEY_ID,
-        S3_SECRET,
         WEBDAV_PASSWORD,
         WEBDAV_USER,
+        point_aws_chain_at_test_credentials,
         s3_server,
         webdav_server,
     )
 
     with pytest.MonkeyPatch.context() as mp:
         home = tmp_path_factory.mktemp("aws")
-        for name in ("AWS_PROFILE", "AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_S3", "AWS_SESSION_TOKEN"):
-            mp.delenv(name, raising=False)
-        mp.setenv("AWS_CONFIG_FILE", str(home / "config"))
-        mp.setenv("AWS_SHARED_CREDENTIALS_FILE", str(home / "credentials"))
-        mp.setenv("AWS_ACCESS_KEY_ID", S3_KEY_ID)
-        mp.setenv("AWS_SECRET_ACCESS_KEY", S3_SECRET)
-        mp.setenv("AWS_DEFAULT_REGION", "us-east-1")
-        mp.setenv("AWS_EC2_METADATA_DISABLED", "true")
+        point_aws_chain_at_test_credentials(mp, home)
         with s3_server() as (endpoint, _), webdav_server(tmp_path_factory.mktemp("dav")) as (base, _):
 
             def make(kind: str) -> Callable[[], Any]:

@@ -34,12 +34,12 @@ from oplog.wire import request_from_json
 from tests.engine_helpers import numbered_doc_body
 from tests.remote_servers import (
     BUCKET,
-    S3_KEY_ID,
     S3_SECRET,
     WEBDAV_PASSWORD,
     WEBDAV_USER,
     FaultProxy,
     Serialised,
+    point_aws_chain_at_test_credentials,
     s3_server,
     webdav_server,
 )
@@ -53,14 +53,7 @@ def s3_app(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Seri
     """moto's S3 server for this module, with the AWS chain pointed at fake credentials only."""
     with pytest.MonkeyPatch.context() as mp:
         home = tmp_path_factory.mktemp("aws")
-        for name in ("AWS_PROFILE", "AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_S3", "AWS_SESSION_TOKEN"):
-            mp.delenv(name, raising=False)
-        mp.setenv("AWS_CONFIG_FILE", str(home / "config"))
-        mp.setenv("AWS_SHARED_CREDENTIALS_FILE", str(home / "credentials"))
-        mp.setenv("AWS_ACCESS_KEY_ID", S3_KEY_ID)
-        mp.setenv("AWS_SECRET_ACCESS_KEY", S3_SECRET)
-        mp.setenv("AWS_DEFAULT_REGION", "us-east-1")
-        mp.setenv("AWS_EC2_METADATA_DISABLED", "true")
+        point_aws_chain_at_test_credentials(mp, home)
         with s3_server() as served:
             yield served
 
