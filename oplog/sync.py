@@ -23,17 +23,19 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 from oplog.archive import ArchivedSegment, ArchiveEntry, add_to_archive
 from oplog.clock import Clock
+from oplog.compaction import Retile, match_tilings
 from oplog.errors import InvalidSyncArgument, OplogError, RemoteError, TransientRemoteError
 from oplog.eventlog import decode_event
 from oplog.fsutil import atomic_write, read_file
 from oplog.hlc import hlc_ms
 from oplog.remote import Remote, remote_url
-from oplog.segment import scan_segment
+from oplog.segment import SEAL_FRAME_SIZE, SEGMENT_HEADER_SIZE, scan_segment
+from oplog.segmerge import remove_segments, write_segments
 from oplog.store import Store
 from oplog.syncformat import (
     DEFAULT_CLOUD,
@@ -153,6 +155,8 @@ class Fetched:
     entry: SegEntry
     data: bytes
     events: list[pb.Event]
+    #: local files of the device this segment replaces (they held its first events), removed once it is stored
+    replaces: list[str] = field(default_factory=list)
 
 
 def _common_prefix(a: list[SegEntry], b: list[SegEntry]) -> int:
@@ -176,8 +180,13 @@ class SyncSession:
         sleeper: Callable[[float], object] | None = None,
         retry: RetryPolicy = DEFAULT_RETRY,
         future_bound_ms: int = FUTURE_BOUND_MS,
+        compact: bool = True,
     ) -> None:
-        """Prepare a sync of ``store`` with ``remote``; ``emit(cmd, current, total, msg)`` gets progress."""
+        """Prepare a sync of ``store`` with ``remote``; ``emit(cmd, current, total, msg)`` gets progress.
+
+        ``compact`` merges this device's sealed segments after sealing (``oplog.segmerge``),
+        so the push leaves the remote folder merged too; off only to measure without it.
+        """
         self.store = store
         self.remote = remote
         self.params = params
@@ -186,6 +195,7 @@ class SyncSession:
         self._sleep = sleeper or threading.Event().wait
         self.retry = retry
         self.future_bound_ms = future_bound_ms
+        self.compact = compact
         self.me = store.device_id
         self.state = load_state(store.data_dir)
         self.url = remote_url(remote)
@@ -247,6 +257,8 @@ class SyncSession:
             else:
                 crc = cached[1]
             out.append(SegEntry(seg.name, seg.first_seq, seg.count, seg.size, crc))
+        for name in set(known) - {e.name for e in out}:
+            del known[name]  # merged away or archived: the cache keeps only what the log holds
         return out
 
     def _archive(
@@ -354,6 +366,8 @@ class SyncSession:
         self._steps = 5
         self._progress("sealing the local log")
         self.store.seal_local()
+        if self.compact:
+            self._compact_own()
         self._progress("reading the remote")
         epoch = self._read_epoch()
         manifests, unreadable = self._read_manifests(epoch)
@@ -395,8 +409,7 @@ class SyncSession:
         view = self._view(self.me, epoch, manifests) or []
         with self.store.sync_lock():
             self.store.seal_local()
-            local = self._local_entries(self.me)
-            k = _common_prefix(local, view)
+            k, local, _ = self._align(self.me, self._local_entries(self.me), view)
             if k == len(local) or mode == "join":
                 return
             if mode == "adopt" and len(view) == k and local[k].first_seq > self.state.pushed_seq:
@@ -419,6 +432,65 @@ class SyncSession:
                 self._log(f"rebased {len(rebase)} local event(s) onto epoch {epoch.epoch}")
             self.store.after_drop(dropped)
             self.state.pushed_seq = kept_end
+
+    def _compact_own(self) -> None:
+        """Merge this device's sealed segments (leveled); the push then mirrors the merged tiling."""
+        log = self.store.device_log(self.me)
+        if log is None:
+            return
+        merges = log.log.compact()
+        if merges:
+            self._log(f"merged this device's sealed segments ({merges} merge(s))")
+
+    def _align(
+        self, device_id: str, local: list[SegEntry], view: list[SegEntry]
+    ) -> tuple[int, list[SegEntry], Retile | None]:
+        """How many of ``view``'s entries the local log holds, comparing events, not names.
+
+        Where the tilings differ (a merge on either side) the local files are
+        re-tiled as the view's, rebuilt from the local records and checked by
+        checksum — nothing is downloaded, archived or folded for that. Returns
+        ``k`` and the local entries afterwards, whose first ``k`` are ``view[:k]``.
+        """
+        k = _common_prefix(local, view)
+        if k == len(local) or k == len(view):
+            return k, local, None
+        folder = self.store.device_dir(device_id)
+        retile = match_tilings(device_id, local, view, lambda name: read_file(str(folder / name)))
+        if retile.writes or retile.removes:
+            with self.store.sync_lock():
+                write_segments(folder, retile.writes)
+                remove_segments(folder, retile.removes)
+                known = self.state.known.setdefault(device_id, {})
+                for name in retile.removes:
+                    known.pop(name, None)
+                for name, data in retile.writes:
+                    known[name] = [len(data), segment_crc(data)]
+                self.store.reopen_device_log(device_id)
+            self._log(f"re-tiled {len(retile.writes)} segment(s) of {device_id} as merged on the remote")
+        return retile.k_view, view[: retile.k_view] + retile.rest, retile
+
+    def _take_straddler(
+        self, device_id: str, view: list[SegEntry], k: int, retile: Retile | None
+    ) -> Fetched | None:
+        """When the local log ends inside ``view[k]`` (pulled half-way before a merge): download that
+        segment, and if its first events are the ones held here, byte for byte, take it for them."""
+        if retile is None or not retile.straddle or k >= len(view):
+            return None
+        entry = view[k]
+        data = self._call("download", self.remote.read, self._path(DEVICES, device_id, entry.name))
+        problem = self._check_pulled(device_id, entry, data, self.clock.now_ms())
+        if isinstance(problem, str) or data is None:
+            return None
+        held = retile.held_frames
+        if data[SEGMENT_HEADER_SIZE : SEGMENT_HEADER_SIZE + len(held)] != held or len(
+            data
+        ) - SEAL_FRAME_SIZE < (SEGMENT_HEADER_SIZE + len(held)):
+            return None
+        held_last = self._last_seq(device_id)
+        self.result.bytes_down = (self.result.bytes_down or 0) + len(data)
+        new = [e for e in problem if e.device_seq > held_last]
+        return Fetched(device_id, entry, data, new, list(retile.held_names))
 
     def _reported_damage(self, manifests: dict[str, Manifest | None]) -> set[str]:
         """Names of this device's segments that other devices' manifests report damaged on the remote."""
@@ -525,8 +597,10 @@ class SyncSession:
         local = self._local_entries(device_id, recheck=self.params.force)
         if self.params.force:
             local = self._repair_pulled(device_id, local, view, known_before)
-        k = _common_prefix(local, view)
-        if k < len(local):
+        k, local, retile = self._align(device_id, local, view)
+        straddler = self._take_straddler(device_id, view, k, retile)
+        # With a straddler the held pieces are replaced by it, not archived.
+        if straddler is None and k < len(local):
             with self.store.sync_lock():
                 self._archive(
                     device_id,
@@ -545,9 +619,9 @@ class SyncSession:
                         f"{device_id}/{entry.name}: remote copy missing or damaged; device {device_id} "
                         "re-uploads it on its next sync (`oplog sync` there)"
                     )
-        fetched: list[Fetched] = []
+        fetched: list[Fetched] = [straddler] if straddler is not None else []
         now = self.clock.now_ms()
-        for entry in view[k:]:
+        for entry in view[k + len(fetched) :]:
             path = self._path("devices", device_id, entry.name)
             data = self._call("download", self.remote.read, path)
             problem = self._check_pulled(device_id, entry, data, now)
@@ -611,15 +685,21 @@ class SyncSession:
                 folder = self.store.device_dir(device_id)
                 folder.mkdir(parents=True, exist_ok=True)
                 known = self.state.known.setdefault(device_id, {})
+                replaced: list[str] = []
                 for f in fetched:
                     if f.device_id == device_id:
                         atomic_write(folder / f.entry.name, f.data)
                         known[f.entry.name] = [f.entry.size, f.entry.crc]
+                        replaced.extend(f.replaces)
+                # Only now that the segment holding their events is durable do the pieces go.
+                remove_segments(folder, replaced)
+                for name in replaced:
+                    known.pop(name, None)
                 self.store.refresh_device_log(device_id)
-            runs = [(f.device_id, f.entry.first_seq, f.entry.last_seq) for f in fetched]
+            runs = [(f.device_id, f.events[0].device_seq, f.entry.last_seq) for f in fetched if f.events]
             self.store.after_pull(runs, [event for f in fetched for event in f.events])
         self.result.pulled_segments += len(fetched)
-        self.result.pulled_events = (self.result.pulled_events or 0) + sum(f.entry.count for f in fetched)
+        self.result.pulled_events = (self.result.pulled_events or 0) + sum(len(f.events) for f in fetched)
 
     def _check_pulled(
         self, device_id: str, entry: SegEntry, data: bytes | None, now: int
@@ -662,9 +742,8 @@ class SyncSession:
         for device_id in self.store.device_ids():
             if device_id == self.me or device_id in unreadable:
                 continue
-            local = self._local_entries(device_id)
             view = self._view(device_id, epoch, manifests) or []
-            k = _common_prefix(local, view)
+            k, local, _ = self._align(device_id, self._local_entries(device_id), view)
             if k < len(local):
                 # We hold segments the remote no longer has as they are: they cannot be shared.
                 with self.store.sync_lock():

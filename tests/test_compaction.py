@@ -1,0 +1,188 @@
+"""Compaction: sealed segments merged locally and on the remote, taken by other devices without archiving.
+
+Real stores, real files, a real folder remote (and the in-memory ``FakeRemote``);
+the crash tests SIGKILL a real child process (``tests/compaction_child.py``) at a
+seeded random point and print the seed.
+"""
+
+from __future__ import annotations
+
+import os
+import warnings
+from pathlib import Path
+
+import pytest
+
+from oplog import segment, segmerge
+from oplog.clock import FakeClock, RandomIds
+from oplog.devicelog import DeviceLog
+from oplog.remote import FakeRemote, LocalDirRemote, Remote
+from oplog.store import Store
+from oplog.syncformat import Manifest
+from oplog.syncrunner import run_sync
+from oplog.tree import snapshot
+from oplog.verify import verify_data_dir
+from oplog.wire import request_from_json
+from tests.engine_helpers import numbered_doc_body
+
+T0 = 1_721_527_400_000
+REPO = Path(__file__).resolve().parents[1]
+
+
+def _open(root: Path, name: str, seed: int) -> Store:
+    warnings.simplefilter("ignore")
+    return Store.open(root / name, clock=FakeClock(T0 + seed, step_ms=11), ids=RandomIds(seed))
+
+
+def _doc(store: Store, n: int) -> None:
+    store.apply(request_from_json(numbered_doc_body(n)))
+
+
+def _local_segments(store: Store, device_id: str) -> list[str]:
+    return sorted(
+        n for n in os.listdir(store.device_dir(device_id)) if segment.parse_segment_name(n) is not None
+    )
+
+
+def _remote_manifest(remote: Remote, device_id: str) -> Manifest:
+    data = remote.read(f"main/devices/{device_id}/MANIFEST")
+    assert data is not None
+    return Manifest.decode(data)
+
+
+def _events(store: Store, device_id: str) -> list[tuple[int, bytes]]:
+    log = store.device_log(device_id)
+    assert log is not None
+    return list(log.log.read())
+
+
+# ---- the merge plan ----
+
+
+def test_plan_keeps_a_base_four_counter() -> None:
+    """Single-record segments merge like a base-4 counter: n records keep their base-4 digit sum."""
+    lens: list[int] = []
+    for n in range(1, 1025):
+        lens.append(300)
+        while (span := segmerge.plan_merge(lens, 64 << 20)) is not None:
+            lens[span[0] : span[1]] = [sum(lens[span[0] : span[1]])]
+        digits = sum(int(d) for d in _base4(n))
+        assert len(lens) <= max(digits, 1) + 1, (n, lens)
+        assert len(lens) <= 16
+    # A big segment is a barrier; a bigger newcomer absorbs the smaller one before it.
+    assert segmerge.plan_merge([10, 10, 10, 10], 40) is None
+    assert segmerge.plan_merge([5, 500], 64 << 20) == (0, 2)
+
+
+def _base4(n: int) -> str:
+    out = ""
+    while n:
+        out = str(n % 4) + out
+        n //= 4
+    return out or "0"
+
+
+def test_merged_segment_is_an_ordinary_segment_with_more_records(tmp_path: Path) -> None:
+    """Same records, same order, same bytes per record; header version 2 and a range name."""
+    log = DeviceLog.open(tmp_path / "d", "dev")
+    for n in range(6):
+        log.append_durable([f"r{n}".encode(), f"s{n}".encode()])
+        log.seal()
+    before = list(log.read())
+    assert log.compact() >= 1
+    after = list(log.read())
+    assert after == before
+    names = [s.name for s in log.segments()]
+    assert any("-" in n for n in names) and len(names) < 6
+    log.close()
+    again = DeviceLog.open(tmp_path / "d", "dev")
+    assert list(again.read()) == before and again.verify() == 12
+    merged = next(n for n in names if "-" in n)
+    data = (tmp_path / "d" / merged).read_bytes()
+    assert segment.parse_header(data, merged).version == segment.MERGED_FORMAT_VERSION
+    assert (
+        segment.verify_segment(data, device_id="dev", first_seq=1).count
+        == segment.parse_segment_range(merged)[1]
+    )  # type: ignore[index]
+    again.close()
+
+
+def test_a_folder_holding_pieces_and_their_merge_reads_either_way(tmp_path: Path) -> None:
+    """A crash after the merged segment was written, before the pieces went: same records; open cleans up."""
+    folder = tmp_path / "d"
+    log = DeviceLog.open(folder, "dev")
+    for n in range(4):
+        log.append_durable([f"r{n}".encode()])
+        log.seal()
+    pieces = [s.name for s in log.segments()]
+    before = list(log.read())
+    log.close()
+    name, data = segmerge.merge_files(folder, "dev", pieces)
+    segmerge.write_segments(folder, [(name, data)])
+    reader = DeviceLog.open(folder, "dev", writable=False)
+    assert list(reader.read()) == before and [s.name for s in reader.segments()] == [name]
+    reader.close()
+    assert set(os.listdir(folder)) >= set(pieces)  # a read-only open changes nothing
+    writer = DeviceLog.open(folder, "dev")
+    assert sorted(os.listdir(folder)) == [name]
+    assert list(writer.read()) == before
+    writer.close()
+
+
+def test_an_older_oplog_refuses_a_merged_segment_by_its_version(tmp_path: Path) -> None:
+    """What an oplog reading only version 1 does with a merged segment: a clear refusal."""
+    folder = tmp_path / "d"
+    log = DeviceLog.open(folder, "dev")
+    for n in range(4):
+        log.append_durable([f"r{n}".encode()])
+        log.seal()
+    log.compact()
+    merged = next(s.name for s in log.segments() if "-" in s.name)
+    log.close()
+    data = (folder / merged).read_bytes()
+    old = pytest.MonkeyPatch()
+    old.setattr(segment, "READABLE_VERSIONS", (segment.FORMAT_VERSION,))
+    try:
+        with pytest.raises(Exception, match="version 2 is not supported.*upgrade oplog"):
+            segment.parse_header(data, merged)
+    finally:
+        old.undo()
+
+
+# ---- sync ----
+
+
+@pytest.mark.parametrize("kind", ["folder", "fake"])
+def test_a_thousand_single_event_syncs_keep_few_segments(tmp_path: Path, kind: str) -> None:
+    """≤ 16 segments per device locally and remotely after 1,000 syncs of one event each; a second device
+    that pulled half-way takes the merged segments, archives nothing, and ends with the same hash."""
+    remote: Remote = LocalDirRemote(tmp_path / "remote") if kind == "folder" else FakeRemote()
+    a, b = _open(tmp_path, "a", 1), _open(tmp_path, "b", 2)
+    try:
+        for n in range(1000):
+            _doc(a, n)
+            run_sync(a, remote, a.clock)
+            if n == 499:
+                run_sync(b, remote, b.clock)
+                held = _events(b, a.device_id)
+                assert len(held) == 500
+        local = _local_segments(a, a.device_id)
+        manifest = _remote_manifest(remote, a.device_id)
+        assert len(local) <= 16 and len(manifest.segments) <= 16, (local, manifest.segments)
+        assert [e.name for e in manifest.segments] == local
+        listed = remote.list(f"main/devices/{a.device_id}")
+        assert sorted(n for n in listed if n != "MANIFEST") == local
+        seqs = [seq for seq, _ in _events(a, a.device_id)]
+        assert seqs == list(range(1, 1001))
+        result = run_sync(b, remote, b.clock)
+        assert result.archived_segments == 0
+        assert result.pulled_events == 500
+        assert _events(b, a.device_id)[:500] == held
+        assert _events(b, a.device_id) == _events(a, a.device_id)
+        assert _local_segments(b, a.device_id) == local
+        assert b.state_hash.hexdigest() == a.state_hash.hexdigest()
+        assert snapshot(a.ws) == snapshot(b.ws)
+        assert not verify_data_dir(b.data_dir).damaged and not verify_data_dir(a.data_dir).damaged
+    finally:
+        a.close()
+        b.close()
