@@ -221,25 +221,7 @@ class DeviceLog:
 
     def _drop_covered(self, found: list[tuple[int, str]]) -> list[tuple[int, str]]:
         """Leave out segments a merged segment covers: the merge wrote it before removing them."""
-        spans = []
-        for first, name in found:
-            parsed = segment.parse_segment_range(name)
-            if parsed is not None and parsed[1] is not None:
-                spans.append((first, parsed[1], name))
-        if not spans:
-            return found
-        kept: list[tuple[int, str]] = []
-        self._covered = []
-        for first, name in found:
-            parsed = segment.parse_segment_range(name)
-            last = parsed[1] if parsed is not None else None
-            if any(
-                a <= first <= b and (last is None or last <= b) and (a, b) != (first, last)
-                for a, b, _ in spans
-            ):
-                self._covered.append(name)
-            else:
-                kept.append((first, name))
+        kept, self._covered = segment.split_covered(found)
         return kept
 
     def _load(self, check_sealed: bool) -> None:

@@ -45,6 +45,7 @@ __all__ = [
     "merged_segment_name",
     "parse_segment_name",
     "parse_segment_range",
+    "split_covered",
     "encode_header",
     "parse_header",
     "encode_seal",
@@ -129,6 +130,32 @@ def parse_segment_range(name: str) -> tuple[int, int | None] | None:
         return None
     last = match.group(2)
     return int(match.group(1), 16), (int(last, 16) if last else None)
+
+
+def split_covered(found: list[tuple[int, str]]) -> tuple[list[tuple[int, str]], list[str]]:
+    """Split a folder's ``(first seq, name)`` listing into the segments to read and those a merged one covers.
+
+    A merge writes the merged segment before it removes the pieces, so a folder
+    may hold both after a crash: the widest segment is read, the covered names
+    are leftovers (a writable open removes them).
+    """
+    spans = []
+    for first, name in found:
+        parsed = parse_segment_range(name)
+        if parsed is not None and parsed[1] is not None:
+            spans.append((first, parsed[1]))
+    if not spans:
+        return found, []
+    kept: list[tuple[int, str]] = []
+    covered: list[str] = []
+    for first, name in found:
+        parsed = parse_segment_range(name)
+        last = parsed[1] if parsed is not None else None
+        if any(a <= first <= b and (last is None or last <= b) and (a, b) != (first, last) for a, b in spans):
+            covered.append(name)
+        else:
+            kept.append((first, name))
+    return kept, covered
 
 
 def check_device_id(device_id: str) -> bytes:

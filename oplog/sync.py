@@ -21,6 +21,7 @@ the session.
 
 from __future__ import annotations
 
+import contextlib
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -409,7 +410,7 @@ class SyncSession:
         view = self._view(self.me, epoch, manifests) or []
         with self.store.sync_lock():
             self.store.seal_local()
-            k, local, _ = self._align(self.me, self._local_entries(self.me), view)
+            k, local, _ = self._align(self.me, self._local_entries(self.me), view, locked=True)
             if k == len(local) or mode == "join":
                 return
             if mode == "adopt" and len(view) == k and local[k].first_seq > self.state.pushed_seq:
@@ -443,7 +444,7 @@ class SyncSession:
             self._log(f"merged this device's sealed segments ({merges} merge(s))")
 
     def _align(
-        self, device_id: str, local: list[SegEntry], view: list[SegEntry]
+        self, device_id: str, local: list[SegEntry], view: list[SegEntry], *, locked: bool = False
     ) -> tuple[int, list[SegEntry], Retile | None]:
         """How many of ``view``'s entries the local log holds, comparing events, not names.
 
@@ -458,7 +459,8 @@ class SyncSession:
         folder = self.store.device_dir(device_id)
         retile = match_tilings(device_id, local, view, lambda name: read_file(str(folder / name)))
         if retile.writes or retile.removes:
-            with self.store.sync_lock():
+            # ``locked``: the caller holds the store's sync lock already (it is not reentrant).
+            with contextlib.nullcontext() if locked else self.store.sync_lock():
                 write_segments(folder, retile.writes)
                 remove_segments(folder, retile.removes)
                 known = self.state.known.setdefault(device_id, {})

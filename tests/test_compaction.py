@@ -186,3 +186,22 @@ def test_a_thousand_single_event_syncs_keep_few_segments(tmp_path: Path, kind: s
     finally:
         a.close()
         b.close()
+
+
+@pytest.mark.parametrize("seed", [7, 21, 1234, 99, 5150])
+def test_multi_device_simulation_with_compaction(tmp_path: Path, seed: int) -> None:
+    """The seeded simulation (faults, forces, remote and cloud switches) with merges happening: no loss."""
+    from tests.sync_sim import Simulation
+
+    print(f"compaction simulation seed {seed}")
+    sim = Simulation(tmp_path, seed)
+    try:
+        sim.run(steps=300)
+        sim.settle()
+        sim.check()
+        merged = [
+            path for remote in sim.remotes for path in remote.files if "-" in path.rsplit("/", 1)[-1]
+        ]
+        assert merged, f"seed {seed}: no merge happened; the test would test nothing"
+    finally:
+        sim.close()
