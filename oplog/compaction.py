@@ -1,34 +1,28 @@
-"""Compaction: merging a device's sealed segments, and re-tiling a log to another device's tiling.
+"""Compaction, the sync half: comparing two tilings of one device's log by events, not by names.
 
-Why this shape:
+The merging itself (tiers, the plan, rebuilding a segment) is ``oplog.segmerge``
+in the log layer; ``DeviceLog.compact`` merges a device's own sealed segments
+after each seal, and the push mirrors that tiling to the remote. This module is
+what lets every other device — and this one, adopting an epoch whose ``base``
+lists older pieces — take such a merge without downloading, archiving or folding
+anything again. Why it can:
 
-* **Leveled, like Litestream's L0 → L1 …** A segment's *tier* is
-  ``floor(log_F(data bytes))``. After each seal the tail of the sealed segments
-  is merged while either the last ``F`` segments share a tier (they become one
-  segment of a higher tier) or the last segment has a higher tier than the one
-  before it (the smaller one is absorbed). Tiers are then non-increasing from the
-  head with fewer than ``F`` segments per tier, so a log keeps at most
-  ``(F - 1) × tiers`` sealed segments — a base-``F`` counter of its bytes — and
-  every event is copied ``O(log_F n)`` times. Segments of a quarter of
-  ``segment_bytes`` or more are never merged, so no merge writes more than one
-  roll-over segment's worth.
 * **Bytes are a function of the records.** A segment is a header (device, first
   seq, format version), the records' frames verbatim, and a seal computed from
   them. So any tiling of a seq range can be rebuilt from any other tiling of the
   same events and compared by checksum: a device that pulled the pieces builds
-  the merged segment itself and takes it when its checksum is the manifest's —
-  no download, no archive, nothing folded twice. Events are compared by their
-  frames (each carries its CRC-32C), never by file name.
-* **Crash-safe by order.** A merged segment is written create-only under a name
-  of its own (``%016x-%016x.seg``, ``oplog.segment``) beside its pieces —
-  tmp → fsync → rename → directory fsync — before any piece is removed; a reader
-  that finds both takes the widest segment and ignores what it covers (the
-  writable open removes such leftovers). On the remote the same order holds
-  because sync pushes the local tiling: merged segment uploaded create-only,
-  manifest replaced, pieces deleted last.
+  the merged segment itself and takes it when its checksum is the manifest's.
+  Events are compared by their frames (each carries its CRC-32C), never by name.
+* **Pulled half-way.** When the local log ends inside a view segment, that one
+  segment is downloaded (it holds new events too) and its first records must be
+  the held ones byte for byte; it then replaces the held pieces, stored before
+  they are removed.
+* **Crash-safe by order.** Re-tiled segments are written (tmp → fsync → rename →
+  directory fsync) before what they replace is removed; a reader that finds both
+  takes the widest (``oplog.segment.split_covered``).
 
 The journal and the change feed never see any of this: they speak of
-``(device, seq)`` runs, which merging does not change.
+``(device, seq)`` runs, which re-tiling does not change.
 """
 
 from __future__ import annotations
