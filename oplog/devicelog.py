@@ -92,7 +92,7 @@ class _Seg:
         self.size = size
 
 
-class _Vanished(Exception):
+class _Vanished(StorageError):
     """A segment a reader was about to open was removed by a merge (internal to ``DeviceLog.read``)."""
 
 
