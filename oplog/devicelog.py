@@ -92,10 +92,6 @@ class _Seg:
         self.size = size
 
 
-class _Vanished(StorageError):
-    """A segment a reader was about to open was removed by a merge (internal to ``DeviceLog.read``)."""
-
-
 def _is_known_leftover(name: str) -> bool:
     base = name.split(".seg", 1)
     return (
@@ -752,20 +748,26 @@ class DeviceLog:
                 snapshot = [(s.path, s.first_seq, s.count, s.sealed, s.size) for s in self._segs]
             firsts = [s[1] for s in snapshot]
             index = max(bisect.bisect_right(firsts, seq) - 1, 0)
-            try:
-                for path, first, count, sealed, size in snapshot[index:]:
-                    if first > to_seq:
-                        return
-                    if count == 0:
-                        continue
-                    start = max(seq - first, 0)
-                    stop = min(to_seq - first + 1, count)
+            vanished = False
+            for path, first, count, sealed, size in snapshot[index:]:
+                if first > to_seq:
+                    return
+                if count == 0:
+                    continue
+                start = max(seq - first, 0)
+                stop = min(to_seq - first + 1, count)
+                at = seq
+                try:
                     for payload in self._stream_segment(path, first, count, sealed, size, start, stop):
                         yield seq, payload
                         seq += 1
+                except StorageError:
+                    if seq != at or not self._merged_away(path):
+                        raise
+                    vanished = True  # a merge replaced the piece: read on from the merged segment
+                    break
+            if not vanished:
                 return
-            except _Vanished:
-                continue  # a merge replaced the piece: read on from the merged segment
 
     def _stream_segment(
         self, path: str, first: int, count: int, sealed: bool, size: int, start: int, stop: int
@@ -782,8 +784,6 @@ class DeviceLog:
         try:
             fd = ops.open(path, os.O_RDONLY)
         except FileNotFoundError:
-            if self._merged_away(path):
-                raise _Vanished(path) from None
             raise StorageError(f"cannot read {path}: it is missing") from None
         except OSError as exc:
             raise StorageError(f"cannot read {path}: {exc.strerror or exc}") from exc

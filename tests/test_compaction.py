@@ -326,3 +326,18 @@ def test_replay_history_and_dump_answer_the_same_after_compaction(tmp_path: Path
         same_before = seconds.sub("", before.stdout.replace(str(tmp_path / "before"), "D"))
         assert same_before == seconds.sub("", after.stdout.replace(str(tmp_path / "a"), "D")), argv
         assert before.stdout.strip()
+
+
+def test_a_reader_goes_on_across_a_merge(tmp_path: Path) -> None:
+    """A read that started before a merge removed the pieces it had still to open yields every record once."""
+    log = DeviceLog.open(tmp_path / "d", "dev")
+    for n in range(8):
+        log.append_durable([f"r{n}".encode()])
+        log.seal()
+    expected = list(log.read())
+    reader = log.read()
+    got = [next(reader)]
+    assert log.compact() >= 1
+    got.extend(reader)
+    assert got == expected
+    log.close()
