@@ -439,7 +439,12 @@ class SyncSession:
         log = self.store.device_log(self.me)
         if log is None:
             return
-        merges = log.log.compact()
+        try:
+            merges = log.log.compact()
+        except (OplogError, OSError) as exc:
+            # Merging is an optimisation: a full disk or a damaged piece must not stop the sync itself.
+            self._log(f"merging this device's segments failed, left as they are: {exc}")
+            return
         if merges:
             self._log(f"merged this device's sealed segments ({merges} merge(s))")
 
