@@ -193,21 +193,33 @@ def test_a_thousand_single_event_syncs_keep_few_segments(tmp_path: Path, kind: s
         b.close()
 
 
-@pytest.mark.parametrize("seed", [7, 21, 1234, 99, 5150])
-def test_multi_device_simulation_with_compaction(tmp_path: Path, seed: int) -> None:
-    """The seeded simulation (faults, forces, remote and cloud switches) with merges happening: no loss."""
+def _simulate(tmp_path: Path, seed: int, steps: int) -> None:
     from tests.sync_sim import Simulation
 
     print(f"compaction simulation seed {seed}")
     sim = Simulation(tmp_path, seed)
     try:
-        sim.run(steps=300)
+        sim.run(steps=steps)
         sim.settle()
         sim.check()
         merged = [path for remote in sim.remotes for path in remote.files if "-" in path.rsplit("/", 1)[-1]]
         assert merged, f"seed {seed}: no merge happened; the test would test nothing"
     finally:
         sim.close()
+
+
+@pytest.mark.parametrize("seed", [7, 21, 1234])
+def test_multi_device_simulation_with_compaction(tmp_path: Path, seed: int) -> None:
+    """The seeded simulation (faults, forces, remote and cloud switches) with merges happening: no loss."""
+    _simulate(tmp_path, seed, 200)
+
+
+@pytest.mark.soak
+@pytest.mark.skipif(not os.environ.get("OPLOG_SOAK"), reason="soak test: set OPLOG_SOAK=1")
+@pytest.mark.parametrize("seed", range(40))
+def test_multi_device_simulation_with_compaction_soak(tmp_path: Path, seed: int) -> None:
+    """The same, 40 seeds of 600 steps (``OPLOG_SOAK=1``)."""
+    _simulate(tmp_path, 50_000 + seed, 600)
 
 
 # ---- SIGKILL during local and remote compaction ----
