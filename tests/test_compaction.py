@@ -216,10 +216,10 @@ def test_multi_device_simulation_with_compaction(tmp_path: Path, seed: int) -> N
 
 @pytest.mark.soak
 @pytest.mark.skipif(not os.environ.get("OPLOG_SOAK"), reason="soak test: set OPLOG_SOAK=1")
-@pytest.mark.parametrize("seed", range(40))
-def test_multi_device_simulation_with_compaction_soak(tmp_path: Path, seed: int) -> None:
+def test_multi_device_simulation_with_compaction_soak(tmp_path: Path) -> None:
     """The same, 40 seeds of 600 steps (``OPLOG_SOAK=1``)."""
-    _simulate(tmp_path, 50_000 + seed, 600)
+    for seed in range(40):
+        _simulate(tmp_path / str(seed), 50_000 + seed, 600)
 
 
 # ---- SIGKILL during local and remote compaction ----
