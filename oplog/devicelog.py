@@ -897,8 +897,23 @@ class DeviceLog:
                 raise CorruptSegment("seal trailer does not match the records", path=path, offset=seal_at)
 
     def _merged_away(self, path: str) -> bool:
-        """Whether ``path`` is no longer one of the log's segments (a merge replaced it)."""
+        """Whether ``path`` is no longer one of the log's segments (a merge replaced it).
+
+        A read-only log (another process's view, e.g. ``oplog replay`` while a server
+        syncs) learns of a merge only from the folder: it re-lists it once here.
+        """
         with self._wlock:
+            if all(s.path != path for s in self._segs):
+                return True
+            if self.writable or os.path.exists(path):
+                return False
+            kept = (self._segs, self._firsts, self._last_seq, self._open)
+            self._segs, self._firsts, self._open = [], [], None
+            try:
+                self._load(False)
+            except (StorageError, OSError):
+                self._segs, self._firsts, self._last_seq, self._open = kept
+                return False
             return all(s.path != path for s in self._segs)
 
     def verify(self) -> int:

@@ -353,3 +353,20 @@ def test_a_reader_goes_on_across_a_merge(tmp_path: Path) -> None:
     got.extend(reader)
     assert got == expected
     log.close()
+
+
+def test_a_read_only_reader_goes_on_across_another_writers_merge(tmp_path: Path) -> None:
+    """A read-only log (another process's view) whose pieces a writer merged away re-lists its folder."""
+    writer = DeviceLog.open(tmp_path / "d", "dev")
+    for n in range(8):
+        writer.append_durable([f"r{n}".encode()])
+        writer.seal()
+    expected = list(writer.read())
+    reader_log = DeviceLog.open(tmp_path / "d", "dev", writable=False)
+    reader = reader_log.read()
+    got = [next(reader)]
+    assert writer.compact() >= 1
+    got.extend(reader)
+    assert got == expected
+    reader_log.close()
+    writer.close()
