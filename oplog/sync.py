@@ -750,7 +750,11 @@ class SyncSession:
             if device_id == self.me or device_id in unreadable:
                 continue
             view = self._view(device_id, epoch, manifests) or []
-            k, local, _ = self._align(device_id, self._local_entries(device_id), view)
+            k, local, retile = self._align(device_id, self._local_entries(device_id), view)
+            if self._take_straddler(device_id, view, k, retile) is not None:
+                # What we hold is the start of a segment the device merged since: all of it is shared
+                # history (checked byte for byte), so the base lists it as we hold it.
+                k = len(local)
             if k < len(local):
                 # We hold segments the remote no longer has as they are: they cannot be shared.
                 with self.store.sync_lock():

@@ -370,3 +370,47 @@ def test_a_read_only_reader_goes_on_across_another_writers_merge(tmp_path: Path)
     assert got == expected
     reader_log.close()
     writer.close()
+
+
+@pytest.mark.parametrize("compact", [False, True])
+def test_force_push_after_a_merge_drops_what_it_dropped_before(tmp_path: Path, compact: bool) -> None:
+    """B force-pushes holding A's first pieces while A has merged them with later events: A keeps exactly
+    the events it kept without compaction (its first 8), and only its later pushed events leave."""
+    from oplog.archive import archived_events, list_archive
+    from oplog.sync import SyncSession, parse_sync_params
+
+    remote = LocalDirRemote(tmp_path / "remote")
+    a, b = _open(tmp_path, "a", 1), _open(tmp_path, "b", 2)
+
+    def sync(store: Store, mode: str = "") -> None:
+        SyncSession(store, remote, parse_sync_params("t", push_mode=mode), store.clock, compact=compact).run()
+
+    try:
+        for n in range(8):
+            _doc(a, n)
+            sync(a)
+        sync(b)
+        for n in range(8, 16):
+            _doc(a, n)
+            sync(a)
+        assert compact == any("-" in n for n in _remote_manifest_names(remote, a.device_id))
+        _doc(b, 100)
+        sync(b, "force-push")
+        sync(a)
+        held = [seq for seq, _ in _events(a, a.device_id)]
+        archived = sorted(
+            e.device_seq
+            for entry in list_archive(a.data_dir)
+            for e in archived_events(a.data_dir, entry)
+            if e.device_id == a.device_id
+        )
+        assert held == list(range(1, 9)) and archived == list(range(9, 17)), (held, archived)
+        sync(b)
+        assert a.state_hash.hexdigest() == b.state_hash.hexdigest()
+    finally:
+        a.close()
+        b.close()
+
+
+def _remote_manifest_names(remote: Remote, device_id: str) -> list[str]:
+    return [e.name for e in _remote_manifest(remote, device_id).segments]
