@@ -106,7 +106,7 @@ def match_tilings(
             out.straddle = True
             out.held_frames = frames[cut:]
             out.k_local, out.k_view = i2 + 1 - len(out.held_names), j2
-            return _drop_same(out)
+            return _drop_same(out, local, view)
         upto = j2 + 1
         matched, cut = _rebuild_into(device_id, view[j:upto], frames, ends, base, out)
         if not matched:
@@ -123,11 +123,11 @@ def match_tilings(
             out.rest.append(SegEntry(name, first, count, len(data), segment_crc(data)))
             out.rest.extend(local[i2 + 1 :])
             out.k_local, out.k_view = i2, upto
-            return _drop_same(out)
+            return _drop_same(out, local, view)
         i, j = i2 + 1, upto
     out.k_local, out.k_view = i, j
     out.rest = list(local[i:])
-    return _drop_same(out)
+    return _drop_same(out, local, view)
 
 
 def _rebuild_into(
@@ -156,8 +156,18 @@ def _rebuild_into(
     return True, cut
 
 
-def _drop_same(out: Retile) -> Retile:
-    """A name both written and removed is rewritten in place, never removed after."""
+def _drop_same(out: Retile, local: list[SegEntry], view: list[SegEntry]) -> Retile:
+    """A name both written and removed is rewritten in place, never removed after.
+
+    A name written that a kept file also has (only possible when two histories
+    reused a name) would overwrite that file: then nothing is re-tiled and the
+    caller treats the difference as a different history (archive, as before).
+    """
     written = {name for name, _ in out.writes}
     out.removes = [n for n in out.removes if n not in written]
+    if written & ({e.name for e in out.rest} | set(out.held_names)):
+        k = 0
+        while k < len(local) and k < len(view) and local[k].key() == view[k].key():
+            k += 1
+        return Retile(k, k, rest=list(local[k:]))
     return out
