@@ -165,7 +165,8 @@ def _drop_same(out: Retile, local: list[SegEntry], view: list[SegEntry]) -> Reti
     """
     written = {name for name, _ in out.writes}
     out.removes = [n for n in out.removes if n not in written]
-    if written & ({e.name for e in out.rest} | set(out.held_names)):
+    kept = {e.name for e in out.rest if e in local} | set(out.held_names)
+    if written & kept:
         k = 0
         while k < len(local) and k < len(view) and local[k].key() == view[k].key():
             k += 1
