@@ -28,6 +28,12 @@ until it is reopened (after a failed fsync the page cache state is unknown).
 
 Recovery on a writable open cuts a torn tail of the open segment back to the
 last complete batch, after saving the cut bytes to ``<segment>.broken``.
+
+Compaction (``compact``, ``oplog.segmerge``) merges sealed segments into one
+written beside them before they are removed; a folder holding both (a crash in
+between) is read as the widest segments, the covered ones ignored, and a
+writable open removes those leftovers. Readers streaming a piece that a merge
+removed meanwhile go on from the merged segment.
 """
 
 from __future__ import annotations
@@ -42,7 +48,7 @@ from types import TracebackType
 
 import google_crc32c
 
-from oplog import framing, segment
+from oplog import framing, segment, segmerge
 from oplog.errors import CorruptSegment, InvalidArgument, StorageError
 from oplog.fsutil import FileOps, OsFileOps, atomic_write, read_file
 
@@ -136,6 +142,8 @@ class DeviceLog:
         self._closed = False
         self._stop = threading.Event()
         self._flusher: threading.Thread | None = None
+        #: segment files a merged segment covers (left by an interrupted compaction)
+        self._covered: list[str] = []
 
     # ---- opening and recovery ----
 
@@ -205,7 +213,12 @@ class DeviceLog:
             elif not _is_known_leftover(name):
                 warnings.warn(f"ignoring unexpected file {name!r} in log folder {self.folder}", stacklevel=4)
         found.sort()
-        return found
+        return self._drop_covered(found)
+
+    def _drop_covered(self, found: list[tuple[int, str]]) -> list[tuple[int, str]]:
+        """Leave out segments a merged segment covers: the merge wrote it before removing them."""
+        kept, self._covered = segment.split_covered(found)
+        return kept
 
     def _load(self, check_sealed: bool) -> None:
         listing = self._list_segments()
@@ -244,6 +257,9 @@ class DeviceLog:
                 self._data_crc = scan.data_crc
                 self._written = size
         self._last_seq = self._written_seq = expected - 1
+        if self.writable and self._covered:
+            segmerge.remove_segments(self.folder, self._covered, self._ops)
+            self._covered = []
         if self.writable and self._open is not None:
             fd = self._ops.open(self._open.path, os.O_WRONLY | os.O_APPEND)
             self._fd = fd
@@ -572,6 +588,46 @@ class DeviceLog:
             self._seal_locked()
             return True
 
+    # ---- compaction ----
+
+    def compact(self, fanout: int = segmerge.DEFAULT_FANOUT) -> int:
+        """Merge sealed segments as ``segmerge.plan_merge`` says until it says no more; return merges done.
+
+        Each merged segment is built from the (never changing) sealed pieces and
+        written durably beside them without the writer lock, so appends go on;
+        only the swap in the segment list holds it. The pieces are removed last.
+        """
+        self._check_writable()
+        merges = 0
+        while True:
+            with self._wlock:
+                sealed = [s for s in self._segs if s.sealed]
+                lens = [s.size - segment.SEGMENT_HEADER_SIZE - segment.SEAL_FRAME_SIZE for s in sealed]
+                span = segmerge.plan_merge(lens, self.segment_bytes, fanout)
+                if span is None:
+                    return merges
+                pieces = sealed[span[0] : span[1]]
+            name, data = segmerge.merge_files(
+                self.folder, self.device_id, [p.name for p in pieces], self._ops
+            )
+            segmerge.write_segments(self.folder, [(name, data)], self._ops)
+            with self._wlock:
+                start = self._segs.index(pieces[0])
+                if self._segs[start : start + len(pieces)] != pieces:
+                    raise StorageError(f"log {self.folder}: segments changed during a merge")
+                merged = _Seg(
+                    name,
+                    os.path.join(self.folder, name),
+                    pieces[0].first_seq,
+                    sum(p.count for p in pieces),
+                    True,
+                    len(data),
+                )
+                self._segs[start : start + len(pieces)] = [merged]
+                self._firsts = [s.first_seq for s in self._segs]
+            segmerge.remove_segments(self.folder, [p.name for p in pieces], self._ops)
+            merges += 1
+
     # ---- durability ----
 
     def _sync_once(self) -> int:
@@ -683,27 +739,35 @@ class DeviceLog:
         with self._wlock:
             if self._buf:
                 self._flush_locked()
-            snapshot = [(s.path, s.first_seq, s.count, s.sealed, s.size) for s in self._segs]
             last = self._last_seq
         if to_seq is None or to_seq > last:
             to_seq = last
-        if from_seq < 1:
-            from_seq = 1
-        if from_seq > to_seq:
-            return
-        firsts = [s[1] for s in snapshot]
-        index = max(bisect.bisect_right(firsts, from_seq) - 1, 0)
-        for path, first, count, sealed, size in snapshot[index:]:
-            if first > to_seq:
-                break
-            if count == 0:
-                continue
-            start = max(from_seq - first, 0)
-            stop = min(to_seq - first + 1, count)
-            seq = first + start
-            for payload in self._stream_segment(path, first, count, sealed, size, start, stop):
-                yield seq, payload
-                seq += 1
+        seq = max(from_seq, 1)
+        while seq <= to_seq:
+            with self._wlock:
+                snapshot = [(s.path, s.first_seq, s.count, s.sealed, s.size) for s in self._segs]
+            firsts = [s[1] for s in snapshot]
+            index = max(bisect.bisect_right(firsts, seq) - 1, 0)
+            vanished = False
+            for path, first, count, sealed, size in snapshot[index:]:
+                if first > to_seq:
+                    return
+                if count == 0:
+                    continue
+                start = max(seq - first, 0)
+                stop = min(to_seq - first + 1, count)
+                at = seq
+                try:
+                    for payload in self._stream_segment(path, first, count, sealed, size, start, stop):
+                        yield seq, payload
+                        seq += 1
+                except StorageError:
+                    if seq != at or not self._merged_away(path):
+                        raise
+                    vanished = True  # a merge replaced the piece: read on from the merged segment
+                    break
+            if not vanished:
+                return
 
     def _stream_segment(
         self, path: str, first: int, count: int, sealed: bool, size: int, start: int, stop: int
@@ -719,6 +783,8 @@ class DeviceLog:
         ops = self._ops
         try:
             fd = ops.open(path, os.O_RDONLY)
+        except FileNotFoundError:
+            raise StorageError(f"cannot read {path}: it is missing") from None
         except OSError as exc:
             raise StorageError(f"cannot read {path}: {exc.strerror or exc}") from exc
         try:
@@ -829,6 +895,26 @@ class DeviceLog:
                 or info.data_crc != data_crc
             ):
                 raise CorruptSegment("seal trailer does not match the records", path=path, offset=seal_at)
+
+    def _merged_away(self, path: str) -> bool:
+        """Whether ``path`` is no longer one of the log's segments (a merge replaced it).
+
+        A read-only log (another process's view, e.g. ``oplog replay`` while a server
+        syncs) learns of a merge only from the folder: it re-lists it once here.
+        """
+        with self._wlock:
+            if all(s.path != path for s in self._segs):
+                return True
+            if self.writable or os.path.exists(path):
+                return False
+            kept = (self._segs, self._firsts, self._last_seq, self._open)
+            self._segs, self._firsts, self._open = [], [], None
+            try:
+                self._load(False)
+            except (StorageError, OSError):
+                self._segs, self._firsts, self._last_seq, self._open = kept
+                return False
+            return all(s.path != path for s in self._segs)
 
     def verify(self) -> int:
         """Walk and check every frame of every segment; return the number of records."""

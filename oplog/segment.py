@@ -11,7 +11,12 @@ Layout of one segment file::
                         u32 CRC-32C of the record bytes 64..trailer
 
 Names are ``%016x.seg`` of the first device_seq, so a plain sort is log order.
-A sealed segment never changes again; a reader tells sealed from open by the
+A *merged* segment (``oplog.compaction``) is named ``%016x-%016x.seg`` of its
+first and last seq, so it never takes the name of a piece it replaces (it is
+written create-only beside them, and the pieces go after); its bytes are those of
+an ordinary segment with more records, except that its header says format
+version 2, so an oplog that predates merging refuses it by its version check
+instead of misreading a name it does not know. A sealed segment never changes again; a reader tells sealed from open by the
 trailer, and can check a sealed segment at memory speed with the trailer's
 whole-data CRC before walking frames.
 """
@@ -34,8 +39,13 @@ __all__ = [
     "SegmentHeader",
     "SealInfo",
     "SegmentScan",
+    "MERGED_FORMAT_VERSION",
+    "READABLE_VERSIONS",
     "segment_name",
+    "merged_segment_name",
     "parse_segment_name",
+    "parse_segment_range",
+    "split_covered",
     "encode_header",
     "parse_header",
     "encode_seal",
@@ -49,13 +59,16 @@ __all__ = [
 
 SEGMENT_MAGIC = b"OPLOGSEG"
 FORMAT_VERSION = 1
+#: Merged segments: the same layout, named by their seq range (see the module docstring).
+MERGED_FORMAT_VERSION = 2
+READABLE_VERSIONS = (FORMAT_VERSION, MERGED_FORMAT_VERSION)
 _HEADER = struct.Struct("<8sHHQB39sI")
 SEGMENT_HEADER_SIZE = _HEADER.size
 _HEADER_CRC_SPAN = SEGMENT_HEADER_SIZE - 4
 _MAX_DEVICE_ID = 39
 _SEAL = struct.Struct("<QQQI")
 SEAL_FRAME_SIZE = framing.HEADER_SIZE + _SEAL.size
-_NAME_RE = re.compile(r"^([0-9a-f]{16})\.seg$")
+_NAME_RE = re.compile(r"^([0-9a-f]{16})(?:-([0-9a-f]{16}))?\.seg$")
 
 
 @dataclass(frozen=True)
@@ -99,10 +112,50 @@ def segment_name(first_seq: int) -> str:
     return f"{first_seq:016x}.seg"
 
 
+def merged_segment_name(first_seq: int, last_seq: int) -> str:
+    """The file name of a merged segment holding seqs ``first_seq``..``last_seq``."""
+    return f"{first_seq:016x}-{last_seq:016x}.seg"
+
+
 def parse_segment_name(name: str) -> int | None:
-    """The first seq encoded in a segment file name, or None if it is not one."""
+    """The first seq encoded in a segment file name (plain or merged), or None if it is not one."""
     match = _NAME_RE.match(name)
     return int(match.group(1), 16) if match else None
+
+
+def parse_segment_range(name: str) -> tuple[int, int | None] | None:
+    """``(first, last)`` of a merged segment's name, ``(first, None)`` of a plain one, None otherwise."""
+    match = _NAME_RE.match(name)
+    if not match:
+        return None
+    last = match.group(2)
+    return int(match.group(1), 16), (int(last, 16) if last else None)
+
+
+def split_covered(found: list[tuple[int, str]]) -> tuple[list[tuple[int, str]], list[str]]:
+    """Split a folder's ``(first seq, name)`` listing into the segments to read and those a merged one covers.
+
+    A merge writes the merged segment before it removes the pieces, so a folder
+    may hold both after a crash: the widest segment is read, the covered names
+    are leftovers (a writable open removes them).
+    """
+    spans = []
+    for first, name in found:
+        parsed = parse_segment_range(name)
+        if parsed is not None and parsed[1] is not None:
+            spans.append((first, parsed[1]))
+    if not spans:
+        return found, []
+    kept: list[tuple[int, str]] = []
+    covered: list[str] = []
+    for first, name in found:
+        parsed = parse_segment_range(name)
+        last = parsed[1] if parsed is not None else None
+        if any(a <= first <= b and (last is None or last <= b) and (a, b) != (first, last) for a, b in spans):
+            covered.append(name)
+        else:
+            kept.append((first, name))
+    return kept, covered
 
 
 def check_device_id(device_id: str) -> bytes:
@@ -118,10 +171,10 @@ def check_device_id(device_id: str) -> bytes:
     return raw
 
 
-def encode_header(device_id: str, first_seq: int) -> bytes:
-    """The 64-byte file header of a new segment."""
+def encode_header(device_id: str, first_seq: int, version: int = FORMAT_VERSION) -> bytes:
+    """The 64-byte file header of a new segment (``version`` 2 for a merged one)."""
     raw = check_device_id(device_id)
-    body = _HEADER.pack(SEGMENT_MAGIC, FORMAT_VERSION, SEGMENT_HEADER_SIZE, first_seq, len(raw), raw, 0)
+    body = _HEADER.pack(SEGMENT_MAGIC, version, SEGMENT_HEADER_SIZE, first_seq, len(raw), raw, 0)
     return body[:_HEADER_CRC_SPAN] + struct.pack("<I", google_crc32c.value(body[:_HEADER_CRC_SPAN]))
 
 
@@ -134,10 +187,11 @@ def parse_header(buf: bytes, path: str) -> SegmentHeader:
     magic, version, header_size, first_seq, id_len, raw_id, crc = _HEADER.unpack_from(buf, 0)
     if magic != SEGMENT_MAGIC:
         raise CorruptSegment("not an oplog segment (bad magic)", path=path, offset=0)
-    if version != FORMAT_VERSION:
+    if version not in READABLE_VERSIONS:
         # Checked before the CRC: a newer format may lay its header out differently.
         raise StorageError(
-            f"{path}: segment format version {version} is not supported (this oplog reads {FORMAT_VERSION})"
+            f"{path}: segment format version {version} is not supported (this oplog reads "
+            f"{', '.join(map(str, READABLE_VERSIONS))}): upgrade oplog"
         )
     if google_crc32c.value(buf[:_HEADER_CRC_SPAN]) != crc:
         raise CorruptSegment("segment header checksum mismatch", path=path, offset=0)

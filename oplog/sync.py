@@ -21,14 +21,16 @@ the session.
 
 from __future__ import annotations
 
+import contextlib
 import threading
 from collections.abc import Callable
 from contextlib import closing
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 from oplog.archive import ArchivedSegment, ArchiveEntry, add_to_archive
 from oplog.clock import Clock
+from oplog.compaction import Retile, match_tilings
 from oplog.errors import (
     DamagedRemoteObject,
     InvalidSyncArgument,
@@ -41,7 +43,8 @@ from oplog.fsutil import atomic_write, read_file
 from oplog.hlc import hlc_ms
 from oplog.remote import Remote, VersionedRemote, remote_url
 from oplog.remotefetch import DEFAULT_WORKERS, read_many
-from oplog.segment import scan_segment
+from oplog.segment import SEAL_FRAME_SIZE, SEGMENT_HEADER_SIZE, scan_segment
+from oplog.segmerge import remove_segments, write_segments
 from oplog.store import Store
 from oplog.syncformat import (
     DEFAULT_CLOUD,
@@ -161,6 +164,8 @@ class Fetched:
     entry: SegEntry
     data: bytes
     events: list[pb.Event]
+    #: local files of the device this segment replaces (they held its first events), removed once it is stored
+    replaces: list[str] = field(default_factory=list)
 
 
 def _read_workers(remote: object) -> int:
@@ -195,8 +200,13 @@ class SyncSession:
         sleeper: Callable[[float], object] | None = None,
         retry: RetryPolicy = DEFAULT_RETRY,
         future_bound_ms: int = FUTURE_BOUND_MS,
+        compact: bool = True,
     ) -> None:
-        """Prepare a sync of ``store`` with ``remote``; ``emit(cmd, current, total, msg)`` gets progress."""
+        """Prepare a sync of ``store`` with ``remote``; ``emit(cmd, current, total, msg)`` gets progress.
+
+        ``compact`` merges this device's sealed segments after sealing (``oplog.segmerge``),
+        so the push leaves the remote folder merged too; off only to measure without it.
+        """
         self.store = store
         self.remote = remote
         self.params = params
@@ -205,6 +215,7 @@ class SyncSession:
         self._sleep = sleeper or threading.Event().wait
         self.retry = retry
         self.future_bound_ms = future_bound_ms
+        self.compact = compact
         self.me = store.device_id
         self.state = load_state(store.data_dir)
         self.url = remote_url(remote)
@@ -275,6 +286,8 @@ class SyncSession:
             else:
                 crc = cached[1]
             out.append(SegEntry(seg.name, seg.first_seq, seg.count, seg.size, crc))
+        for name in set(known) - {e.name for e in out}:
+            del known[name]  # merged away or archived: the cache keeps only what the log holds
         return out
 
     def _archive(
@@ -433,6 +446,8 @@ class SyncSession:
         self._steps = 5
         self._progress("sealing the local log")
         self.store.seal_local()
+        if self.compact:
+            self._compact_own()
         self._progress("reading the remote")
         epoch = self._read_epoch()
         manifests, unreadable = self._read_manifests(epoch)
@@ -450,11 +465,15 @@ class SyncSession:
             self._push_own(epoch.epoch, manifests.get(self.me), self._reported_damage(manifests))
             self._progress("pulling other devices' segments")
             missing: list[tuple[str, SegEntry]] = []
+            prefetched: list[Fetched] = []
             for device_id in sorted(manifests):
                 if device_id != self.me and device_id not in unreadable:
                     view = self._view(device_id, epoch, manifests)
-                    missing.extend((device_id, e) for e in self._fetch_device(device_id, view))
-            self._store_pulled(self._download(missing))
+                    taken, rest = self._fetch_device(device_id, view)
+                    prefetched.extend(taken)
+                    missing.extend((device_id, e) for e in rest)
+            # A device's straddling segment comes before its downloads: its log order.
+            self._store_pulled(prefetched + self._download(missing))
             self._publish_damage()
         st.cursors = {d: log_seq for d in self.store.device_ids() if (log_seq := self._last_seq(d))}
         st.last_sync_time = self.clock.now_ms()
@@ -475,8 +494,7 @@ class SyncSession:
         view = self._view(self.me, epoch, manifests) or []
         with self.store.sync_lock():
             self.store.seal_local()
-            local = self._local_entries(self.me)
-            k = _common_prefix(local, view)
+            k, local, _ = self._align(self.me, self._local_entries(self.me), view, locked=True)
             if k == len(local) or mode == "join":
                 return
             if mode == "adopt" and len(view) == k and local[k].first_seq > self.state.pushed_seq:
@@ -499,6 +517,71 @@ class SyncSession:
                 self._log(f"rebased {len(rebase)} local event(s) onto epoch {epoch.epoch}")
             self.store.after_drop(dropped)
             self.state.pushed_seq = kept_end
+
+    def _compact_own(self) -> None:
+        """Merge this device's sealed segments (leveled); the push then mirrors the merged tiling."""
+        log = self.store.device_log(self.me)
+        if log is None:
+            return
+        try:
+            merges = log.log.compact()
+        except (OplogError, OSError) as exc:
+            # Merging is an optimisation: a full disk or a damaged piece must not stop the sync itself.
+            self._log(f"merging this device's segments failed, left as they are: {exc}")
+            return
+        if merges:
+            self._log(f"merged this device's sealed segments ({merges} merge(s))")
+
+    def _align(
+        self, device_id: str, local: list[SegEntry], view: list[SegEntry], *, locked: bool = False
+    ) -> tuple[int, list[SegEntry], Retile | None]:
+        """How many of ``view``'s entries the local log holds, comparing events, not names.
+
+        Where the tilings differ (a merge on either side) the local files are
+        re-tiled as the view's, rebuilt from the local records and checked by
+        checksum — nothing is downloaded, archived or folded for that. Returns
+        ``k`` and the local entries afterwards, whose first ``k`` are ``view[:k]``.
+        """
+        k = _common_prefix(local, view)
+        if k == len(local) or k == len(view):
+            return k, local, None
+        folder = self.store.device_dir(device_id)
+        retile = match_tilings(device_id, local, view, lambda name: read_file(str(folder / name)))
+        if retile.writes or retile.removes:
+            # ``locked``: the caller holds the store's sync lock already (it is not reentrant).
+            with contextlib.nullcontext() if locked else self.store.sync_lock():
+                write_segments(folder, retile.writes)
+                remove_segments(folder, retile.removes)
+                known = self.state.known.setdefault(device_id, {})
+                for name in retile.removes:
+                    known.pop(name, None)
+                for name, data in retile.writes:
+                    known[name] = [len(data), segment_crc(data)]
+                self.store.reopen_device_log(device_id)
+            self._log(f"re-tiled {len(retile.writes)} segment(s) of {device_id} as merged on the remote")
+        return retile.k_view, view[: retile.k_view] + retile.rest, retile
+
+    def _take_straddler(
+        self, device_id: str, view: list[SegEntry], k: int, retile: Retile | None
+    ) -> Fetched | None:
+        """When the local log ends inside ``view[k]`` (pulled half-way before a merge): download that
+        segment, and if its first events are the ones held here, byte for byte, take it for them."""
+        if retile is None or not retile.straddle or k >= len(view):
+            return None
+        entry = view[k]
+        data = self._call("download", self.remote.read, self._path(DEVICES, device_id, entry.name))
+        problem = self._check_pulled(device_id, entry, data, self.clock.now_ms())
+        if isinstance(problem, str) or data is None:
+            return None
+        held = retile.held_frames
+        if data[SEGMENT_HEADER_SIZE : SEGMENT_HEADER_SIZE + len(held)] != held or len(
+            data
+        ) - SEAL_FRAME_SIZE < (SEGMENT_HEADER_SIZE + len(held)):
+            return None
+        held_last = self._last_seq(device_id)
+        self.result.bytes_down = (self.result.bytes_down or 0) + len(data)
+        new = [e for e in problem if e.device_seq > held_last]
+        return Fetched(device_id, entry, data, new, list(retile.held_names))
 
     def _reported_damage(self, manifests: dict[str, Manifest | None]) -> set[str]:
         """Names of this device's segments that other devices' manifests report damaged on the remote."""
@@ -597,16 +680,24 @@ class SyncSession:
             self._log(f"removed {removed} temporary file(s) an interrupted upload left in devices/{self.me}")
         return True
 
-    def _fetch_device(self, device_id: str, view: list[SegEntry] | None) -> list[SegEntry]:
-        """Make the local copy of a foreign device's log a prefix of its view; the rest of the view is to download."""
+    def _fetch_device(
+        self, device_id: str, view: list[SegEntry] | None
+    ) -> tuple[list[Fetched], list[SegEntry]]:
+        """Make the local copy of a foreign device's log a prefix of its view.
+
+        Returns what is already fetched (a merged segment straddling what this device holds, taken in
+        place of its pieces) and the rest of the view, to download.
+        """
         if view is None:
-            return []
+            return [], []
         known_before = dict(self.state.known.get(device_id, {}))
         local = self._local_entries(device_id, recheck=self.params.force)
         if self.params.force:
             local = self._repair_pulled(device_id, local, view, known_before)
-        k = _common_prefix(local, view)
-        if k < len(local):
+        k, local, retile = self._align(device_id, local, view)
+        straddler = self._take_straddler(device_id, view, k, retile)
+        # With a straddler the held pieces are replaced by it, not archived.
+        if straddler is None and k < len(local):
             with self.store.sync_lock():
                 self._archive(
                     device_id,
@@ -625,7 +716,8 @@ class SyncSession:
                         f"{device_id}/{entry.name}: remote copy missing or damaged; device {device_id} "
                         "re-uploads it on its next sync (`oplog sync` there)"
                     )
-        return view[k:]
+        prefetched = [straddler] if straddler is not None else []
+        return prefetched, view[k + len(prefetched) :]
 
     def _download(self, missing: list[tuple[str, SegEntry]]) -> list[Fetched]:
         """Download and check ``missing`` segments (every device's, in log order per device).
@@ -725,15 +817,21 @@ class SyncSession:
                 folder = self.store.device_dir(device_id)
                 folder.mkdir(parents=True, exist_ok=True)
                 known = self.state.known.setdefault(device_id, {})
+                replaced: list[str] = []
                 for f in fetched:
                     if f.device_id == device_id:
                         atomic_write(folder / f.entry.name, f.data)
                         known[f.entry.name] = [f.entry.size, f.entry.crc]
+                        replaced.extend(f.replaces)
+                # Only now that the segment holding their events is durable do the pieces go.
+                remove_segments(folder, replaced)
+                for name in replaced:
+                    known.pop(name, None)
                 self.store.refresh_device_log(device_id)
-            runs = [(f.device_id, f.entry.first_seq, f.entry.last_seq) for f in fetched]
+            runs = [(f.device_id, f.events[0].device_seq, f.entry.last_seq) for f in fetched if f.events]
             self.store.after_pull(runs, [event for f in fetched for event in f.events])
         self.result.pulled_segments += len(fetched)
-        self.result.pulled_events = (self.result.pulled_events or 0) + sum(f.entry.count for f in fetched)
+        self.result.pulled_events = (self.result.pulled_events or 0) + sum(len(f.events) for f in fetched)
 
     def _check_pulled(
         self, device_id: str, entry: SegEntry, data: bytes | None, now: int
@@ -776,9 +874,12 @@ class SyncSession:
         for device_id in self.store.device_ids():
             if device_id == self.me or device_id in unreadable:
                 continue
-            local = self._local_entries(device_id)
             view = self._view(device_id, epoch, manifests) or []
-            k = _common_prefix(local, view)
+            k, local, retile = self._align(device_id, self._local_entries(device_id), view)
+            if self._take_straddler(device_id, view, k, retile) is not None:
+                # What we hold is the start of a segment the device merged since: all of it is shared
+                # history (checked byte for byte), so the base lists it as we hold it.
+                k = len(local)
             if k < len(local):
                 # We hold segments the remote no longer has as they are: they cannot be shared.
                 with self.store.sync_lock():

@@ -39,6 +39,7 @@ from oplog.segment import (
     check_device_id,
     parse_segment_name,
     scan_segment,
+    split_covered,
 )
 from oplog.statehash import StateHash
 from oplog.syncstate import SYNC_FILE, load_state
@@ -58,7 +59,7 @@ __all__ = [
 
 DAMAGE = "damage"
 WARNING = "warning"
-_LEFTOVER_RE = re.compile(r"^[0-9a-f]{16}\.seg\.(broken|tmp)")
+_LEFTOVER_RE = re.compile(r"^[0-9a-f]{16}(-[0-9a-f]{16})?\.seg\.(broken|tmp)")
 
 
 @dataclass(frozen=True)
@@ -248,7 +249,16 @@ def _segment_files(folder: Path, report: VerifyReport) -> list[tuple[int, str]]:
             found.append((first, name))
         elif not _LEFTOVER_RE.match(name) and (folder / name).is_file():
             report.add(WARNING, "log", folder / name, "unexpected file in a log folder (oplog ignores it)")
-    return found
+    # Pieces a merged segment covers (an interrupted compaction) are read as the merged one.
+    kept, covered = split_covered(found)
+    for name in covered:
+        report.add(
+            WARNING,
+            "log",
+            folder / name,
+            "covered by a merged segment (left by an interrupted merge; the next writable open removes it)",
+        )
+    return kept
 
 
 def _check_device(folder: Path, device_id: str, progress: Progress, report: VerifyReport) -> _DeviceScan:

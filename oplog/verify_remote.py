@@ -12,7 +12,7 @@ from array import array
 
 from oplog.errors import CorruptSegment, OplogError, StorageError
 from oplog.remote import Remote
-from oplog.segment import parse_segment_name, scan_segment, segment_name
+from oplog.segment import merged_segment_name, parse_segment_name, scan_segment, segment_name
 from oplog.syncformat import DEVICES as DEVICES_DIR
 from oplog.syncformat import EPOCH_FILE, MANIFEST, EpochInfo, Manifest, SegEntry, cloud_path, segment_crc
 from oplog.verify import DAMAGE, WARNING, NoProgress, Progress, VerifyReport, check_events, reason_of
@@ -56,7 +56,9 @@ def _check_remote_segment(
 def _check_entries(entries: list[SegEntry], where: str, report: VerifyReport) -> bool:
     expected = 1
     for entry in entries:
-        if entry.name != segment_name(entry.first_seq) or entry.first_seq != expected or entry.count < 1:
+        # A plain name is its first seq's; a merged one names its first and last (oplog.segment).
+        names = (segment_name(entry.first_seq), merged_segment_name(entry.first_seq, entry.last_seq))
+        if entry.name not in names or entry.first_seq != expected or entry.count < 1:
             report.add(
                 DAMAGE,
                 "remote-manifest",

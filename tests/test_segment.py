@@ -46,8 +46,8 @@ def test_header_problems() -> None:
     with pytest.raises(CorruptSegment, match="checksum"):
         segment.parse_header(bytes(bad_crc), "x")
     newer = bytearray(head)
-    newer[8] = 2
-    with pytest.raises(StorageError, match="version 2 is not supported"):
+    newer[8] = 3
+    with pytest.raises(StorageError, match="version 3 is not supported.*upgrade oplog"):
         segment.parse_header(bytes(newer), "x")
     with pytest.raises(StorageError, match="invalid device id"):
         segment.encode_header("a/b", 1)
