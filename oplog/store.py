@@ -46,9 +46,11 @@ from oplog.errors import (
     BlockNotFound,
     NotADataDir,
     ReadOnlyStore,
+    StaleBase,
     StorageError,
 )
 from oplog.eventlog import EventLog
+from oplog.foldbeside import fold_beside, fold_tail
 from oplog.hlc import HybridClock
 from oplog.identity import DEVICES_DIR, check_data_dir, load_or_create_device_id
 from oplog.journal import JOURNAL_FILE, Journal, Run
@@ -73,6 +75,11 @@ PROBE_INTERVAL_S = 1.0
 #: What the probe writes (and removes): a request that fits in this much will most likely fit in the log.
 _PROBE_BYTES = 64 << 10
 _PROBE_FILE = ".oplog-space-probe"
+#: Pulled events that sort after the state are folded on top under the write lock up to this many
+#: (a few ms); more, or any that sort inside the history, are folded beside it (``fold_pulled``).
+FOLD_ON_TOP_MAX = 256
+#: ``fold_pulled`` folds requests applied meanwhile outside the lock until at most this many remain.
+CATCH_UP_MAX = 64
 
 
 @dataclass(frozen=True, slots=True)
@@ -156,6 +163,10 @@ class Store:
         self._probe_stop = threading.Event()
         self._prober: threading.Thread | None = None
         self._closed = False
+        # While a pull is folded beside the live state: the local log's seq when it was recorded, and
+        # the events of the requests applied since (``fold_pulled`` folds them on top of the new state).
+        self._tail: list[pb.Event] | None = None
+        self._tail_from = 0
         self.ws = Workspace()
         self.position = 0
         self.heads: dict[str, int] = {}
@@ -378,15 +389,19 @@ class Store:
         the changes stay deferred for the next write or query to retry.
         """
         with self._write_lock:
-            if self._view.written(ticket):
-                return
-            try:
-                self._flush_view()
-            except (sqlite3.Error, StorageError) as exc:
-                # One line, no traceback: on a full disk this repeats for every request.
-                log.warning("the blocks view could not be updated (%s); the next write or query retries", exc)
-            except Exception:
-                log.exception("the blocks view could not be updated; the next write or query retries")
+            self._write_view_locked(ticket)
+
+    def _write_view_locked(self, ticket: int) -> None:
+        """``_write_view`` for a caller holding the write lock."""
+        if self._view.written(ticket):
+            return
+        try:
+            self._flush_view()
+        except (sqlite3.Error, StorageError) as exc:
+            # One line, no traceback: on a full disk this repeats for every request.
+            log.warning("the blocks view could not be updated (%s); the next write or query retries", exc)
+        except Exception:
+            log.exception("the blocks view could not be updated; the next write or query retries")
 
     # ---- the write path ----
 
@@ -442,6 +457,8 @@ class Store:
                     )
                     ticket = self._folded(events, applied.touched, applied.removed, defer_view=True)
                     self._feed.appended(events)
+                    if self._tail is not None:
+                        self._tail.extend(events)
         if seen is not None:
             return self._repeat(seen)
         if events:
@@ -758,19 +775,25 @@ class Store:
             self._requests = RequestWindow.from_log(self._local)
         return events
 
-    def after_pull(self, pulled: list[tuple[str, int, int]], events: list[pb.Event]) -> None:
+    def after_pull(self, pulled: list[tuple[str, int, int]], events: list[pb.Event]) -> bool:
         """Record pulled runs in the journal, fold their events into the state, hand them to subscribers.
 
         ``events`` are the runs' events in the runs' order. Holding ``sync_lock``.
+        A few events that sort after the state are folded now; otherwise this
+        returns True and the caller, once it released ``sync_lock``, calls
+        ``fold_pulled`` (the state lags the logs until then).
         """
         if not events:
-            return
+            return False
         self._local.log.sync()
         # Local events already acknowledged but not yet published take their places before the pulled ones.
         self._feed.acknowledged(self._local.last_seq)
         self._journal.record([Run(d, a, b) for d, a, b in pulled], self._local.last_seq)
         newest = max(e.hlc for e in events)
-        if min(e.hlc for e in events) > self._hlc.last:
+        beside = False
+        if self._tail is not None:
+            beside = True  # a fold beside is already due: it reads these from the logs too
+        elif len(events) <= FOLD_ON_TOP_MAX and min(e.hlc for e in events) > self._hlc.last:
             # Every pulled event sorts after everything applied: fold them on top.
             ordered = list(merge_events([[e] for e in events]))
             touched: set[str] = set()
@@ -788,9 +811,78 @@ class Store:
                 )
             self._folded(ordered, touched, {i for i in removed if i not in self.ws.blocks}, conflicts)
         else:
-            self._sync_rebuild()
+            beside = True
+            self._tail = []
+            self._tail_from = self._local.last_seq
+        # Under the same lock as the tail's start: every request applied from now on sorts after
+        # every pulled event, which is what lets fold_pulled put the tail on top.
         self._hlc.observe(newest)
         self._feed.pulled(events, self._journal.length(self._local.last_seq))
+        return beside
+
+    def fold_pulled(self) -> None:
+        """Fold what ``after_pull`` left beside the live state and swap it in; NOT holding ``sync_lock``.
+
+        The heavy part (a checkpoint plus every event, in a new workspace) runs
+        without the write lock, so requests keep being applied meanwhile; they
+        are collected as the tail and folded on top of the new state, outside
+        the lock until few remain, then under it just before the swap. Any
+        failure falls back to a rebuild under the lock (the old way).
+        """
+        with self._write_lock:
+            if self._tail is None:
+                return
+            logs = dict(self._logs)
+            local_last = self._tail_from
+        try:
+            result = fold_beside(logs, self.device_id, local_last, self._checkpoints, self._checkpoint_lock)
+            done = 0
+            while len(self._tail or ()) - done > CATCH_UP_MAX:
+                # Only appended to (under the write lock): a slice up to a length read now is stable.
+                tail = self._tail or []
+                upto = len(tail)
+                fold_tail(result, tail[done:upto])
+                done = upto
+        except (StaleBase, StorageError) as exc:
+            log.warning("the pulled events could not be folded beside the state (%s); rebuilding", exc)
+            result = None
+        with self._write_lock:
+            try:
+                if result is not None:
+                    try:
+                        fold_tail(result, (self._tail or [])[done:])
+                    except StaleBase as exc:
+                        log.warning(
+                            "the pulled events could not be folded beside the state (%s); rebuilding", exc
+                        )
+                        result = None
+                if result is None:
+                    self._sync_rebuild()
+                else:
+                    self._swap(result)
+            finally:
+                self._tail = None
+        if not self._closed and self._since_checkpoint >= self.options.checkpoint_every:
+            self.checkpoint()
+
+    def _swap(self, result: ReplayResult) -> None:
+        """Take a state folded beside the live one; the blocks view gets the blocks that differ (holding the lock)."""
+        changed, removed = self.state_hash.differing(result.state_hash)
+        same_boxes = self.ws.notebooks == result.ws.notebooks
+        old = self._conflicts
+        prefix = result.conflicts[: len(old)] == old
+        self._adopt(result)
+        self._since_checkpoint = result.applied
+        digest = self.state_hash.hexdigest()
+        if same_boxes and prefix:
+            ticket = self._view.defer(changed, removed, result.conflicts[len(old) :])
+            self._write_view_locked(ticket)
+            return
+        try:
+            # Closed notebooks hide blocks, and conflicts are rows in order: rewrite the view.
+            self._view.rebuild(self.ws, conflicts=self._conflicts, position=self.position, state_hash=digest)
+        except sqlite3.Error as exc:
+            raise StorageError(f"cannot bring {self.data_dir / VIEW_FILE} up to date: {exc}") from exc
 
     def _sync_rebuild(self) -> None:
         """Rewind after sync changed the logs; the engine is pointed at the new workspace."""

@@ -645,7 +645,10 @@ class SyncSession:
                         known[f.entry.name] = [f.entry.size, f.entry.crc]
                 self.store.refresh_device_log(device_id)
             runs = [(f.device_id, f.entry.first_seq, f.entry.last_seq) for f in fetched]
-            self.store.after_pull(runs, [event for f in fetched for event in f.events])
+            beside = self.store.after_pull(runs, [event for f in fetched for event in f.events])
+        if beside:
+            # Many events, or events inside the history: folded without the write lock (requests go on).
+            self.store.fold_pulled()
         self.result.pulled_segments += len(fetched)
         self.result.pulled_events = (self.result.pulled_events or 0) + sum(f.entry.count for f in fetched)
 
