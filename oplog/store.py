@@ -35,10 +35,18 @@ import threading
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
+from itertools import islice
 from pathlib import Path
 
 from oplog.changefeed import ChangeFeed, Subscription
-from oplog.checkpoint import CHECKPOINTS_FILE, CheckpointStore, ConflictRecord, capture
+from oplog.checkpoint import (
+    CHECKPOINTS_FILE,
+    CheckpointStore,
+    ConflictRecord,
+    Snapshot,
+    capture,
+    capture_base,
+)
 from oplog.clock import Clock, IdSource, RandomIds, SystemClock
 from oplog.dedupe import RequestWindow, Seen, reply_of, request_digest
 from oplog.engine import Engine, apply_event
@@ -80,6 +88,8 @@ _PROBE_FILE = ".oplog-space-probe"
 FOLD_ON_TOP_MAX = 256
 #: ``fold_pulled`` folds requests applied meanwhile outside the lock until at most this many remain.
 CATCH_UP_MAX = 64
+#: Blocks of the view a swap changed, written per hold of the write lock (≈ 10 ms) after the swap.
+VIEW_SLICE = 32
 
 
 @dataclass(frozen=True, slots=True)
@@ -167,6 +177,9 @@ class Store:
         # the events of the requests applied since (``fold_pulled`` folds them on top of the new state).
         self._tail: list[pb.Event] | None = None
         self._tail_from = 0
+        # Blocks a swap changed that the blocks view does not show yet (written in slices after it).
+        self._backlog_touched: set[str] = set()
+        self._backlog_removed: set[str] = set()
         self.ws = Workspace()
         self.position = 0
         self.heads: dict[str, int] = {}
@@ -278,7 +291,7 @@ class Store:
                 # Both are derived and rebuilt at the next open if missing: a full disk here is a warning.
                 try:
                     with self._write_lock:
-                        self._flush_view()
+                        self._flush_view(backlog=True)
                 except (sqlite3.Error, StorageError) as exc:
                     log.warning(
                         "%s was not brought up to date (%s); the next open rebuilds it", VIEW_FILE, exc
@@ -374,9 +387,21 @@ class Store:
             self._flush_view()
         return ticket
 
-    def _flush_view(self) -> None:
-        """Write the blocks view's deferred changes as of the state now (holding the write lock)."""
-        if self._view.pending:
+    def _flush_view(self, *, backlog: bool = False) -> None:
+        """Write the blocks view's deferred changes as of the state now (holding the write lock).
+
+        With ``backlog`` also every block a swap left unwritten (queries and
+        close want the whole state; a request only its own change).
+        """
+        if backlog and (self._backlog_touched or self._backlog_removed):
+            self._view.defer(self._backlog_touched, self._backlog_removed)
+            self._backlog_touched, self._backlog_removed = set(), set()
+        if not self._view.pending:
+            return
+        if self._backlog_touched or self._backlog_removed:
+            # Not current yet: the view keeps its old position and hash, so a crash now rebuilds it.
+            self._view.flush(self.ws)
+        else:
             self._view.flush(self.ws, position=self.position, state_hash=self.state_hash.hexdigest())
 
     def _write_view(self, ticket: int) -> None:
@@ -660,10 +685,10 @@ class Store:
     ) -> QueryResult:
         """Read-only SQL over the blocks view (see oplog.sqlquery for what is refused); ``runner`` runs it."""
         self._check_usable()
-        if self._view.pending:
+        if self._view.pending or self._backlog_touched or self._backlog_removed:
             try:
                 with self._write_lock:
-                    self._flush_view()
+                    self._flush_view(backlog=True)
             except sqlite3.Error as exc:
                 raise StorageError(f"the blocks view could not be updated: {exc}") from exc
         return runner(self._view.path, sql, args, max_rows=max_rows, time_budget_s=time_budget_s)
@@ -789,11 +814,11 @@ class Store:
         # Local events already acknowledged but not yet published take their places before the pulled ones.
         self._feed.acknowledged(self._local.last_seq)
         self._journal.record([Run(d, a, b) for d, a, b in pulled], self._local.last_seq)
-        newest = max(e.hlc for e in events)
+        oldest, newest = _hlc_range(pulled, events)
         beside = False
         if self._tail is not None:
             beside = True  # a fold beside is already due: it reads these from the logs too
-        elif len(events) <= FOLD_ON_TOP_MAX and min(e.hlc for e in events) > self._hlc.last:
+        elif len(events) <= FOLD_ON_TOP_MAX and oldest > self._hlc.last:
             # Every pulled event sorts after everything applied: fold them on top.
             ordered = list(merge_events([[e] for e in events]))
             touched: set[str] = set()
@@ -834,8 +859,13 @@ class Store:
                 return
             logs = dict(self._logs)
             local_last = self._tail_from
+        rank: dict[str, int] = {}
+        snap: Snapshot | None = None
         try:
             result = fold_beside(logs, self.device_id, local_last, self._checkpoints, self._checkpoint_lock)
+            # Document order of the new state, computed while it is still private: the view is
+            # written in slices of neighbouring blocks (a parent's rows computed once per slice).
+            rank = {node.id: i for i, node in enumerate(_document_order(result.ws))}
             done = 0
             while len(self._tail or ()) - done > CATCH_UP_MAX:
                 # Only appended to (under the write lock): a slice up to a length read now is stable.
@@ -843,6 +873,9 @@ class Store:
                 upto = len(tail)
                 fold_tail(result, tail[done:upto])
                 done = upto
+            if result.applied >= self.options.checkpoint_every:
+                # Captured now, while the new state is private: not under the lock like checkpoint().
+                snap = capture_base(result)
         except (StaleBase, StorageError) as exc:
             log.warning("the pulled events could not be folded beside the state (%s); rebuilding", exc)
             result = None
@@ -858,12 +891,57 @@ class Store:
                         result = None
                 if result is None:
                     self._sync_rebuild()
+                    snap = None
                 else:
                     self._swap(result)
+                    if snap is not None:
+                        self._since_checkpoint = self.position - snap.position
             finally:
                 self._tail = None
+        if snap is not None and not self._closed:
+            with self._checkpoint_lock:
+                self._checkpoints.save(snap)
+        self._drain_view_backlog(rank)
         if not self._closed and self._since_checkpoint >= self.options.checkpoint_every:
             self.checkpoint()
+
+    def _drain_view_backlog(self, rank: dict[str, int]) -> None:
+        """Write the blocks a swap changed into the view, ``VIEW_SLICE`` per hold of the write lock.
+
+        Requests in between write only their own changes; queries and close
+        write whatever is left first (they replace the backlog, only this
+        thread shrinks it in place). The view claims the new position only
+        once nothing is left.
+        """
+        order = sorted(self._backlog_touched, key=lambda i: rank.get(i, -1))
+        start = 0
+        while True:
+            with self._write_lock:
+                if self._closed or not (self._backlog_touched or self._backlog_removed):
+                    return
+                backlog = self._backlog_touched
+                touched = {i for i in order[start : start + VIEW_SLICE] if i in backlog}
+                start += VIEW_SLICE
+                if start >= len(order):
+                    touched |= backlog  # anything added after the order was taken
+                backlog -= touched
+                removed = set(islice(self._backlog_removed, VIEW_SLICE))
+                self._backlog_removed -= removed
+                self._view.defer(touched, removed)
+                try:
+                    self._flush_view()
+                except (sqlite3.Error, StorageError) as exc:
+                    # Left deferred: the next request, query or close writes it.
+                    log.warning(
+                        "the blocks view could not be updated (%s); the next write or query retries", exc
+                    )
+                    self._flush_view_later()
+                    return
+
+    def _flush_view_later(self) -> None:
+        """Hand the whole backlog to the view's deferred changes (holding the write lock)."""
+        self._view.defer(self._backlog_touched, self._backlog_removed)
+        self._backlog_touched, self._backlog_removed = set(), set()
 
     def _swap(self, result: ReplayResult) -> None:
         """Take a state folded beside the live one; the blocks view gets the blocks that differ (holding the lock)."""
@@ -875,8 +953,12 @@ class Store:
         self._since_checkpoint = result.applied
         digest = self.state_hash.hexdigest()
         if same_boxes and prefix:
-            ticket = self._view.defer(changed, removed, result.conflicts[len(old) :])
-            self._write_view_locked(ticket)
+            # Written after the swap in slices (_drain_view_backlog), not all under this hold.
+            self._backlog_touched |= changed
+            self._backlog_removed |= removed
+            added = result.conflicts[len(old) :]
+            if added:
+                self._view.defer((), (), added)
             return
         try:
             # Closed notebooks hide blocks, and conflicts are rows in order: rewrite the view.
@@ -917,6 +999,26 @@ class Store:
             return self._feed.length()  # nothing numbered so far changed
         # The local events after the recorded runs are the journal's implied tail.
         return position + max(0, first_gone - self._journal.stored_seq(self.device_id) - 1)
+
+
+def _hlc_range(pulled: list[tuple[str, int, int]], events: list[pb.Event]) -> tuple[int, int]:
+    """The smallest and largest hlc of pulled ``events``, from each run's ends (a device's hlcs only grow)."""
+    ends: list[int] = []
+    offset = 0
+    for _device, first, last in pulled:
+        count = last - first + 1
+        if count > 0 and offset + count <= len(events):
+            ends += (events[offset].hlc, events[offset + count - 1].hlc)
+        offset += count
+    if offset != len(events) or not ends:  # not runs as described: look at every event
+        ends = [e.hlc for e in events]
+    return min(ends), max(ends)
+
+
+def _document_order(ws: Workspace) -> Iterator[Node]:
+    """Every block of ``ws``, document by document, each in document order."""
+    for doc_id in sorted(ws.docs):
+        yield from iter_blocks(ws.docs[doc_id])
 
 
 def block_message(node: Node) -> pb.Block:

@@ -634,14 +634,20 @@ class SyncSession:
         """Store every pulled segment, then fold all their events in at once (one rebuild at most)."""
         if not fetched:
             return
+        devices = sorted({f.device_id for f in fetched})
+        # Written (tmp, fsync, rename) before taking the lock: only sync touches a foreign folder, and the
+        # log takes the new files in at refresh_device_log. Requests go on meanwhile.
+        for device_id in devices:
+            folder = self.store.device_dir(device_id)
+            folder.mkdir(parents=True, exist_ok=True)
+            for f in fetched:
+                if f.device_id == device_id:
+                    atomic_write(folder / f.entry.name, f.data)
         with self.store.sync_lock():
-            for device_id in sorted({f.device_id for f in fetched}):
-                folder = self.store.device_dir(device_id)
-                folder.mkdir(parents=True, exist_ok=True)
+            for device_id in devices:
                 known = self.state.known.setdefault(device_id, {})
                 for f in fetched:
                     if f.device_id == device_id:
-                        atomic_write(folder / f.entry.name, f.data)
                         known[f.entry.name] = [f.entry.size, f.entry.crc]
                 self.store.refresh_device_log(device_id)
             runs = [(f.device_id, f.entry.first_seq, f.entry.last_seq) for f in fetched]
