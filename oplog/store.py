@@ -89,7 +89,7 @@ FOLD_ON_TOP_MAX = 256
 #: ``fold_pulled`` folds requests applied meanwhile outside the lock until at most this many remain.
 CATCH_UP_MAX = 64
 #: Blocks of the view a swap changed, written per hold of the write lock (≈ 10 ms) after the swap.
-VIEW_SLICE = 32
+VIEW_SLICE = 64
 
 
 @dataclass(frozen=True, slots=True)
@@ -859,13 +859,13 @@ class Store:
                 return
             logs = dict(self._logs)
             local_last = self._tail_from
-        rank: dict[str, int] = {}
+        groups: list[list[str]] = []
         snap: Snapshot | None = None
         try:
             result = fold_beside(logs, self.device_id, local_last, self._checkpoints, self._checkpoint_lock)
-            # Document order of the new state, computed while it is still private: the view is
-            # written in slices of neighbouring blocks (a parent's rows computed once per slice).
-            rank = {node.id: i for i, node in enumerate(_document_order(result.ws))}
+            # Computed while the new state is private: the view is written in slices of whole
+            # top-level subtrees, so a container is rendered once, not once per slice.
+            groups = list(_subtrees(result.ws))
             done = 0
             while len(self._tail or ()) - done > CATCH_UP_MAX:
                 # Only appended to (under the write lock): a slice up to a length read now is stable.
@@ -901,29 +901,31 @@ class Store:
         if snap is not None and not self._closed:
             with self._checkpoint_lock:
                 self._checkpoints.save(snap)
-        self._drain_view_backlog(rank)
+        self._drain_view_backlog(groups)
         if not self._closed and self._since_checkpoint >= self.options.checkpoint_every:
             self.checkpoint()
 
-    def _drain_view_backlog(self, rank: dict[str, int]) -> None:
+    def _drain_view_backlog(self, groups: list[list[str]]) -> None:
         """Write the blocks a swap changed into the view, ``VIEW_SLICE`` per hold of the write lock.
 
         Requests in between write only their own changes; queries and close
         write whatever is left first (they replace the backlog, only this
         thread shrinks it in place). The view claims the new position only
-        once nothing is left.
+        once nothing is left. A slice holds whole groups (``_subtrees``): the
+        longest hold is about what one edit of the largest top-level block costs.
         """
-        order = sorted(self._backlog_touched, key=lambda i: rank.get(i, -1))
-        start = 0
+        next_group = 0
         while True:
             with self._write_lock:
                 if self._closed or not (self._backlog_touched or self._backlog_removed):
                     return
                 backlog = self._backlog_touched
-                touched = {i for i in order[start : start + VIEW_SLICE] if i in backlog}
-                start += VIEW_SLICE
-                if start >= len(order):
-                    touched |= backlog  # anything added after the order was taken
+                touched: set[str] = set()
+                while next_group < len(groups) and len(touched) < VIEW_SLICE:
+                    touched.update(i for i in groups[next_group] if i in backlog)
+                    next_group += 1
+                if next_group >= len(groups):
+                    touched |= backlog  # anything the groups do not name (added after they were taken)
                 backlog -= touched
                 removed = set(islice(self._backlog_removed, VIEW_SLICE))
                 self._backlog_removed -= removed
@@ -1015,10 +1017,13 @@ def _hlc_range(pulled: list[tuple[str, int, int]], events: list[pb.Event]) -> tu
     return min(ends), max(ends)
 
 
-def _document_order(ws: Workspace) -> Iterator[Node]:
-    """Every block of ``ws``, document by document, each in document order."""
+def _subtrees(ws: Workspace) -> Iterator[list[str]]:
+    """The ids of ``ws`` grouped by document and top-level block (each group in document order)."""
     for doc_id in sorted(ws.docs):
-        yield from iter_blocks(ws.docs[doc_id])
+        doc = ws.docs[doc_id]
+        yield [doc.id]
+        for child in doc.children:
+            yield [node.id for node in iter_blocks(child)]
 
 
 def block_message(node: Node) -> pb.Block:
