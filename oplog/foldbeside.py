@@ -21,9 +21,11 @@ blocks view: the store swaps the result in under its lock.
 
 from __future__ import annotations
 
+import sys
 import threading
 import warnings
 from collections.abc import Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 
 from oplog.checkpoint import CheckpointStore, ConflictRecord, DamagedCheckpoint
 from oplog.engine import apply_event
@@ -33,7 +35,28 @@ from oplog.merge import order_key
 from oplog.replay import ReplayResult, base_fits, replay
 from oplog.v1 import oplog_pb2 as pb
 
-__all__ = ["fold_beside", "fold_tail"]
+__all__ = ["fold_beside", "fold_tail", "switching_often"]
+
+#: The interpreter's thread switch interval while a fold runs beside requests (default 5 ms).
+SWITCH_INTERVAL_S = 0.001
+
+
+@contextmanager
+def switching_often() -> Iterator[None]:
+    """Let the interpreter switch threads every ``SWITCH_INTERVAL_S`` while a fold runs beside requests.
+
+    The fold is pure Python and holds the GIL; a request gives it up at every
+    system call (log write, fsync, each SQLite statement) and waits up to the
+    switch interval to get it back each time. At the default 5 ms that made
+    requests during a 200k-event pull several times slower at p99; at 1 ms it
+    costs the fold a few percent (measured in docs/benchmarks-sync.md).
+    """
+    before = sys.getswitchinterval()
+    sys.setswitchinterval(min(before, SWITCH_INTERVAL_S))
+    try:
+        yield
+    finally:
+        sys.setswitchinterval(before)
 
 
 def _sources(

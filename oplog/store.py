@@ -59,7 +59,7 @@ from oplog.errors import (
     StorageError,
 )
 from oplog.eventlog import EventLog
-from oplog.foldbeside import fold_beside, fold_tail
+from oplog.foldbeside import fold_beside, fold_tail, switching_often
 from oplog.hlc import HybridClock
 from oplog.identity import DEVICES_DIR, check_data_dir, load_or_create_device_id
 from oplog.journal import JOURNAL_FILE, Journal, Run
@@ -849,6 +849,11 @@ class Store:
         return beside
 
     def fold_pulled(self) -> None:
+        """Fold what ``after_pull`` left beside the live state and swap it in (see ``_fold_pulled``)."""
+        with switching_often():
+            self._fold_pulled()
+
+    def _fold_pulled(self) -> None:
         """Fold what ``after_pull`` left beside the live state and swap it in; NOT holding ``sync_lock``.
 
         The heavy part (a checkpoint plus every event, in a new workspace) runs
