@@ -947,9 +947,11 @@ class Store:
                     )
                     self._flush_view_later()
                     return
-            # A released lock is usually taken straight back by the thread that released it: step
-            # aside so a waiting request gets it between two slices.
-            time.sleep(SLICE_PAUSE_S)
+            self._between_slices()
+
+    def _between_slices(self) -> None:
+        """Step aside: a released lock is usually taken straight back by the thread that released it."""
+        time.sleep(SLICE_PAUSE_S)
 
     def _flush_view_later(self) -> None:
         """Hand the whole backlog to the view's deferred changes (holding the write lock)."""

@@ -214,3 +214,39 @@ def test_a_failed_fold_beside_falls_back_to_a_rebuild(
     finally:
         a.close()
         b.close()
+
+
+def test_the_view_is_written_in_slices_after_the_swap(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Until every slice is written the view does not claim the new state; a query meanwhile sees all of it."""
+    monkeypatch.setattr(store_module, "VIEW_SLICE", 4)
+    remote = LocalDirRemote(tmp_path / "remote")
+    a = _open(tmp_path, "a", T0, 1)
+    b = _open(tmp_path, "b", T0 + 60_000, 2)
+    try:
+        _doc(a, 1)
+        for n in range(1001, 1301):
+            _doc(b, n)
+        run_sync(b, remote, b.clock)
+        seen: list[tuple[bool, int]] = []
+
+        def between(self: Store) -> None:
+            if self is a and self._backlog_touched and len(seen) < 3:
+                current = self._view.is_current(self.position, self.state_hash.hexdigest())
+                # A request in the middle of the drain: applied, on disk, and in the view.
+                assert _doc(a, 5000 + len(seen)).positions
+                seen.append((current, len(a.query("SELECT id FROM blocks WHERE type = 'd'").rows)))
+
+        monkeypatch.setattr(Store, "_between_slices", between)
+        run_sync(a, remote, a.clock)
+        monkeypatch.undo()
+        assert seen and all(not current for current, _ in seen)
+        # The query drained the rest first: every document of both devices, and the requests so far.
+        assert [count for _, count in seen] == [302, 303, 304][: len(seen)]
+        assert a._view.is_current(a.position, a.state_hash.hexdigest())
+        assert a.state().state_hash == _fresh_replay_hash(a.data_dir)[0]
+        _assert_view_is_a_rebuild(a, tmp_path)
+    finally:
+        a.close()
+        b.close()
