@@ -153,6 +153,12 @@ class StateHash:
         state._sync_avs(ws)
         return state
 
+    def differing(self, other: StateHash) -> tuple[set[str], set[str]]:
+        """Ids whose digest differs in ``other`` or that only it holds, and ids only this one holds."""
+        mine, theirs = self._digests, other._digests
+        changed = {i for i, d in theirs.items() if mine.get(i) != d}
+        return changed, {i for i in mine if i not in theirs}
+
     def digest_of(self, block_id: str) -> int | None:
         """The stored digest of one block (None if unknown)."""
         return self._digests.get(block_id)

@@ -32,13 +32,22 @@ import os
 import sqlite3
 import tempfile
 import threading
+import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
+from itertools import islice
 from pathlib import Path
 
 from oplog.changefeed import ChangeFeed, Subscription
-from oplog.checkpoint import CHECKPOINTS_FILE, CheckpointStore, ConflictRecord, capture
+from oplog.checkpoint import (
+    CHECKPOINTS_FILE,
+    CheckpointStore,
+    ConflictRecord,
+    Snapshot,
+    capture,
+    capture_base,
+)
 from oplog.clock import Clock, IdSource, RandomIds, SystemClock
 from oplog.dedupe import RequestWindow, Seen, reply_of, request_digest
 from oplog.engine import Engine, apply_event
@@ -46,9 +55,11 @@ from oplog.errors import (
     BlockNotFound,
     NotADataDir,
     ReadOnlyStore,
+    StaleBase,
     StorageError,
 )
 from oplog.eventlog import EventLog
+from oplog.foldbeside import fold_beside, fold_tail, switching_often
 from oplog.hlc import HybridClock
 from oplog.identity import DEVICES_DIR, check_data_dir, load_or_create_device_id
 from oplog.journal import JOURNAL_FILE, Journal, Run
@@ -73,6 +84,15 @@ PROBE_INTERVAL_S = 1.0
 #: What the probe writes (and removes): a request that fits in this much will most likely fit in the log.
 _PROBE_BYTES = 64 << 10
 _PROBE_FILE = ".oplog-space-probe"
+#: Pulled events that sort after the state are folded on top under the write lock up to this many
+#: (a few ms); more, or any that sort inside the history, are folded beside it (``fold_pulled``).
+FOLD_ON_TOP_MAX = 256
+#: ``fold_pulled`` folds requests applied meanwhile outside the lock until at most this many remain.
+CATCH_UP_MAX = 64
+#: Blocks of the view a swap changed, written per hold of the write lock (≈ 10 ms) after the swap.
+VIEW_SLICE = 64
+#: Pause between two slices of the view (not a clock read: it only hands the lock over).
+SLICE_PAUSE_S = 0.0005
 
 
 @dataclass(frozen=True, slots=True)
@@ -156,6 +176,13 @@ class Store:
         self._probe_stop = threading.Event()
         self._prober: threading.Thread | None = None
         self._closed = False
+        # While a pull is folded beside the live state: the local log's seq when it was recorded, and
+        # the events of the requests applied since (``fold_pulled`` folds them on top of the new state).
+        self._tail: list[pb.Event] | None = None
+        self._tail_from = 0
+        # Blocks a swap changed that the blocks view does not show yet (written in slices after it).
+        self._backlog_touched: set[str] = set()
+        self._backlog_removed: set[str] = set()
         self.ws = Workspace()
         self.position = 0
         self.heads: dict[str, int] = {}
@@ -267,7 +294,7 @@ class Store:
                 # Both are derived and rebuilt at the next open if missing: a full disk here is a warning.
                 try:
                     with self._write_lock:
-                        self._flush_view()
+                        self._flush_view(backlog=True)
                 except (sqlite3.Error, StorageError) as exc:
                     log.warning(
                         "%s was not brought up to date (%s); the next open rebuilds it", VIEW_FILE, exc
@@ -363,9 +390,21 @@ class Store:
             self._flush_view()
         return ticket
 
-    def _flush_view(self) -> None:
-        """Write the blocks view's deferred changes as of the state now (holding the write lock)."""
-        if self._view.pending:
+    def _flush_view(self, *, backlog: bool = False) -> None:
+        """Write the blocks view's deferred changes as of the state now (holding the write lock).
+
+        With ``backlog`` also every block a swap left unwritten (queries and
+        close want the whole state; a request only its own change).
+        """
+        if backlog and (self._backlog_touched or self._backlog_removed):
+            self._view.defer(self._backlog_touched, self._backlog_removed)
+            self._backlog_touched, self._backlog_removed = set(), set()
+        if not self._view.pending:
+            return
+        if self._backlog_touched or self._backlog_removed:
+            # Not current yet: the view keeps its old position and hash, so a crash now rebuilds it.
+            self._view.flush(self.ws)
+        else:
             self._view.flush(self.ws, position=self.position, state_hash=self.state_hash.hexdigest())
 
     def _write_view(self, ticket: int) -> None:
@@ -378,15 +417,19 @@ class Store:
         the changes stay deferred for the next write or query to retry.
         """
         with self._write_lock:
-            if self._view.written(ticket):
-                return
-            try:
-                self._flush_view()
-            except (sqlite3.Error, StorageError) as exc:
-                # One line, no traceback: on a full disk this repeats for every request.
-                log.warning("the blocks view could not be updated (%s); the next write or query retries", exc)
-            except Exception:
-                log.exception("the blocks view could not be updated; the next write or query retries")
+            self._write_view_locked(ticket)
+
+    def _write_view_locked(self, ticket: int) -> None:
+        """``_write_view`` for a caller holding the write lock."""
+        if self._view.written(ticket):
+            return
+        try:
+            self._flush_view()
+        except (sqlite3.Error, StorageError) as exc:
+            # One line, no traceback: on a full disk this repeats for every request.
+            log.warning("the blocks view could not be updated (%s); the next write or query retries", exc)
+        except Exception:
+            log.exception("the blocks view could not be updated; the next write or query retries")
 
     # ---- the write path ----
 
@@ -442,6 +485,8 @@ class Store:
                     )
                     ticket = self._folded(events, applied.touched, applied.removed, defer_view=True)
                     self._feed.appended(events)
+                    if self._tail is not None:
+                        self._tail.extend(events)
         if seen is not None:
             return self._repeat(seen)
         if events:
@@ -643,10 +688,10 @@ class Store:
     ) -> QueryResult:
         """Read-only SQL over the blocks view (see oplog.sqlquery for what is refused); ``runner`` runs it."""
         self._check_usable()
-        if self._view.pending:
+        if self._view.pending or self._backlog_touched or self._backlog_removed:
             try:
                 with self._write_lock:
-                    self._flush_view()
+                    self._flush_view(backlog=True)
             except sqlite3.Error as exc:
                 raise StorageError(f"the blocks view could not be updated: {exc}") from exc
         return runner(self._view.path, sql, args, max_rows=max_rows, time_budget_s=time_budget_s)
@@ -758,19 +803,25 @@ class Store:
             self._requests = RequestWindow.from_log(self._local)
         return events
 
-    def after_pull(self, pulled: list[tuple[str, int, int]], events: list[pb.Event]) -> None:
+    def after_pull(self, pulled: list[tuple[str, int, int]], events: list[pb.Event]) -> bool:
         """Record pulled runs in the journal, fold their events into the state, hand them to subscribers.
 
         ``events`` are the runs' events in the runs' order. Holding ``sync_lock``.
+        A few events that sort after the state are folded now; otherwise this
+        returns True and the caller, once it released ``sync_lock``, calls
+        ``fold_pulled`` (the state lags the logs until then).
         """
         if not events:
-            return
+            return False
         self._local.log.sync()
         # Local events already acknowledged but not yet published take their places before the pulled ones.
         self._feed.acknowledged(self._local.last_seq)
         self._journal.record([Run(d, a, b) for d, a, b in pulled], self._local.last_seq)
-        newest = max(e.hlc for e in events)
-        if min(e.hlc for e in events) > self._hlc.last:
+        oldest, newest = _hlc_range(pulled, events)
+        beside = False
+        if self._tail is not None:
+            beside = True  # a fold beside is already due: it reads these from the logs too
+        elif len(events) <= FOLD_ON_TOP_MAX and oldest > self._hlc.last:
             # Every pulled event sorts after everything applied: fold them on top.
             ordered = list(merge_events([[e] for e in events]))
             touched: set[str] = set()
@@ -788,9 +839,147 @@ class Store:
                 )
             self._folded(ordered, touched, {i for i in removed if i not in self.ws.blocks}, conflicts)
         else:
-            self._sync_rebuild()
+            beside = True
+            self._tail = []
+            self._tail_from = self._local.last_seq
+        # Under the same lock as the tail's start: every request applied from now on sorts after
+        # every pulled event, which is what lets fold_pulled put the tail on top.
         self._hlc.observe(newest)
         self._feed.pulled(events, self._journal.length(self._local.last_seq))
+        return beside
+
+    def fold_pulled(self) -> None:
+        """Fold what ``after_pull`` left beside the live state and swap it in (see ``_fold_pulled``)."""
+        with switching_often():
+            self._fold_pulled()
+
+    def _fold_pulled(self) -> None:
+        """Fold what ``after_pull`` left beside the live state and swap it in; NOT holding ``sync_lock``.
+
+        The heavy part (a checkpoint plus every event, in a new workspace) runs
+        without the write lock, so requests keep being applied meanwhile; they
+        are collected as the tail and folded on top of the new state, outside
+        the lock until few remain, then under it just before the swap. Any
+        failure falls back to a rebuild under the lock (the old way).
+        """
+        with self._write_lock:
+            if self._tail is None:
+                return
+            logs = dict(self._logs)
+            local_last = self._tail_from
+        groups: list[list[str]] = []
+        snap: Snapshot | None = None
+        try:
+            result = fold_beside(logs, self.device_id, local_last, self._checkpoints, self._checkpoint_lock)
+            # Computed while the new state is private: the view is written in slices of whole
+            # top-level subtrees, so a container is rendered once, not once per slice.
+            groups = list(_subtrees(result.ws))
+            done = 0
+            while len(self._tail or ()) - done > CATCH_UP_MAX:
+                # Only appended to (under the write lock): a slice up to a length read now is stable.
+                tail = self._tail or []
+                upto = len(tail)
+                fold_tail(result, tail[done:upto])
+                done = upto
+            if result.applied >= self.options.checkpoint_every:
+                # Captured now, while the new state is private: not under the lock like checkpoint().
+                snap = capture_base(result)
+        except (StaleBase, StorageError) as exc:
+            log.warning("the pulled events could not be folded beside the state (%s); rebuilding", exc)
+            result = None
+        with self._write_lock:
+            try:
+                if result is not None:
+                    try:
+                        fold_tail(result, (self._tail or [])[done:])
+                    except StaleBase as exc:
+                        log.warning(
+                            "the pulled events could not be folded beside the state (%s); rebuilding", exc
+                        )
+                        result = None
+                if result is None:
+                    self._sync_rebuild()
+                    snap = None
+                else:
+                    self._swap(result)
+                    if snap is not None:
+                        self._since_checkpoint = self.position - snap.position
+            finally:
+                self._tail = None
+        if snap is not None and not self._closed:
+            with self._checkpoint_lock:
+                self._checkpoints.save(snap)
+        self._drain_view_backlog(groups)
+        if not self._closed and self._since_checkpoint >= self.options.checkpoint_every:
+            self.checkpoint()
+
+    def _drain_view_backlog(self, groups: list[list[str]]) -> None:
+        """Write the blocks a swap changed into the view, ``VIEW_SLICE`` per hold of the write lock.
+
+        Requests in between write only their own changes; queries and close
+        write whatever is left first (they replace the backlog, only this
+        thread shrinks it in place). The view claims the new position only
+        once nothing is left. A slice holds whole groups (``_subtrees``): the
+        longest hold is about what one edit of the largest top-level block costs.
+        """
+        next_group = 0
+        while True:
+            with self._write_lock:
+                if self._closed or not (self._backlog_touched or self._backlog_removed):
+                    return
+                backlog = self._backlog_touched
+                touched: set[str] = set()
+                while next_group < len(groups) and len(touched) < VIEW_SLICE:
+                    touched.update(i for i in groups[next_group] if i in backlog)
+                    next_group += 1
+                if next_group >= len(groups):
+                    touched |= backlog  # anything the groups do not name (added after they were taken)
+                backlog -= touched
+                removed = set(islice(self._backlog_removed, VIEW_SLICE))
+                self._backlog_removed -= removed
+                self._view.defer(touched, removed)
+                try:
+                    self._flush_view()
+                except (sqlite3.Error, StorageError) as exc:
+                    # Left deferred: the next request, query or close writes it.
+                    log.warning(
+                        "the blocks view could not be updated (%s); the next write or query retries", exc
+                    )
+                    self._flush_view_later()
+                    return
+            self._between_slices()
+
+    def _between_slices(self) -> None:
+        """Step aside: a released lock is usually taken straight back by the thread that released it."""
+        time.sleep(SLICE_PAUSE_S)
+
+    def _flush_view_later(self) -> None:
+        """Hand the whole backlog to the view's deferred changes (holding the write lock)."""
+        self._view.defer(self._backlog_touched, self._backlog_removed)
+        self._backlog_touched, self._backlog_removed = set(), set()
+
+    def _swap(self, result: ReplayResult) -> None:
+        """Take a state folded beside the live one; the blocks view gets the blocks that differ (holding the lock)."""
+        changed, removed = self.state_hash.differing(result.state_hash)
+        same_boxes = self.ws.notebooks == result.ws.notebooks
+        old = self._conflicts
+        prefix = result.conflicts[: len(old)] == old
+        self._adopt(result)
+        self._since_checkpoint = result.applied
+        digest = self.state_hash.hexdigest()
+        if same_boxes and prefix:
+            # Written after the swap in slices (_drain_view_backlog), not all under this hold.
+            self._backlog_touched |= changed
+            self._backlog_removed |= removed
+            added = result.conflicts[len(old) :]
+            if added:
+                self._view.defer((), (), added)
+            return
+        try:
+            # Closed notebooks hide blocks, and conflicts are rows in order: rewrite the view.
+            self._view.rebuild(self.ws, conflicts=self._conflicts, position=self.position, state_hash=digest)
+        except sqlite3.Error as exc:
+            raise StorageError(f"cannot bring {self.data_dir / VIEW_FILE} up to date: {exc}") from exc
 
     def _sync_rebuild(self) -> None:
         """Rewind after sync changed the logs; the engine is pointed at the new workspace."""
@@ -825,6 +1014,29 @@ class Store:
             return self._feed.length()  # nothing numbered so far changed
         # The local events after the recorded runs are the journal's implied tail.
         return position + max(0, first_gone - self._journal.stored_seq(self.device_id) - 1)
+
+
+def _hlc_range(pulled: list[tuple[str, int, int]], events: list[pb.Event]) -> tuple[int, int]:
+    """The smallest and largest hlc of pulled ``events``, from each run's ends (a device's hlcs only grow)."""
+    ends: list[int] = []
+    offset = 0
+    for _device, first, last in pulled:
+        count = last - first + 1
+        if count > 0 and offset + count <= len(events):
+            ends += (events[offset].hlc, events[offset + count - 1].hlc)
+        offset += count
+    if offset != len(events) or not ends:  # not runs as described: look at every event
+        ends = [e.hlc for e in events]
+    return min(ends), max(ends)
+
+
+def _subtrees(ws: Workspace) -> Iterator[list[str]]:
+    """The ids of ``ws`` grouped by document and top-level block (each group in document order)."""
+    for doc_id in sorted(ws.docs):
+        doc = ws.docs[doc_id]
+        yield [doc.id]
+        for child in doc.children:
+            yield [node.id for node in iter_blocks(child)]
 
 
 def block_message(node: Node) -> pb.Block:

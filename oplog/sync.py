@@ -812,15 +812,22 @@ class SyncSession:
         """Store every pulled segment, then fold all their events in at once (one rebuild at most)."""
         if not fetched:
             return
+        devices = sorted({f.device_id for f in fetched})
+        # Written (tmp, fsync, rename) before taking the lock: only sync touches a foreign folder, and the
+        # log takes the new files in at refresh_device_log. Requests go on meanwhile.
+        for device_id in devices:
+            folder = self.store.device_dir(device_id)
+            folder.mkdir(parents=True, exist_ok=True)
+            for f in fetched:
+                if f.device_id == device_id:
+                    atomic_write(folder / f.entry.name, f.data)
         with self.store.sync_lock():
-            for device_id in sorted({f.device_id for f in fetched}):
+            for device_id in devices:
                 folder = self.store.device_dir(device_id)
-                folder.mkdir(parents=True, exist_ok=True)
                 known = self.state.known.setdefault(device_id, {})
                 replaced: list[str] = []
                 for f in fetched:
                     if f.device_id == device_id:
-                        atomic_write(folder / f.entry.name, f.data)
                         known[f.entry.name] = [f.entry.size, f.entry.crc]
                         replaced.extend(f.replaces)
                 # Only now that the segment holding their events is durable do the pieces go.
@@ -829,7 +836,10 @@ class SyncSession:
                     known.pop(name, None)
                 self.store.refresh_device_log(device_id)
             runs = [(f.device_id, f.events[0].device_seq, f.entry.last_seq) for f in fetched if f.events]
-            self.store.after_pull(runs, [event for f in fetched for event in f.events])
+            beside = self.store.after_pull(runs, [event for f in fetched for event in f.events])
+        if beside:
+            # Many events, or events inside the history: folded without the write lock (requests go on).
+            self.store.fold_pulled()
         self.result.pulled_segments += len(fetched)
         self.result.pulled_events = (self.result.pulled_events or 0) + sum(len(f.events) for f in fetched)
 

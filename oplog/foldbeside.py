@@ -1,0 +1,144 @@
+"""Fold pulled history beside the live state, so a big pull never freezes the write path.
+
+Folding a large pull (or rewinding for pulled events that sort inside the
+local history) takes seconds; done under the store's write lock it stalls
+every ``Apply`` for as long. Instead the store (``Store.fold_pulled``) builds
+the new state here, from the newest usable checkpoint plus every event, in a
+private workspace nobody else sees, while requests keep being applied to the
+live state and logged. The local log is read only up to the seq it had when
+the pull was recorded (``local_last``): the requests applied later are the
+*tail*, kept in memory by the store and folded on top with ``fold_tail``.
+
+Why the tail may go on top: when the pull is recorded the store's hybrid clock
+observes the newest pulled hlc under the same lock, so every later local event
+sorts after every event the beside fold covers. Folding the tail in seq order
+after the replay is therefore exactly the merged order, and the result equals
+a fresh replay of all the logs (the tests assert the hashes).
+
+Nothing here touches the live state, the journal, the change feed or the
+blocks view: the store swaps the result in under its lock.
+"""
+
+from __future__ import annotations
+
+import sys
+import threading
+import warnings
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+
+from oplog.checkpoint import CheckpointStore, ConflictRecord, DamagedCheckpoint
+from oplog.engine import apply_event
+from oplog.errors import StaleBase
+from oplog.eventlog import EventLog
+from oplog.merge import order_key
+from oplog.replay import ReplayResult, base_fits, replay
+from oplog.v1 import oplog_pb2 as pb
+
+__all__ = ["fold_beside", "fold_tail", "switching_often"]
+
+#: The interpreter's thread switch interval while a fold runs beside requests (default 5 ms).
+SWITCH_INTERVAL_S = 0.001
+
+
+@contextmanager
+def switching_often() -> Iterator[None]:
+    """Let the interpreter switch threads every ``SWITCH_INTERVAL_S`` while a fold runs beside requests.
+
+    The fold is pure Python and holds the GIL; a request gives it up at every
+    system call (log write, fsync, each SQLite statement) and waits up to the
+    switch interval to get it back each time. At the default 5 ms that made
+    requests during a 200k-event pull several times slower at p99; at 1 ms it
+    costs the fold a few percent (measured in docs/benchmarks-sync.md).
+    """
+    before = sys.getswitchinterval()
+    sys.setswitchinterval(min(before, SWITCH_INTERVAL_S))
+    try:
+        yield
+    finally:
+        sys.setswitchinterval(before)
+
+
+def _sources(
+    logs: Mapping[str, EventLog], local_id: str, local_last: int, local_head: int
+) -> list[EventLog | Iterable[pb.Event]]:
+    """Every foreign log whole, and the local one bounded at ``local_last`` (it keeps growing meanwhile)."""
+    sources: list[EventLog | Iterable[pb.Event]] = [log for d, log in logs.items() if d != local_id]
+    local = logs.get(local_id)
+    if local is not None and local_last:
+        # Starting at the base's head event: replay checks it is the one the base covers.
+        sources.append(local.read(max(local_head, 1), local_last))
+    return sources
+
+
+def fold_beside(
+    logs: Mapping[str, EventLog],
+    local_id: str,
+    local_last: int,
+    checkpoints: CheckpointStore,
+    checkpoint_lock: threading.Lock,
+) -> ReplayResult:
+    """A new state of every event in ``logs`` (the local log's up to ``local_last``), in a fresh workspace.
+
+    Starts from the newest checkpoint that is still a prefix of the merged
+    order (as ``replay.rewind``); ``checkpoint_lock`` guards the checkpoint
+    file, which requests may write to meanwhile.
+    """
+    with checkpoint_lock:
+        infos = checkpoints.list()
+    for info in infos:
+        if info.heads.get(local_id, 0) > local_last or not base_fits(info, logs):
+            continue
+        try:
+            with checkpoint_lock:
+                checkpoint = checkpoints.load(info)
+        except DamagedCheckpoint as exc:
+            warnings.warn(
+                f"checkpoint {info.id} (position {info.position}) is damaged: {exc}; trying an older one",
+                stacklevel=2,
+            )
+            continue
+        sources = _sources(logs, local_id, local_last, checkpoint.heads.get(local_id, 0))
+        try:
+            return replay(sources, base=checkpoint, reader=False)
+        except StaleBase:
+            continue
+    return replay(_sources(logs, local_id, local_last, 0), reader=False)
+
+
+def fold_tail(result: ReplayResult, events: Sequence[pb.Event]) -> None:
+    """Fold events that sort after everything in ``result`` on top of it, updating hash, heads and position."""
+    if not events:
+        return
+    touched: set[str] = set()
+    removed: set[str] = set()
+    ws = result.ws
+    for event in _in_order(events, result):
+        applied = apply_event(ws, event)
+        touched |= applied.touched
+        removed |= applied.removed
+        for c in applied.conflicts:
+            record = ConflictRecord(
+                event.device_id, event.device_seq, c.op_index, c.action, c.block_id, c.reason
+            )
+            result.conflicts.append(record)
+            result.new_conflicts.append(record)
+        result.heads[event.device_id] = event.device_seq
+        result.head_hlcs[event.device_id] = event.hlc
+    result.state_hash.update(ws, touched, {i for i in removed if i not in ws.blocks})
+    result.last_key = order_key(events[-1])
+    result.position += len(events)
+    result.applied += len(events)
+
+
+def _in_order(events: Sequence[pb.Event], result: ReplayResult) -> Iterator[pb.Event]:
+    """The events, checked to sort after the result and after each other (else the fold would be wrong)."""
+    last = result.last_key
+    for event in events:
+        key = order_key(event)
+        if last is not None and key <= last:
+            raise StaleBase(
+                f"event {event.device_id}#{event.device_seq} sorts before the state it would go on"
+            )
+        last = key
+        yield event
