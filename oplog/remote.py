@@ -18,6 +18,7 @@ import fcntl
 import hashlib
 import os
 import random
+import socket
 import threading
 import uuid
 from dataclasses import dataclass, field
@@ -27,7 +28,16 @@ from typing import Protocol, runtime_checkable
 from oplog.errors import RemoteError, TransientRemoteError
 from oplog.fsutil import fsync_dir
 
-__all__ = ["Remote", "LocalDirRemote", "FakeRemote", "Faults", "check_remote_path", "remote_url"]
+__all__ = [
+    "Remote",
+    "LocalDirRemote",
+    "FakeRemote",
+    "Faults",
+    "SeededFaults",
+    "check_remote_path",
+    "lookup_failed",
+    "remote_url",
+]
 
 _TMP_MARK = ".tmp-"
 
@@ -43,6 +53,26 @@ def check_remote_path(path: str) -> list[str]:
 def remote_url(remote: object) -> str:
     """What identifies ``remote`` across runs (its ``url``), "" for a remote that has none."""
     return str(getattr(remote, "url", ""))
+
+
+def lookup_failed(exc: BaseException) -> bool:
+    """Whether a connection error was a failed DNS lookup anywhere in its chain (an unknown host: permanent).
+
+    The network backends' client libraries wrap ``socket.gaierror`` differently (httpx in ``__cause__``,
+    urllib3 in a ``NameResolutionError`` carried in botocore's ``kwargs`` or ``args``): walk them all.
+    """
+    seen: set[int] = set()
+    todo: list[BaseException | None] = [exc]
+    while todo:
+        e = todo.pop()
+        if e is None or id(e) in seen:
+            continue
+        seen.add(id(e))
+        if isinstance(e, socket.gaierror) or "NameResolutionError" in type(e).__name__:
+            return True
+        todo += [e.__cause__, e.__context__, getattr(e, "kwargs", {}).get("error")]
+        todo += [a for a in getattr(e, "args", ()) if isinstance(a, BaseException)]
+    return False
 
 
 class Remote(Protocol):
@@ -262,7 +292,32 @@ class Faults:
     kinds: list[str] = field(default_factory=list)
 
 
-class FakeRemote:
+class SeededFaults:
+    """The seeded fault decisions of ``FakeRemote`` and of wrappers that put its fault model around a real remote.
+
+    The host sets ``faults``, ``_rng`` (a seeded ``random.Random``) and ``calls``; ``fault_label`` names it
+    in the errors it raises. Every call enters through :meth:`_enter`, so the faults fall in seed order.
+    """
+
+    fault_label = "fake remote"
+    faults: Faults
+    _rng: random.Random
+    calls: int
+
+    def _roll(self, rate: float) -> bool:
+        return rate > 0 and self._rng.random() < rate
+
+    def _enter(self, what: str, path: str) -> None:
+        self.calls += 1
+        f = self.faults
+        if f.fail_after is not None and self.calls > f.fail_after:
+            raise TransientRemoteError(f"{self.fault_label}: {what} {path}: connection lost")
+        if self._roll(f.io_error):
+            f.kinds.append("io_error")
+            raise TransientRemoteError(f"{self.fault_label}: {what} {path}: I/O error")
+
+
+class FakeRemote(SeededFaults):
     """An in-memory remote with a seeded fault model, for tests and simulations."""
 
     #: reads one at a time: concurrent calls would draw the seeded faults in a racy order
@@ -281,18 +336,6 @@ class FakeRemote:
         self.bytes_read = 0
         self.files_written = 0
         self.files_read = 0
-
-    def _roll(self, rate: float) -> bool:
-        return rate > 0 and self._rng.random() < rate
-
-    def _enter(self, what: str, path: str) -> None:
-        self.calls += 1
-        f = self.faults
-        if f.fail_after is not None and self.calls > f.fail_after:
-            raise TransientRemoteError(f"fake remote: {what} {path}: connection lost")
-        if self._roll(f.io_error):
-            f.kinds.append("io_error")
-            raise TransientRemoteError(f"fake remote: {what} {path}: I/O error")
 
     def list(self, folder: str) -> list[str]:
         """Names directly inside ``folder``; sometimes an older listing."""

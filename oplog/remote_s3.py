@@ -26,13 +26,12 @@ would multiply the waits and hide them.
 
 from __future__ import annotations
 
-import socket
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
 
 from oplog.errors import RemoteError, TransientRemoteError
-from oplog.remote import check_remote_path
+from oplog.remote import check_remote_path, lookup_failed
 
 __all__ = ["S3Remote", "MULTIPART_THRESHOLD", "PART_SIZE"]
 
@@ -166,7 +165,7 @@ class S3Remote:
                 cause = f"{code or status}: {err.get('Message', '')}".rstrip(": ")
         elif isinstance(exc, NoCredentialsError):
             cause = "no credentials (set AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY or AWS_PROFILE)"
-        elif isinstance(exc, EndpointConnectionError) and _resolution_failed(exc):
+        elif isinstance(exc, EndpointConnectionError) and lookup_failed(exc):
             cause = f"unknown host ({self.endpoint or 'the S3 endpoint'})"
         elif isinstance(
             exc, ConnectionError | ConnectionClosedError | ReadTimeoutError | ResponseStreamingError
@@ -370,22 +369,6 @@ class S3Remote:
             return removed
 
         return self._run("sweep", folder, run)
-
-
-def _resolution_failed(exc: BaseException) -> bool:
-    """Whether a connection error was a failed DNS lookup (an unknown host: permanent)."""
-    seen: set[int] = set()
-    todo: list[BaseException | None] = [exc]
-    while todo:
-        e = todo.pop()
-        if e is None or id(e) in seen:
-            continue
-        seen.add(id(e))
-        if isinstance(e, socket.gaierror) or "NameResolutionError" in type(e).__name__:
-            return True
-        todo += [e.__cause__, e.__context__, getattr(e, "kwargs", {}).get("error")]
-        todo += [a for a in getattr(e, "args", ()) if isinstance(a, BaseException)]
-    return False
 
 
 def _cause(exc: BaseException) -> str:

@@ -29,7 +29,6 @@ parent), the collections are created with MKCOL and the PUT is sent again.
 
 from __future__ import annotations
 
-import socket
 import uuid
 import xml.etree.ElementTree as ET
 from collections.abc import Callable
@@ -39,7 +38,7 @@ from urllib.parse import quote, unquote, urlsplit
 import httpx
 
 from oplog.errors import RemoteError, TransientRemoteError
-from oplog.remote import check_remote_path
+from oplog.remote import check_remote_path, lookup_failed
 
 __all__ = ["WebDavRemote"]
 
@@ -123,7 +122,7 @@ class WebDavRemote:
                 cause = f"access denied (HTTP {status}: check the user and password)"
             else:
                 cause = str(exc)
-        elif isinstance(exc, httpx.ConnectError) and _resolution_failed(exc):
+        elif isinstance(exc, httpx.ConnectError) and lookup_failed(exc):
             cause = "unknown host"
         elif isinstance(exc, httpx.TransportError):
             # Timeouts, refused or reset connections, a body cut short: the server or the path may recover.
@@ -325,21 +324,6 @@ class WebDavRemote:
             return removed
 
         return self._run("sweep", folder, run)
-
-
-def _resolution_failed(exc: BaseException) -> bool:
-    """Whether a connection error was a failed DNS lookup (an unknown host: permanent)."""
-    seen: set[int] = set()
-    todo: list[BaseException | None] = [exc]
-    while todo:
-        e = todo.pop()
-        if e is None or id(e) in seen:
-            continue
-        seen.add(id(e))
-        if isinstance(e, socket.gaierror):
-            return True
-        todo += [e.__cause__, e.__context__]
-    return False
 
 
 def _no_userinfo(url: str) -> str:

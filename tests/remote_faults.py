@@ -14,15 +14,16 @@ import random
 import threading
 
 from oplog.errors import TransientRemoteError
-from oplog.remote import Faults, VersionedRemote, check_remote_path
+from oplog.remote import Faults, SeededFaults, VersionedRemote, check_remote_path
 
 __all__ = ["FaultyRemote"]
 
 
-class FaultyRemote:
+class FaultyRemote(SeededFaults):
     """``inner`` with the seeded faults of ``faults`` (one call at a time, so the faults fall in seed order)."""
 
     read_workers = 1
+    fault_label = "faulty remote"
 
     def __init__(self, inner: VersionedRemote, seed: int, faults: Faults | None = None, *, name: str) -> None:
         """Wrap ``inner``; ``name`` tells two of them apart (its ``url``)."""
@@ -33,18 +34,6 @@ class FaultyRemote:
         self._lock = threading.RLock()
         self._listed: dict[str, list[str]] = {}
         self.calls = 0
-
-    def _roll(self, rate: float) -> bool:
-        return rate > 0 and self._rng.random() < rate
-
-    def _enter(self, what: str, path: str) -> None:
-        self.calls += 1
-        f = self.faults
-        if f.fail_after is not None and self.calls > f.fail_after:
-            raise TransientRemoteError(f"faulty remote: {what} {path}: connection lost")
-        if self._roll(f.io_error):
-            f.kinds.append("io_error")
-            raise TransientRemoteError(f"faulty remote: {what} {path}: I/O error")
 
     def _after_write(self, path: str) -> None:
         if self._roll(self.faults.duplicate_upload):
