@@ -470,6 +470,15 @@ class DeviceLog:
             self._written_seq = self._last_seq
             return self._last_seq
 
+    def _write_all(self, fd: int, data: bytes | bytearray) -> None:
+        """Write all of ``data`` through the file-ops seam (a write may take only part); ``OSError`` otherwise."""
+        view = memoryview(data)
+        while view:
+            n = self._ops.write(fd, view)
+            if n <= 0:
+                raise OSError(0, "short write")
+            view = view[n:]
+
     def _write_or_undo(self, data: bytes | bytearray, seg: _Seg) -> None:
         """Write ``data`` at the open segment's end; on failure cut the file back and raise ``StorageError``.
 
@@ -479,12 +488,7 @@ class DeviceLog:
         fd = self._fd
         assert fd is not None
         try:
-            view = memoryview(data)
-            while view:
-                n = self._ops.write(fd, view)
-                if n <= 0:
-                    raise OSError(0, "short write")
-                view = view[n:]
+            self._write_all(fd, data)
         except OSError as exc:
             try:
                 self._ops.ftruncate(fd, self._written)
@@ -503,12 +507,7 @@ class DeviceLog:
         assert fd is not None and seg is not None
         self._buf = bytearray()
         try:
-            view = memoryview(data)
-            while view:
-                n = self._ops.write(fd, view)
-                if n <= 0:
-                    raise OSError(0, "short write")
-                view = view[n:]
+            self._write_all(fd, data)
         except OSError as exc:
             # Seqs were already handed out for these batches: the log cannot go on without them.
             try:
