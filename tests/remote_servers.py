@@ -81,6 +81,16 @@ def point_aws_chain_at_test_credentials(mp: pytest.MonkeyPatch, home: Path) -> N
     mp.setenv("AWS_EC2_METADATA_DISABLED", "true")
 
 
+def _close_both(*sockets: socket.socket) -> None:
+    """Shut down and close both ends of a proxied connection, whatever state each is in."""
+    for s in sockets:
+        try:
+            s.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
+        s.close()
+
+
 def free_port() -> int:
     """A port free on 127.0.0.1 right now (for a server that needs one before it binds)."""
     with socket.socket() as s:
@@ -221,12 +231,7 @@ class CuttingProxy:
         except OSError:
             pass
         finally:
-            for s in (src, dst):
-                try:
-                    s.shutdown(socket.SHUT_RDWR)
-                except OSError:
-                    pass
-                s.close()
+            _close_both(src, dst)
 
     def _answer(self, client: socket.socket, status: int) -> None:
         with client:
@@ -337,9 +342,4 @@ class FaultProxy(CuttingProxy):
         except OSError:
             pass
         finally:
-            for s in (src, dst):
-                try:
-                    s.shutdown(socket.SHUT_RDWR)
-                except OSError:
-                    pass
-                s.close()
+            _close_both(src, dst)
