@@ -103,7 +103,9 @@ def apply_json(ctx: HttpContext, body: dict[str, Any]) -> list[dict[str, Any]]:
         # The kernel stamps each transaction with the request's reqId.
         tx.timestamp = request.req_id
     response = ctx.store.apply(request)
-    # The /ws "transactions" message comes from the change feed (http_feed), for every protocol.
+    # The /ws "transactions" message comes from the change feed (http_feed), for every protocol;
+    # as the kernel does, it is queued before the reply goes out.
+    ctx.published(ctx.store.journal_length())
     return [wire.transaction_to_json(tx) for tx in response.transactions]
 
 

@@ -223,6 +223,7 @@ def start_http(
 
         query_runner = run_query
     hub = Hub()
+    feed = FeedBridge(store, hub)
     ctx = HttpContext(
         store,
         sync,
@@ -232,9 +233,9 @@ def start_http(
         readonly=readonly,
         ids=ids or (lambda: secrets.token_hex(4)[:7]),
         new_id=_new_block_id,
+        published=feed.wait_published,
     )
     app = build_app(ctx, HttpAuth(auth, readonly=readonly))
-    feed = FeedBridge(store, hub)
     unbridge_sync = bridge_sync_events(sync, hub)
 
     def unbridge() -> None:

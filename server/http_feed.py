@@ -9,6 +9,12 @@ messages are taken from the one place all of them pass: the change feed
 request's ``app`` and ``session`` as ``app``/``sid``; the sender's own session
 is skipped, as the kernel's ``PushModeBroadcastExcludeSelf`` does.
 
+The kernel pushes a request's ``transactions`` message before it replies, so
+a client that reads its reply and then its own ``pushMsg`` sees them in that
+order on ``/ws``. The bridge keeps that order: :meth:`FeedBridge.wait_published`
+lets ``/api/transactions`` wait (bounded, and only while someone listens) until
+the message for its request is queued, before the reply goes out.
+
 The bridge is one thread holding one subscription. If the feed is rewritten by
 a sync (``ChangeFeedRewritten``) it resubscribes where the error says; if it
 falls behind (``SubscriberTooSlow``, a WebSocket client can never slow the
@@ -31,6 +37,10 @@ __all__ = ["FeedBridge", "EXCLUDE_SELF"]
 
 log = logging.getLogger("oplog.server.http")
 
+#: The longest an apply waits for its ``transactions`` message to be queued (seconds). The
+#: bridge is normally microseconds behind; this bound only matters on a starved machine.
+WAIT_LIMIT = 5.0
+
 #: The kernel's PushModeBroadcastExcludeSelf.
 EXCLUDE_SELF = 2
 
@@ -46,6 +56,8 @@ class FeedBridge:
         self._subscription: SubscriptionLike | None = None
         self._thread = threading.Thread(target=self._run, name="oplog-http-feed", daemon=True)
         self._position = store.journal_length()
+        #: Notified each time ``_position`` moves (``wait_published`` waits on it).
+        self._moved = threading.Condition()
 
     def start(self) -> None:
         """Start following the feed from its current end."""
@@ -54,12 +66,33 @@ class FeedBridge:
     def stop(self, timeout: float = 10.0) -> None:
         """Stop following; returns once the thread has ended (or ``timeout`` passed)."""
         self._stop.set()
+        with self._moved:
+            self._moved.notify_all()
         with self._lock:
             subscription = self._subscription
         if subscription is not None:
             subscription.close()
         if self._thread.is_alive():
             self._thread.join(timeout)
+
+    def wait_published(self, position: int, timeout: float = WAIT_LIMIT) -> bool:
+        """Wait until every request up to journal ``position`` has been pushed to the hub; False on timeout.
+
+        Returns at once when nobody listens on ``/ws`` or the bridge is not running: an
+        apply is never held up for a message no one will read.
+        """
+        if not self.hub.count or not self._thread.is_alive():
+            return True
+        with self._moved:
+            return self._moved.wait_for(
+                lambda: self._position >= position or self._stop.is_set() or not self._thread.is_alive(),
+                timeout,
+            )
+
+    def _moved_to(self, position: int) -> None:
+        with self._moved:
+            self._position = position
+            self._moved.notify_all()
 
     def _publish(self, events: list[pb.Event]) -> None:
         if not self.hub.count:
@@ -88,9 +121,9 @@ class FeedBridge:
             try:
                 self._follow(subscription)
             except ChangeFeedRewritten as exc:
-                self._position = exc.resume_from
+                self._moved_to(exc.resume_from)
             except SubscriberTooSlow:
-                self._position = self.store.journal_length()
+                self._moved_to(self.store.journal_length())
             except OplogError as exc:
                 log.warning("the /ws transactions feed ended: %s", exc)
                 self._stop.wait(1.0)
@@ -100,7 +133,6 @@ class FeedBridge:
     def _follow(self, subscription: SubscriptionLike) -> None:
         pending: list[pb.Event] = []
         for committed in subscription:
-            self._position = committed.position
             event = committed.event
             pending.append(event)
             if event.tx_index + 1 >= event.tx_count:
@@ -109,3 +141,5 @@ class FeedBridge:
                 except Exception:  # noqa: BLE001 - a bad message must not end the feed
                     log.exception("a transactions message could not be built")
                 pending = []
+            # Moved after the publish: a waiter released here finds its message queued.
+            self._moved_to(committed.position)

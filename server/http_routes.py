@@ -61,6 +61,8 @@ class HttpContext:
     ids: Callable[[], str] = field(default=lambda: "")
     #: A new block id (YYYYMMDDHHMMSS-xxxxxxx) for endpoints that must name blocks before creating them.
     new_id: Callable[[], str] = field(default=lambda: "")
+    #: Waits until the ``/ws`` message for journal position N is queued (the feed bridge's; no-op alone).
+    published: Callable[[int], object] = field(default=lambda position: True)
 
 
 Handler = Callable[[HttpContext, dict[str, Any]], Any]

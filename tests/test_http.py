@@ -305,6 +305,23 @@ def test_ws_gets_a_transactions_frame_after_each_applied_request(
         assert (pushed["code"], pushed["data"]["id"]) == (-1, err["id"])
 
 
+def test_ws_gets_a_writes_message_before_the_notification_sent_after_its_reply(
+    server: HttpServe, admin: httpx.Client
+) -> None:
+    # The kernel pushes a request's transactions message before replying; a client that writes and
+    # then notifies (as siyuan-mcp-server's tools do) sees them in that order. CI once saw the msg first.
+    doc = _doc(admin, "ws-order", "one")
+    with _ws(server, TOKENS["reader"], "order") as ws:
+        for round_ in range(100):
+            body = {"parentID": doc, "data": f"r{round_}", "dataType": "markdown"}
+            ok(admin.post("/api/block/appendBlock", json=body))
+            ok(admin.post("/api/notification/pushMsg", json={"msg": f"done {round_}"}))
+            frames = _frames_until(ws, "msg")
+            assert [f["cmd"] for f in frames] == ["transactions", "msg"], round_
+            assert frames[0]["data"][0]["doOperations"][0]["data"].startswith(f"r{round_}")
+            assert frames[1]["msg"] == f"done {round_}"
+
+
 def test_ws_gets_a_transactions_frame_for_a_grpc_request_too(server: HttpServe, admin: httpx.Client) -> None:
     doc = _doc(admin, "ws-grpc", "one")
     with _ws(server, TOKENS["reader"], "watcher2") as ws:
