@@ -56,6 +56,8 @@ __all__ = [
     "capture",
     "encode_state",
     "decode_state",
+    "decode_parts",
+    "verified_hash",
     "DamagedCheckpoint",
 ]
 
@@ -90,6 +92,8 @@ class CheckpointInfo:
     state_hash: str
     block_count: int
     size: int
+    #: Where the state came from when not this device's checkpoints file: a remote snapshot's name.
+    source: str = ""
 
 
 @dataclass
@@ -185,9 +189,22 @@ def _decode(blob: bytes) -> tuple[Workspace, dict[str, int] | None]:
 def _decode_state(blob: bytes) -> tuple[Workspace, dict[str, int] | None]:
     try:
         parts = marshal.loads(blob)
+    except (ValueError, EOFError, TypeError) as exc:
+        raise DamagedCheckpoint(f"state does not decode: {exc}") from exc
+    return decode_parts(parts)
+
+
+def decode_parts(parts: Sequence[Any]) -> tuple[Workspace, dict[str, int] | None]:
+    """Rebuild a workspace from the decoded parts of ``encode_state`` (docs, avs[, notebooks]).
+
+    Also what a remote snapshot (``oplog.remotesnap``) decodes to, from JSON: the
+    same nesting with lists for tuples and no stored digests. ``DamagedCheckpoint``
+    when the parts do not describe whole block trees.
+    """
+    try:
         docs, avs = parts[0], parts[1]
         notebooks = parts[2] if len(parts) > 2 else ()
-    except (ValueError, EOFError, TypeError, IndexError, KeyError) as exc:
+    except (TypeError, IndexError, KeyError) as exc:
         raise DamagedCheckpoint(f"state does not decode: {exc}") from exc
     digests: dict[str, int] | None = {}
     from_bytes = int.from_bytes
@@ -240,7 +257,7 @@ def _decode_state(blob: bytes) -> tuple[Workspace, dict[str, int] | None]:
             ws.docs[doc.id] = doc
         ws.avs.update(avs)
         ws.notebooks.update((box, dict(conf)) for box, conf in notebooks)
-    except (IndexError, TypeError, ValueError) as exc:
+    except (IndexError, TypeError, ValueError, AttributeError) as exc:
         raise DamagedCheckpoint(f"state is malformed: {exc}") from exc
     return ws, digests
 
@@ -249,7 +266,7 @@ def _decode_state(blob: bytes) -> tuple[Workspace, dict[str, int] | None]:
 VERIFY_EVERY = 61
 
 
-def _verified_hash(ws: Workspace, digests: dict[str, int] | None) -> StateHash:
+def verified_hash(ws: Workspace, digests: dict[str, int] | None) -> StateHash:
     if digests is None or len(digests) != len(ws.blocks):
         return StateHash.of(ws)
     for node in islice(ws.blocks.values(), 0, None, VERIFY_EVERY):
@@ -302,6 +319,10 @@ def _digest(chunks: Sequence[bytes]) -> str:
 
 
 # ---------------------------------------------------------------- the store
+
+
+#: (An alias: inside ``CheckpointStore`` the name ``list`` is its method.)
+_Conflicts = list[ConflictRecord]
 
 
 class CheckpointStore:
@@ -487,8 +508,56 @@ class CheckpointStore:
             )
         return infos
 
+    def drop_from(self, position: int) -> int:
+        """Delete every checkpoint at or past ``position``; how many went."""
+        if self.readonly:
+            raise ValueError("checkpoint store opened read-only")
+        db = self._open()
+        if db is None:
+            return 0
+        with db.atomic():
+            ids = [
+                r[0] for r in db.conn.execute("SELECT id FROM checkpoints WHERE position >= ?", (position,))
+            ]
+            for old in ids:
+                db.conn.execute("DELETE FROM checkpoint_chunks WHERE checkpoint_id = ?", (old,))
+                db.conn.execute("DELETE FROM checkpoints WHERE id = ?", (old,))
+        return len(ids)
+
+    def saved(self, info: CheckpointInfo) -> Snapshot:
+        """One checkpoint as saved: its state bytes (digest checked, not decoded) and where it stands."""
+        blob, conflicts = self._read(info)
+        return Snapshot(
+            blob=blob,
+            position=info.position,
+            heads=dict(info.heads),
+            head_hlcs=dict(info.head_hlcs),
+            last_key=info.last_key,
+            state_hash=info.state_hash,
+            block_count=info.block_count,
+            conflicts=tuple(conflicts),
+        )
+
     def load(self, info: CheckpointInfo) -> Checkpoint:
         """Load one checkpoint and verify it; ``DamagedCheckpoint`` when it cannot be trusted."""
+        blob, conflicts = self._read(info)
+        ws, digests = _decode(blob)
+        state_hash = verified_hash(ws, digests)
+        if state_hash.hexdigest() != info.state_hash:
+            raise DamagedCheckpoint("rebuilt state does not match the saved state hash")
+        return Checkpoint(
+            ws=ws,
+            state_hash=state_hash,
+            position=info.position,
+            heads=dict(info.heads),
+            head_hlcs=dict(info.head_hlcs),
+            last_key=info.last_key,
+            conflicts=conflicts,
+            info=info,
+        )
+
+    def _read(self, info: CheckpointInfo) -> tuple[bytes, _Conflicts]:
+        """A checkpoint's state bytes (checked against their digest) and conflict list."""
         try:
             db = self._open()
             if db is None:
@@ -512,10 +581,6 @@ class CheckpointStore:
             raise DamagedCheckpoint(f"written in format {fmt!r}, this build reads {_FORMAT!r}")
         if len(chunks) != nchunks or sum(len(c) for c in chunks) != size or _digest(chunks) != blob_hash:
             raise DamagedCheckpoint("state bytes do not match their digest")
-        ws, digests = _decode(b"".join(chunks))
-        state_hash = _verified_hash(ws, digests)
-        if state_hash.hexdigest() != info.state_hash:
-            raise DamagedCheckpoint("rebuilt state does not match the saved state hash")
         try:
             conflicts = [
                 ConflictRecord(str(a), int(b), int(c), str(d), str(e), str(f))
@@ -523,16 +588,7 @@ class CheckpointStore:
             ]
         except (ValueError, TypeError) as exc:
             raise DamagedCheckpoint(f"conflict list is damaged: {exc}") from exc
-        return Checkpoint(
-            ws=ws,
-            state_hash=state_hash,
-            position=info.position,
-            heads=dict(info.heads),
-            head_hlcs=dict(info.head_hlcs),
-            last_key=info.last_key,
-            conflicts=conflicts,
-            info=info,
-        )
+        return b"".join(chunks), conflicts
 
     def candidates(self) -> Iterator[Checkpoint]:
         """Loaded, verified checkpoints newest first; damaged ones are skipped with a warning."""

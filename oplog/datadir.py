@@ -51,6 +51,7 @@ from oplog.statediff import (
     diff_positions,
     diff_workspaces,
 )
+from oplog.syncstate import describe_snapshot_check, load_state
 
 __all__ = [
     "DEVICE_FILE",
@@ -317,6 +318,7 @@ def collect_stats(data: str | os.PathLike[str], *, with_hash: bool = True) -> di
         "checkpoints": checkpoints,
         "checkpoints_bytes": _size(layout.checkpoints),
         "view_bytes": _size(layout.view),
+        "snapshot_check": describe_snapshot_check(load_state(data_dir).snapshot_check),
     }
     if with_hash:
         result = replay_data_dir(data_dir)

@@ -24,10 +24,10 @@ from __future__ import annotations
 import sys
 import threading
 import warnings
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 
-from oplog.checkpoint import CheckpointStore, ConflictRecord, DamagedCheckpoint
+from oplog.checkpoint import Checkpoint, CheckpointInfo, CheckpointStore, ConflictRecord, DamagedCheckpoint
 from oplog.engine import apply_event
 from oplog.errors import StaleBase
 from oplog.eventlog import EventLog
@@ -35,7 +35,7 @@ from oplog.merge import order_key
 from oplog.replay import ReplayResult, base_fits, replay
 from oplog.v1 import oplog_pb2 as pb
 
-__all__ = ["fold_beside", "fold_tail", "switching_often"]
+__all__ = ["fold_beside", "fold_prefix", "fold_tail", "switching_often"]
 
 #: The interpreter's thread switch interval while a fold runs beside requests (default 5 ms).
 SWITCH_INTERVAL_S = 0.001
@@ -77,33 +77,61 @@ def fold_beside(
     local_last: int,
     checkpoints: CheckpointStore,
     checkpoint_lock: threading.Lock,
+    offered: Sequence[Checkpoint] = (),
 ) -> ReplayResult:
     """A new state of every event in ``logs`` (the local log's up to ``local_last``), in a fresh workspace.
 
-    Starts from the newest checkpoint that is still a prefix of the merged
-    order (as ``replay.rewind``); ``checkpoint_lock`` guards the checkpoint
-    file, which requests may write to meanwhile.
+    Starts from the newest base that is still a prefix of the merged order (as
+    ``replay.rewind``): this device's checkpoints, and ``offered`` ones (remote
+    snapshots, ``oplog.remotesnap``), newest position first. ``checkpoint_lock``
+    guards the checkpoint file, which requests may write to meanwhile.
     """
     with checkpoint_lock:
         infos = checkpoints.list()
-    for info in infos:
-        if info.heads.get(local_id, 0) > local_last or not base_fits(info, logs):
+    candidates: list[tuple[int, int, CheckpointInfo | Checkpoint]] = [
+        (info.position, 1, info) for info in infos
+    ]
+    # At the same position this device's own checkpoint goes first (kind 1 sorts first, reversed).
+    candidates += [(c.position, 0, c) for c in offered]
+    candidates.sort(key=lambda c: (c[0], c[1]), reverse=True)
+    for _position, _kind, item in candidates:
+        info = item.info if isinstance(item, Checkpoint) else item
+        if info is None or info.heads.get(local_id, 0) > local_last or not base_fits(info, logs):
             continue
-        try:
-            with checkpoint_lock:
-                checkpoint = checkpoints.load(info)
-        except DamagedCheckpoint as exc:
-            warnings.warn(
-                f"checkpoint {info.id} (position {info.position}) is damaged: {exc}; trying an older one",
-                stacklevel=2,
-            )
-            continue
+        if isinstance(item, Checkpoint):
+            checkpoint = item
+        else:
+            try:
+                with checkpoint_lock:
+                    checkpoint = checkpoints.load(item)
+            except DamagedCheckpoint as exc:
+                warnings.warn(
+                    f"checkpoint {item.id} (position {item.position}) is damaged: {exc}; trying an older one",
+                    stacklevel=2,
+                )
+                continue
         sources = _sources(logs, local_id, local_last, checkpoint.heads.get(local_id, 0))
         try:
             return replay(sources, base=checkpoint, reader=False)
         except StaleBase:
             continue
     return replay(_sources(logs, local_id, local_last, 0), reader=False)
+
+
+def fold_prefix(
+    logs: Mapping[str, EventLog],
+    local_id: str,
+    local_last: int,
+    position: int,
+    progress: Callable[[int], None] | None = None,
+) -> ReplayResult:
+    """A fold from nothing of the first ``position`` events of the merged order (the local log up to ``local_last``).
+
+    Requests appended later sort after every event present now, so they never
+    fall inside the prefix: bounding the local log only keeps the read off a
+    file being written.
+    """
+    return replay(_sources(logs, local_id, local_last, 0), until_position=position, progress=progress)
 
 
 def fold_tail(result: ReplayResult, events: Sequence[pb.Event]) -> None:

@@ -42,8 +42,11 @@ from pathlib import Path
 from oplog.changefeed import ChangeFeed, Subscription
 from oplog.checkpoint import (
     CHECKPOINTS_FILE,
+    Checkpoint,
+    CheckpointInfo,
     CheckpointStore,
     ConflictRecord,
+    DamagedCheckpoint,
     Snapshot,
     capture,
     capture_base,
@@ -59,7 +62,7 @@ from oplog.errors import (
     StorageError,
 )
 from oplog.eventlog import EventLog
-from oplog.foldbeside import fold_beside, fold_tail, switching_often
+from oplog.foldbeside import fold_beside, fold_prefix, fold_tail, switching_often
 from oplog.hlc import HybridClock
 from oplog.identity import DEVICES_DIR, check_data_dir, load_or_create_device_id
 from oplog.journal import JOURNAL_FILE, Journal, Run
@@ -180,6 +183,9 @@ class Store:
         # the events of the requests applied since (``fold_pulled`` folds them on top of the new state).
         self._tail: list[pb.Event] | None = None
         self._tail_from = 0
+        # Remote snapshots the next fold beside may start from, and the one the last fold did start from.
+        self._offered: list[Checkpoint] = []
+        self._adopted: CheckpointInfo | None = None
         # Blocks a swap changed that the blocks view does not show yet (written in slices after it).
         self._backlog_touched: set[str] = set()
         self._backlog_removed: set[str] = set()
@@ -821,7 +827,7 @@ class Store:
         beside = False
         if self._tail is not None:
             beside = True  # a fold beside is already due: it reads these from the logs too
-        elif len(events) <= FOLD_ON_TOP_MAX and oldest > self._hlc.last:
+        elif not self._offered and len(events) <= FOLD_ON_TOP_MAX and oldest > self._hlc.last:
             # Every pulled event sorts after everything applied: fold them on top.
             ordered = list(merge_events([[e] for e in events]))
             touched: set[str] = set()
@@ -867,10 +873,13 @@ class Store:
                 return
             logs = dict(self._logs)
             local_last = self._tail_from
+            offered, self._offered = self._offered, []
         groups: list[list[str]] = []
         snap: Snapshot | None = None
         try:
-            result = fold_beside(logs, self.device_id, local_last, self._checkpoints, self._checkpoint_lock)
+            result = fold_beside(
+                logs, self.device_id, local_last, self._checkpoints, self._checkpoint_lock, offered
+            )
             # Computed while the new state is private: the view is written in slices of whole
             # top-level subtrees, so a container is rendered once, not once per slice.
             groups = list(_subtrees(result.ws))
@@ -902,6 +911,8 @@ class Store:
                     snap = None
                 else:
                     self._swap(result)
+                    base = result.checkpoint
+                    self._adopted = base if base is not None and base.source else None
                     if snap is not None:
                         self._since_checkpoint = self.position - snap.position
             finally:
@@ -912,6 +923,55 @@ class Store:
         self._drain_view_backlog(groups)
         if not self._closed and self._since_checkpoint >= self.options.checkpoint_every:
             self.checkpoint()
+
+    # ---- remote snapshots (oplog.remotesnap) ----
+
+    def offer_bases(self, bases: Sequence[Checkpoint]) -> None:
+        """Remote snapshots the next pull's fold may start from (it folds beside even a small pull then)."""
+        with self._write_lock:
+            self._offered = list(bases)
+
+    def take_adopted(self) -> CheckpointInfo | None:
+        """The remote snapshot the last fold beside started from, once; None if it started from this device's own."""
+        with self._write_lock:
+            adopted, self._adopted = self._adopted, None
+            return adopted
+
+    def newest_checkpoint(self) -> Snapshot | None:
+        """The newest checkpoint as saved (state bytes and where it stands), not rebuilt; None if there is none."""
+        with self._checkpoint_lock:
+            for info in self._checkpoints.list():
+                try:
+                    return self._checkpoints.saved(info)
+                except DamagedCheckpoint:
+                    continue
+        return None
+
+    def fold_prefix(self, position: int, progress: Callable[[int], None] | None = None) -> ReplayResult:
+        """A fresh fold, from nothing, of the first ``position`` events of the merged order (requests go on).
+
+        This device's own check of a remote snapshot it started from: what the
+        logs alone say the state at that position is.
+        """
+        with self._write_lock:
+            logs = dict(self._logs)
+            local_last = self._local.last_seq
+        with switching_often():
+            return fold_prefix(logs, self.device_id, local_last, position, progress)
+
+    def refold_own(self, from_position: int) -> None:
+        """Forget every checkpoint at or past ``from_position`` and fold the whole history beside, then swap.
+
+        What a device does when a remote snapshot it started from turns out not
+        to match its own fold: everything built on that snapshot goes.
+        """
+        with self._checkpoint_lock:
+            self._checkpoints.drop_from(from_position)
+        with self._write_lock:
+            if self._tail is None:
+                self._tail = []
+                self._tail_from = self._local.last_seq
+        self.fold_pulled()
 
     def _drain_view_backlog(self, groups: list[list[str]]) -> None:
         """Write the blocks a swap changed into the view, ``VIEW_SLICE`` per hold of the write lock.

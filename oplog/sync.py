@@ -58,6 +58,13 @@ from oplog.syncformat import (
     check_cloud_name,
     segment_crc,
 )
+from oplog.syncsnap import (
+    DEFAULT_SNAPSHOT_EVERY,
+    note_adopted,
+    offer_snapshots,
+    remote_heads,
+    upload_snapshot,
+)
 from oplog.syncstate import (
     SYNC_FILE,
     RemotePosition,
@@ -201,11 +208,14 @@ class SyncSession:
         retry: RetryPolicy = DEFAULT_RETRY,
         future_bound_ms: int = FUTURE_BOUND_MS,
         compact: bool = True,
+        snapshot_every: int = DEFAULT_SNAPSHOT_EVERY,
     ) -> None:
         """Prepare a sync of ``store`` with ``remote``; ``emit(cmd, current, total, msg)`` gets progress.
 
         ``compact`` merges this device's sealed segments after sealing (``oplog.segmerge``),
         so the push leaves the remote folder merged too; off only to measure without it.
+        ``snapshot_every``: upload a state snapshot at most every so many events, and start a
+        pull that far behind from one (``oplog.syncsnap``); 0 uploads none and uses none.
         """
         self.store = store
         self.remote = remote
@@ -216,6 +226,7 @@ class SyncSession:
         self.retry = retry
         self.future_bound_ms = future_bound_ms
         self.compact = compact
+        self.snapshot_every = snapshot_every
         self.me = store.device_id
         self.state = load_state(store.data_dir)
         self.url = remote_url(remote)
@@ -472,9 +483,15 @@ class SyncSession:
                     taken, rest = self._fetch_device(device_id, view)
                     prefetched.extend(taken)
                     missing.extend((device_id, e) for e in rest)
+            pending = sum(e.count for _, e in missing) + sum(len(f.events) for f in prefetched)
+            offer_snapshots(self, epoch.epoch, self._held(epoch, manifests), pending, self.snapshot_every)
             # A device's straddling segment comes before its downloads: its log order.
             self._store_pulled(prefetched + self._download(missing))
+            note_adopted(self)
             self._publish_damage()
+            upload_snapshot(
+                self, epoch.epoch, self._held(epoch, manifests), self.snapshot_every, self.clock.now_ms
+            )
         st.cursors = {d: log_seq for d in self.store.device_ids() if (log_seq := self._last_seq(d))}
         st.last_sync_time = self.clock.now_ms()
         st.last_error = "; ".join(self.result.refused)
@@ -484,6 +501,13 @@ class SyncSession:
         self._save_state()
         self._progress("done")
         return self.result
+
+    def _held(self, epoch: EpochInfo, manifests: dict[str, Manifest | None]) -> dict[str, int]:
+        """The last seq the remote's history holds per device (this device's: as just pushed)."""
+        views = {d: self._view(d, epoch, manifests) for d in manifests}
+        if self._own_manifest is not None:
+            views[self.me] = self._own_manifest.segments
+        return remote_heads(views)
 
     def _last_seq(self, device_id: str) -> int:
         log = self.store.device_log(device_id)

@@ -18,6 +18,7 @@ from typing import Any
 from oplog.clock import Clock
 from oplog.errors import BootSyncInProgress, SyncInProgress
 from oplog.remote import Remote
+from oplog.snapcheck import check_pending
 from oplog.store import Store
 from oplog.sync import (
     DEFAULT_RETRY,
@@ -29,7 +30,8 @@ from oplog.sync import (
     parse_sync_params,
 )
 from oplog.syncformat import DEFAULT_CLOUD, check_cloud_name
-from oplog.syncstate import error_text, load_state, record_error
+from oplog.syncsnap import DEFAULT_SNAPSHOT_EVERY
+from oplog.syncstate import describe_snapshot_check, error_text, load_state, record_error
 from oplog.syncsummary import SyncSummary
 from oplog.v1 import oplog_pb2 as pb
 
@@ -64,6 +66,7 @@ class SyncRunner:
         sleeper: Callable[[float], object] | None = None,
         retry: RetryPolicy = DEFAULT_RETRY,
         future_bound_ms: int = FUTURE_BOUND_MS,
+        snapshot_every: int = DEFAULT_SNAPSHOT_EVERY,
     ) -> None:
         """``remote_factory`` makes the remote for each sync; ``sleeper`` waits out back-offs."""
         self.store = store
@@ -75,6 +78,7 @@ class SyncRunner:
         self.sleeper = sleeper or self._stop.wait
         self.retry = retry
         self.future_bound_ms = future_bound_ms
+        self.snapshot_every = snapshot_every
         self._lock = threading.Lock()
         self._thread: threading.Thread | None = None
         self._boot = False
@@ -202,6 +206,7 @@ class SyncRunner:
                 sleeper=self.sleeper,
                 retry=self.retry,
                 future_bound_ms=self.future_bound_ms,
+                snapshot_every=self.snapshot_every,
             )
             result = session.run()
         except Exception as exc:  # noqa: BLE001 - reported as syncFail, never lost in a thread
@@ -214,7 +219,17 @@ class SyncRunner:
         self._last_error = "; ".join(result.refused)
         self._status = "synced" if not result.refused else f"synced; refused: {self._last_error}"
         self._emit("syncEnd", 1, 1, result.end_message())
+        # The state is usable now; a snapshot it started from is checked after (still this sync's thread).
+        self._check_snapshot(result)
         return result
+
+    def _check_snapshot(self, result: SyncSummary) -> None:
+        try:
+            result.snapshot_check = check_pending(self.store, lambda m: self._emit("syncLog", 1, 1, m))
+        except Exception as exc:  # noqa: BLE001 - the sync itself is done; a failed check stays pending
+            self._emit(
+                "syncLog", 1, 1, f"snapshot check did not finish, it runs again next sync: {error_text(exc)}"
+            )
 
     def _failed(self, message: str) -> None:
         self._last_error = message
@@ -287,6 +302,7 @@ class SyncRunner:
             "pending_local_events": max(0, last - state.pushed_seq),
             "device_cursors": dict(state.cursors),
             "last_error": self._last_error or state.last_error,
+            "snapshot_check": describe_snapshot_check(state.snapshot_check),
         }
 
     def current_cloud(self) -> str:
@@ -317,12 +333,13 @@ def run_sync(
     emit: Emit | None = None,
     retry: RetryPolicy = DEFAULT_RETRY,
     future_bound_ms: int = FUTURE_BOUND_MS,
+    snapshot_every: int = DEFAULT_SNAPSHOT_EVERY,
 ) -> SyncSummary:
-    """One synchronous sync of ``store`` with ``remote`` (tests, CLI)."""
+    """One synchronous sync of ``store`` with ``remote`` (tests, CLI), then the check of a snapshot it started from."""
     params = parse_sync_params(
         app, force=force, push_mode=push_mode, push_only=push_only, cloud_name=cloud_name
     )
-    return SyncSession(
+    result = SyncSession(
         store,
         remote,
         params,
@@ -331,4 +348,8 @@ def run_sync(
         sleeper=sleeper,
         retry=retry,
         future_bound_ms=future_bound_ms,
+        snapshot_every=snapshot_every,
     ).run()
+    say = (lambda m: emit("syncLog", 1, 1, m)) if emit is not None else None
+    result.snapshot_check = check_pending(store, say)
+    return result

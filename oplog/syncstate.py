@@ -31,6 +31,7 @@ __all__ = [
     "record_error",
     "error_text",
     "remote_key",
+    "describe_snapshot_check",
 ]
 
 SYNC_FILE = "sync.json"
@@ -63,8 +64,11 @@ class SyncState:
     known: dict[str, dict[str, list[Any]]] = field(default_factory=dict)
     #: the URL of the current remote ("" for remotes without one, and in files from before it was kept)
     remote_url: str = ""
-    #: remote_key(url, cloud) -> {"epoch": ..., "pushed_seq": ...} for every remote synced with
+    #: remote_key(url, cloud) -> {"epoch": ..., "pushed_seq": ..., "snapshot_position": ...} for every remote
     remotes: dict[str, dict[str, Any]] = field(default_factory=dict)
+    #: the remote snapshot this device's state started from and this device's own check of it
+    #: ({"name", "position", "state_hash", "status": pending|verified|mismatch|superseded, "detail"}); {} if none
+    snapshot_check: dict[str, Any] = field(default_factory=dict)
 
     def position(self, url: str, cloud: str) -> RemotePosition:
         """This device's position on remote ``url``/``cloud`` (unknown remote: never synced)."""
@@ -78,11 +82,21 @@ class SyncState:
 
     def keep_position(self, url: str, cloud: str, position: RemotePosition) -> None:
         """Record ``position`` for ``url``/``cloud`` and make that remote the current one."""
-        self.remotes[remote_key(url, cloud)] = {"epoch": position.epoch, "pushed_seq": position.pushed_seq}
+        raw = self.remotes.setdefault(remote_key(url, cloud), {})
+        raw.update(epoch=position.epoch, pushed_seq=position.pushed_seq)
         self.remote_url = url
         self.cloud_name = cloud
         self.epoch = position.epoch
         self.pushed_seq = position.pushed_seq
+
+    def snapshot_position(self, url: str, cloud: str) -> int:
+        """The position of the newest snapshot this device uploaded to or saw on ``url``/``cloud`` (0: none)."""
+        return int(self.remotes.get(remote_key(url, cloud), {}).get("snapshot_position", 0))
+
+    def keep_snapshot_position(self, url: str, cloud: str, position: int) -> None:
+        """Remember that ``url``/``cloud`` holds a snapshot at ``position`` (the newest kept)."""
+        raw = self.remotes.setdefault(remote_key(url, cloud), {})
+        raw["snapshot_position"] = max(int(raw.get("snapshot_position", 0)), position)
 
     def cut_own_log(self, kept_end: int) -> None:
         """This device's log is rewritten after seq ``kept_end``: no remote holds what those seqs will hold."""
@@ -93,6 +107,15 @@ class SyncState:
     def encode(self) -> bytes:
         """Deterministic JSON."""
         return json.dumps(asdict(self), sort_keys=True, indent=1).encode("utf-8")
+
+
+def describe_snapshot_check(check: dict[str, Any]) -> str:
+    """One line for ``SyncState.snapshot_check`` ("" when the state never started from a remote snapshot)."""
+    if not check:
+        return ""
+    text = f"{check.get('status', '?')}: snapshot {check.get('name', '?')} (position {check.get('position', '?')})"
+    detail = check.get("detail")
+    return f"{text}; {detail}" if detail else text
 
 
 def load_state(data_dir: Path) -> SyncState:

@@ -16,6 +16,7 @@ __all__ = ["SyncSummary"]
 
 _COUNT = re.compile(r"\b(pushed|pulled|archived|rebased|refused|repaired) (\d+)")
 _EVENTS = re.compile(r"\((\d+) events\)")
+_SNAPSHOT = re.compile(r"started from snapshot (\S+)")
 
 
 @dataclass
@@ -38,6 +39,10 @@ class SyncSummary:
     #: damaged copies replaced from a good one (local pulled copies re-fetched, own remote copies re-uploaded)
     repaired: list[str] = field(default_factory=list)
     last_sync_time: int = 0
+    #: the remote snapshot the pull's fold started from ("" if none; ``oplog.remotesnap``)
+    snapshot: str = ""
+    #: this device's check of that snapshot (``oplog.snapcheck``): verified, mismatch, superseded, or "" if not run
+    snapshot_check: str = ""
     #: the server that ran the sync ("" for a local sync)
     server: str = ""
     #: the ``syncEnd`` message (through a server)
@@ -67,6 +72,8 @@ class SyncSummary:
             text += f", repaired {len(self.repaired)}"
         if self.refused:
             text += f", refused {len(self.refused)}"
+        if self.snapshot:
+            text += f"; started from snapshot {self.snapshot}"
         return text
 
     @classmethod
@@ -74,6 +81,7 @@ class SyncSummary:
         """The counts a server's ``syncEnd`` message carries (older servers: no event count, None)."""
         counts = {name: int(n) for name, n in _COUNT.findall(message)}
         events = _EVENTS.search(message)
+        snapshot = _SNAPSHOT.search(message)
         return cls(
             pushed_segments=counts.get("pushed", 0),
             pulled_segments=counts.get("pulled", 0),
@@ -83,6 +91,7 @@ class SyncSummary:
             bytes_up=None,
             bytes_down=None,
             swept_temporaries=None,
+            snapshot=snapshot.group(1) if snapshot else "",
             server=server,
             message=message,
         )
@@ -102,6 +111,9 @@ class SyncSummary:
             "repaired": list(self.repaired),
             "last_sync_time": self.last_sync_time,
         }
+        if self.snapshot:
+            out["snapshot"] = self.snapshot
+            out["snapshot_check"] = self.snapshot_check
         if self.server:
             out["server"] = self.server
         return out

@@ -357,6 +357,8 @@ class WatchConfig:
     poll: bool = False
     #: how often a remote that cannot be watched is polled
     poll_s: float = 30.0
+    #: events between remote snapshots a local sync uploads (``oplog.syncsnap``; 0: none)
+    snapshot_every: int = 10_000
 
 
 class Watcher:

@@ -69,6 +69,7 @@ def get_sync_info(sync: SyncRunner | None, body: dict[str, Any]) -> dict[str, An
         "pendingLocalEvents": info["pending_local_events"],
         "deviceCursors": info["device_cursors"],
         "lastError": info["last_error"],
+        "snapshotCheck": info["snapshot_check"],
     }
 
 

@@ -6,6 +6,11 @@ remote. ``WHERE`` picks what is counted: ``local`` — file operations on segmen
 directory (the merge's write, rename, removals; the log's own segment creation); ``remote`` — segment
 and manifest writes and deletions on the remote (the push of a merged tiling). At the N-th such step the
 process kills itself with SIGKILL, as the step starts; N = 0 never kills.
+
+Two more for remote snapshots (``oplog.syncsnap``, a snapshot due every 5 events): ``snapshot`` —
+writes and deletions under the remote's ``snapshots/`` (upload and pruning); ``join`` — every rename
+and removal of any file in the data directory (segments stored, ``journal.json``, ``sync.json`` with
+the pending snapshot check) while a device new to the remote starts from a snapshot and checks it.
 """
 
 from __future__ import annotations
@@ -21,6 +26,7 @@ from oplog.clock import FakeClock
 from oplog.remote import LocalDirRemote
 from oplog.store import Store
 from oplog.syncrunner import run_sync
+from oplog.syncsnap import DEFAULT_SNAPSHOT_EVERY
 from oplog.wire import request_from_json
 from tests.engine_helpers import numbered_doc_body
 
@@ -38,16 +44,33 @@ _rename = fsutil.OsFileOps.rename
 _unlink = fsutil.OsFileOps.unlink
 
 
+_ANY = [False]
+
+
 def _dying_rename(self: fsutil.OsFileOps, src: str, dst: str) -> None:
-    if ".seg" in dst:
+    if _ANY[0] or ".seg" in dst:
         _tick()
     _rename(self, src, dst)
 
 
 def _dying_unlink(self: fsutil.OsFileOps, path: str) -> None:
-    if ".seg" in path:
+    if _ANY[0] or ".seg" in path:
         _tick()
     _unlink(self, path)
+
+
+class _DyingSnapshots(LocalDirRemote):
+    """A folder remote counting writes and deletions of snapshots."""
+
+    def write_new(self, path: str, data: bytes) -> bool:
+        if "/snapshots/" in path:
+            _tick()
+        return super().write_new(path, data)
+
+    def delete(self, path: str) -> None:
+        if "/snapshots/" in path:
+            _tick()
+        super().delete(path)
 
 
 class _DyingRemote(LocalDirRemote):
@@ -72,11 +95,15 @@ def main() -> None:
     data, remote, first, count, where, n = sys.argv[1:7]
     warnings.simplefilter("ignore")
     _left[0] = int(n)
-    if where == "local":
+    every = 5 if where in ("snapshot", "join") else DEFAULT_SNAPSHOT_EVERY
+    _ANY[0] = where == "join"
+    if where in ("local", "join"):
         # Every default FileOps in the core is an OsFileOps made at call time: count through them all.
         fsutil.OsFileOps.rename = _dying_rename  # type: ignore[method-assign]
         fsutil.OsFileOps.unlink = _dying_unlink  # type: ignore[method-assign]
         target: LocalDirRemote = LocalDirRemote(remote)
+    elif where == "snapshot":
+        target = _DyingSnapshots(remote)
     else:
         target = _DyingRemote(remote)
     # A fake clock per round, later than the last round's: deterministic stamps, no future events.
@@ -85,7 +112,7 @@ def main() -> None:
         for doc in range(int(first), int(first) + int(count)):
             store.apply(request_from_json(numbered_doc_body(doc)))
             print(f"ACK {doc}", flush=True)
-            run_sync(store, target, clock)
+            run_sync(store, target, clock, snapshot_every=every)
 
 
 if __name__ == "__main__":

@@ -12,6 +12,7 @@ from oplog.archive import archived_events, list_archive
 from oplog.clock import FakeClock, RandomIds
 from oplog.errors import OplogError, RemoteError
 from oplog.remote import FakeRemote, Faults
+from oplog.snapcheck import MISMATCH, check_pending
 from oplog.store import Store
 from oplog.sync import RetryPolicy, SyncSession, parse_sync_params
 from oplog.tree import snapshot
@@ -42,8 +43,13 @@ class Simulation:
         force_modes: bool = True,
         switches: bool = True,
         remote_factory: Callable[[int, Faults, str], Any] | None = None,
+        snapshot_every: int = 0,
     ) -> None:
-        """``remote_factory(seed, faults, name)`` makes the two remotes (default the in-memory fake)."""
+        """``remote_factory(seed, faults, name)`` makes the two remotes (default the in-memory fake).
+
+        ``snapshot_every``: upload remote snapshots that often and start far-behind pulls from
+        them, each checked right after its sync (``oplog.snapcheck``); 0 (default) none.
+        """
         self.rng = random.Random(seed)
         self.seed = seed
         self.root = root
@@ -66,6 +72,9 @@ class Simulation:
         self.acked: set[tuple[int, int]] = set()
         self.req = 0
         self.force_modes = force_modes
+        self.snapshot_every = snapshot_every
+        #: snapshot checks that ran: outcome -> count (a mismatch fails ``check``)
+        self.snapshot_checks: dict[str, int] = {}
         for i in range(n):
             clock = FakeClock(T0 + i * 7, step_ms=13)
             store = Store.open(root / f"dev{i}", clock=clock, ids=RandomIds(seed * 100 + i))
@@ -164,9 +173,14 @@ class Simulation:
                 dev.clock,
                 sleeper=lambda s: None,
                 retry=RetryPolicy(retries=2),
+                snapshot_every=self.snapshot_every,
             ).run()
         except RemoteError:
             ok = False
+        if self.snapshot_every:
+            outcome = check_pending(dev.store)
+            if outcome:
+                self.snapshot_checks[outcome] = self.snapshot_checks.get(outcome, 0) + 1
         own = self._own_requests(dev)
         held = self.history.setdefault((remote.url, cloud), set())
         if push_mode != "force-pull":
@@ -247,6 +261,15 @@ class Simulation:
         lost = {r for r, _ in self.acked} - seen
         assert not lost, f"seed {seed}: lost requests {sorted(lost)}"
         assert not self.dropped, f"seed {seed}: archived instead of rebased: {self.dropped}"
+        assert not self.snapshot_checks.get(MISMATCH), f"seed {seed}: a remote snapshot did not match a fold"
+        # The state a device serves equals a fresh fold of its own logs (whatever base it started from).
+        from oplog.replay import replay
+
+        for i, dev in enumerate(self.devices):
+            fresh = replay(dev.store._logs).state_hash.hexdigest()
+            assert fresh == dev.store.state_hash.hexdigest(), (
+                f"seed {seed}: device {i} differs from its own fold"
+            )
         from oplog.segment import verify_segment
         from oplog.sync import Manifest
 

@@ -604,11 +604,11 @@ def test_watch_polls_a_remote_it_cannot_watch(site: Site, tmp_path: Path) -> Non
         # A local commit syncs at once, without waiting for a poll.
         with Store.open(a_dir, options=StoreOptions(lock_timeout_s=30)) as a:
             a.apply(request_from_json(numbered_doc_body(3)))
-        commit_seen, _ = seen.wait(lambda e: isinstance(e, Batch) and "local" in e.counted, i + 1)
+        # The local folder is watched: the commit is seen at once (a batch naming it; deferred, not
+        # counted, when a poll's sync is already under way and takes it along — CI saw that under load).
+        seen.wait(lambda e: isinstance(e, Batch) and "local" in e.seen, i + 1)
         i, pushed = seen.wait(lambda e: isinstance(e, SyncEnded) and e.outcome.pushed_segments, i + 1)
-        # The local folder is watched: the commit is news at once. The sync that pushes it is the one it
-        # triggered, or a poll's that happened to start meanwhile (under load) and took it along.
-        assert commit_seen < i and pushed.outcome.ok
+        assert pushed.outcome.ok
         run_sync(b, site.open(), b.clock)
         assert len(b.ws.docs) == 3
         # Idle: count what the polls ask.

@@ -104,6 +104,33 @@ def add_remote(parser: argparse.ArgumentParser, *, default: str | None = DEFAULT
     parser.add_argument("--remote", type=remote_folder, default=default, metavar="DIR", help=help)
 
 
+def count(text: str) -> int:
+    """A whole number of things, zero or more."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must not be negative, got {value}")
+    return value
+
+
+def add_snapshot_every(parser: argparse.ArgumentParser) -> None:
+    """``--snapshot-every N``: how often this device uploads a remote snapshot (0: never, and never start from one)."""
+    from oplog.syncsnap import DEFAULT_SNAPSHOT_EVERY
+
+    parser.add_argument(
+        "--snapshot-every",
+        type=count,
+        default=DEFAULT_SNAPSHOT_EVERY,
+        metavar="N",
+        help=(
+            "upload a snapshot of the state to <cloud>/snapshots/ at most every N events, and start a pull "
+            f"at least N events behind from the newest one (default {DEFAULT_SNAPSHOT_EVERY}; 0 turns both off)"
+        ),
+    )
+
+
 def add_cloud_name(parser: argparse.ArgumentParser, *, default: str | None, help: str) -> None:
     """``--cloud-name NAME``: the folder under the remote."""
     parser.add_argument("--cloud-name", default=default, metavar="NAME", help=help)

@@ -18,6 +18,7 @@ from oplog.tools.options import (
     add_cloud_name,
     add_lock_wait,
     add_remote,
+    add_snapshot_every,
     add_token,
     listen_address,
 )
@@ -89,6 +90,7 @@ def register(
     )
     add_remote(p, help=f"sync remote folder (default {DEFAULT_REMOTE})")
     passphrase.add_passphrase_option(p)
+    add_snapshot_every(p)
     add_cloud_name(
         p,
         default=None,
@@ -254,7 +256,11 @@ def serve(args: argparse.Namespace) -> int:
         clock = SystemClock()
         remote_path = args.remote
         runner = SyncRunner(
-            store, lambda: remote_for(open_remote(remote_path), keyring), clock, cloud_name=args.cloud_name
+            store,
+            lambda: remote_for(open_remote(remote_path), keyring),
+            clock,
+            cloud_name=args.cloud_name,
+            snapshot_every=args.snapshot_every,
         )
         try:
             running = start_server(

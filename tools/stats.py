@@ -46,6 +46,8 @@ def run(args: argparse.Namespace) -> int:
     for c in stats["checkpoints"]:
         print(f"  #{c['id']} at position {c['position']}: {c['blocks']} blocks, {c['bytes']} bytes")
     print(f"view bytes {stats['view_bytes']}")
+    if stats.get("snapshot_check"):
+        print(f"remote snapshot {stats['snapshot_check']}")
     if "state_hash" in stats:
         print(
             f"state hash {stats['state_hash']}  position {stats['position']}  blocks {stats['blocks']}  conflicts {stats['conflicts']}"

@@ -20,6 +20,7 @@ from oplog.tools.options import (
     add_lock_wait,
     add_remote,
     add_server,
+    add_snapshot_every,
     add_token,
 )
 from oplog.tools.passphrase import add_passphrase_option, keyring_from
@@ -51,6 +52,7 @@ def register(
     )
     add_token(cmd)
     add_passphrase_option(cmd)
+    add_snapshot_every(cmd)
     cmd.set_defaults(func=run)
 
 
@@ -73,6 +75,7 @@ def run(args: argparse.Namespace) -> int:
             lock_wait_s=args.lock_wait,
             on_event=bar.show if bar is not None else None,
             keyring=keyring,
+            snapshot_every=args.snapshot_every,
         )
     finally:
         if bar is not None:
@@ -121,6 +124,9 @@ def _report(args: argparse.Namespace, result: SyncSummary, headline: str) -> int
             + (f", archived {result.archived_segments}" if result.archived_segments else "")
             + (f", rebased {result.rebased_events} event(s)" if result.rebased_events else "")
         )
+        if result.snapshot:
+            check = f" (own check: {result.snapshot_check})" if result.snapshot_check else ""
+            print(f"started from remote snapshot {result.snapshot}{check}")
         for line in result.repaired:
             print(f"repaired: {line}", file=sys.stderr)
         for line in result.refused:

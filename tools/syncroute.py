@@ -30,6 +30,7 @@ from oplog.sync import parse_sync_params
 from oplog.syncformat import DEFAULT_CLOUD
 from oplog.syncrepair import open_for_sync
 from oplog.syncrunner import run_sync
+from oplog.syncsnap import DEFAULT_SNAPSHOT_EVERY
 from oplog.syncstate import error_text, load_state
 from oplog.syncsummary import SyncSummary
 from oplog.tools.options import DEFAULT_REMOTE
@@ -78,6 +79,7 @@ def sync_data_dir(
     monotonic: Callable[[], float] | None = None,
     while_locked: Callable[[Store], object] | None = None,
     keyring: Keyring | None = None,
+    snapshot_every: int = DEFAULT_SNAPSHOT_EVERY,
 ) -> SyncSummary:
     """One sync of ``data``: through ``server`` or the server running on ``data``, else locally with ``remote``.
 
@@ -91,6 +93,7 @@ def sync_data_dir(
     from it to abandon); ``cancel`` stops following a server's sync
     (``SyncNotFollowed``); ``while_locked(store)`` runs after a local sync, still
     holding the writer's lock (the daemon fingerprints the log it left).
+    ``snapshot_every`` applies to a local sync (a server uses its own ``--snapshot-every``).
     """
     from oplog.tools.discover import find_server
 
@@ -132,6 +135,7 @@ def sync_data_dir(
         on_event=on_event,
         sleeper=sleeper,
         while_locked=while_locked,
+        snapshot_every=snapshot_every,
     )
 
 
@@ -147,6 +151,7 @@ def _sync_locally(
     on_event: SyncEventSink | None,
     sleeper: Callable[[float], object] | None,
     while_locked: Callable[[Store], object] | None,
+    snapshot_every: int,
 ) -> SyncSummary:
     clock = SystemClock()
     store: Store
@@ -165,6 +170,7 @@ def _sync_locally(
                 cloud_name=cloud_name,
                 emit=on_event,
                 sleeper=sleeper,
+                snapshot_every=snapshot_every,
             )
         except OSError as exc:
             # The session has recorded it in sync.json; the user gets one line, not a traceback.

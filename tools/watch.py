@@ -31,7 +31,14 @@ from typing import TYPE_CHECKING, Any, TextIO
 
 from oplog.autosync import Schedule
 from oplog.errors import InvalidArgument, OplogError
-from oplog.tools.options import DEFAULT_REMOTE, add_cloud_name, add_lock_wait, add_remote, add_token
+from oplog.tools.options import (
+    DEFAULT_REMOTE,
+    add_cloud_name,
+    add_lock_wait,
+    add_remote,
+    add_snapshot_every,
+    add_token,
+)
 from oplog.tools.passphrase import add_passphrase_option, keyring_from
 from oplog.watchchanges import local_fingerprint
 from oplog.watcher import (
@@ -90,6 +97,7 @@ def register(
     add_cloud_name(
         p, default=None, help="folder under the remote (default: the data directory's current one, or main)"
     )
+    add_snapshot_every(p)
     p.add_argument(
         "--debounce",
         type=float,
@@ -272,6 +280,7 @@ def sync_function(
             monotonic=time.monotonic,
             while_locked=fingerprint,
             keyring=keyring,
+            snapshot_every=config.snapshot_every,
         )
         address = result.server
         return SyncReport(
@@ -329,6 +338,7 @@ def config_from_args(args: argparse.Namespace) -> WatchConfig:
         stop_wait_s=args.stop_wait,
         poll=args.force_polling,
         poll_s=args.poll,
+        snapshot_every=args.snapshot_every,
     )
 
 

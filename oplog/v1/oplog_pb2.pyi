@@ -164,7 +164,7 @@ class GetSyncInfoRequest(_message.Message):
     def __init__(self) -> None: ...
 
 class SyncInfo(_message.Message):
-    __slots__ = ("last_sync_time", "status", "in_progress", "cloud_name", "epoch", "device_id", "pending_local_events", "device_cursors", "last_error")
+    __slots__ = ("last_sync_time", "status", "in_progress", "cloud_name", "epoch", "device_id", "pending_local_events", "device_cursors", "last_error", "snapshot_check")
     class DeviceCursorsEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -181,6 +181,7 @@ class SyncInfo(_message.Message):
     PENDING_LOCAL_EVENTS_FIELD_NUMBER: _ClassVar[int]
     DEVICE_CURSORS_FIELD_NUMBER: _ClassVar[int]
     LAST_ERROR_FIELD_NUMBER: _ClassVar[int]
+    SNAPSHOT_CHECK_FIELD_NUMBER: _ClassVar[int]
     last_sync_time: int
     status: str
     in_progress: bool
@@ -190,7 +191,8 @@ class SyncInfo(_message.Message):
     pending_local_events: int
     device_cursors: _containers.ScalarMap[str, int]
     last_error: str
-    def __init__(self, last_sync_time: _Optional[int] = ..., status: _Optional[str] = ..., in_progress: _Optional[bool] = ..., cloud_name: _Optional[str] = ..., epoch: _Optional[str] = ..., device_id: _Optional[str] = ..., pending_local_events: _Optional[int] = ..., device_cursors: _Optional[_Mapping[str, int]] = ..., last_error: _Optional[str] = ...) -> None: ...
+    snapshot_check: str
+    def __init__(self, last_sync_time: _Optional[int] = ..., status: _Optional[str] = ..., in_progress: _Optional[bool] = ..., cloud_name: _Optional[str] = ..., epoch: _Optional[str] = ..., device_id: _Optional[str] = ..., pending_local_events: _Optional[int] = ..., device_cursors: _Optional[_Mapping[str, int]] = ..., last_error: _Optional[str] = ..., snapshot_check: _Optional[str] = ...) -> None: ...
 
 class WatchSyncRequest(_message.Message):
     __slots__ = ()

@@ -1,0 +1,211 @@
+"""A new device joining a big history: from a remote snapshot, next to a full ``oplog replay`` in the same run.
+
+Usage: python bench/join.py [--quick] [--events N] [--devices K] [--dir DIR] [--no-full-join] [--json FILE]
+
+Builds a synthetic history of ``--events`` resolved events on ``--devices`` devices
+(bench/replay.py's generator: the shapes the engine logs), lays it out as a folder
+remote exactly as sync writes one (sealed segments, manifests, ``EPOCH``), and adds the
+snapshot a device that holds it all would upload (``oplog.remotesnap``). Then, on the
+same machine in the same run:
+
+* the baseline: ``oplog replay`` of the whole history (a real process, as a user runs it);
+* a new device's first sync with snapshots (``SyncSession.run``): the time until it is
+  usable (its state loaded and served), which here is also when its history is complete
+  (every segment is stored before the fold), split into transfer and fold; then its own
+  check of the snapshot (a full fold off the write path);
+* unless ``--no-full-join``: the same first sync with snapshots off (every event folded).
+
+Figures go to stdout (and ``--json``); docs/benchmarks-sync.md *Joining* keeps the latest.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(REPO / "bench"))
+
+from replay import write_history  # noqa: E402
+
+from oplog.checkpoint import capture_base  # noqa: E402
+from oplog.clock import SystemClock  # noqa: E402
+from oplog.eventlog import EventLog  # noqa: E402
+from oplog.remote import LocalDirRemote  # noqa: E402
+from oplog.remotesnap import SNAPSHOTS, encode_snapshot, snapshot_name  # noqa: E402
+from oplog.replay import replay  # noqa: E402
+from oplog.snapcheck import check_pending  # noqa: E402
+from oplog.store import Store  # noqa: E402
+from oplog.sync import SyncSession, parse_sync_params  # noqa: E402
+from oplog.syncformat import DEVICES, EPOCH_FILE, MANIFEST, EpochInfo, Manifest, SegEntry, segment_crc  # noqa: E402
+
+CLOUD = "main"
+
+
+def build(folder: Path, events: int, devices: int) -> dict[str, Any]:
+    """The origin data directory, the remote laid out from it, and the snapshot; what it took."""
+    origin = folder / "origin"
+    start = time.perf_counter()
+    write_history(origin, events, devices)
+    remote_root = folder / "remote"
+    cloud = remote_root / CLOUD
+    total = 0
+    for log_dir in sorted((origin / "devices").iterdir()):
+        log = EventLog.open(log_dir, log_dir.name, durability="interval", interval_ms=1000)
+        log.log.seal()
+        segments = log.log.segments()
+        log.close()
+        dest = cloud / DEVICES / log_dir.name
+        dest.mkdir(parents=True)
+        entries = []
+        for seg in segments:
+            data = (log_dir / seg.name).read_bytes()
+            (dest / seg.name).write_bytes(data)
+            entries.append(SegEntry(seg.name, seg.first_seq, seg.count, len(data), segment_crc(data)))
+            total += len(data)
+        (dest / MANIFEST).write_bytes(Manifest("0", log_dir.name, entries).encode())
+    (cloud / EPOCH_FILE).write_bytes(EpochInfo("0").encode())
+    built_s = time.perf_counter() - start
+    # The snapshot a device holding all of it uploads (what SyncSession's upload_snapshot writes).
+    logs = {p.name: EventLog.open(p, p.name, writable=False) for p in sorted((origin / "devices").iterdir())}
+    result = replay(logs)
+    for log in logs.values():
+        log.close()
+    snap = capture_base(result)
+    start = time.perf_counter()
+    blob = encode_snapshot(snap, epoch="0", device=sorted(logs)[0], created_ms=0)
+    encode_s = time.perf_counter() - start
+    (cloud / SNAPSHOTS).mkdir()
+    (cloud / SNAPSHOTS / snapshot_name(snap.position, snap.state_hash)).write_bytes(blob)
+    return {
+        "events": result.position,
+        "blocks": len(result.ws.blocks),
+        "state_hash": result.state_hash.hexdigest(),
+        "remote_mb": total / 1e6,
+        "snapshot_mb": len(blob) / 1e6,
+        "checkpoint_blob_mb": len(snap.blob) / 1e6,
+        "snapshot_encode_s": encode_s,
+        "build_s": built_s,
+    }
+
+
+def oplog_replay(origin: Path) -> dict[str, Any]:
+    """``oplog replay --data ORIGIN --json`` as a user runs it: a real process, timed around it."""
+    start = time.perf_counter()
+    proc = subprocess.run(
+        [sys.executable, "-m", "oplog.tools.cli", "replay", "--data", str(origin), "--json"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    seconds = time.perf_counter() - start
+    return {"seconds": seconds, "state_hash": json.loads(proc.stdout)["state_hash"]}
+
+
+def join(folder: Path, remote_root: Path, name: str, snapshot_every: int) -> dict[str, Any]:
+    """A new device's first sync (timed to usable), then its snapshot check (timed)."""
+    data = folder / name
+    store = Store.open(data, clock=SystemClock())
+    spans: dict[str, float] = {}
+    inner_fold = store.fold_pulled
+
+    def timed_fold() -> None:
+        start = time.perf_counter()
+        try:
+            inner_fold()
+        finally:
+            spans["fold_s"] = time.perf_counter() - start
+
+    store.fold_pulled = timed_fold  # type: ignore[method-assign]
+    try:
+        params = parse_sync_params("bench")
+        start = time.perf_counter()
+        summary = SyncSession(
+            store, LocalDirRemote(remote_root), params, store.clock, snapshot_every=snapshot_every
+        ).run()
+        usable_s = time.perf_counter() - start
+        state_hash = store.state().state_hash
+        start = time.perf_counter()
+        outcome = check_pending(store)
+        check_s = time.perf_counter() - start
+    finally:
+        store.close()
+    fold_s = spans.get("fold_s", 0.0)
+    return {
+        "usable_s": usable_s,
+        "history_complete_s": usable_s,
+        "fold_s": fold_s,
+        "transfer_s": usable_s - fold_s,
+        "check_s": check_s,
+        "check": outcome,
+        "snapshot": summary.snapshot,
+        "pulled_events": summary.pulled_events,
+        "state_hash": state_hash,
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--quick", action="store_true", help="a small smoke run (20,000 events)")
+    parser.add_argument("--events", type=int, default=1_000_000)
+    parser.add_argument("--devices", type=int, default=4)
+    parser.add_argument("--dir", help="work folder (default: a temporary one, removed afterwards)")
+    parser.add_argument("--no-full-join", action="store_true", help="skip the join without snapshots")
+    parser.add_argument("--json", help="also write the figures to this file")
+    args = parser.parse_args(argv)
+    events = 20_000 if args.quick else args.events
+    folder = Path(args.dir) if args.dir else Path(tempfile.mkdtemp(prefix="oplog-bench-join-"))
+    try:
+        print(f"building a history of {events:,} events on {args.devices} devices in {folder} ...", flush=True)
+        built = build(folder, events, args.devices)
+        print(
+            f"  {built['events']:,} events, {built['blocks']:,} blocks; remote {built['remote_mb']:.1f} MB of "
+            f"segments; snapshot {built['snapshot_mb']:.1f} MB (checkpoint bytes {built['checkpoint_blob_mb']:.1f} MB, "
+            f"encoded in {built['snapshot_encode_s']:.2f} s)"
+        )
+        base = oplog_replay(folder / "origin")
+        print(f"oplog replay (full, a real process): {base['seconds']:.2f} s")
+        snap = join(folder, folder / "remote", "joiner", 10_000)
+        ratio = snap["usable_s"] / base["seconds"]
+        print(
+            f"new device from the snapshot: usable after {snap['usable_s']:.2f} s = {ratio:.2f}x the replay "
+            f"(target <= 0.3x); history complete at the same moment ({snap['history_complete_s']:.2f} s)"
+        )
+        print(
+            f"  of which transfer (download, check, store every segment) {snap['transfer_s']:.2f} s, "
+            f"fold from the snapshot {snap['fold_s']:.2f} s; then its own check {snap['check_s']:.2f} s "
+            f"({snap['check']}); started from {snap['snapshot'] or 'no snapshot'}"
+        )
+        out: dict[str, Any] = {"build": built, "replay": base, "join_snapshot": snap, "ratio_usable": ratio}
+        hashes = {built["state_hash"], base["state_hash"], snap["state_hash"]}
+        if not args.no_full_join:
+            full = join(folder, folder / "remote", "joiner-full", 0)
+            out["join_full"] = full
+            hashes.add(full["state_hash"])
+            print(
+                f"new device without snapshots: usable after {full['usable_s']:.2f} s "
+                f"= {full['usable_s'] / base['seconds']:.2f}x the replay (transfer {full['transfer_s']:.2f} s, "
+                f"fold {full['fold_s']:.2f} s)"
+            )
+        print(f"state hashes equal: {len(hashes) == 1} ({built['state_hash'][:16]})")
+        if len(hashes) != 1:
+            print(f"MISMATCH: {hashes}", file=sys.stderr)
+            return 1
+        if args.json:
+            Path(args.json).write_text(json.dumps(out, indent=2, sort_keys=True))
+    finally:
+        if not args.dir:
+            shutil.rmtree(folder, ignore_errors=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
