@@ -153,7 +153,9 @@ def join(folder: Path, remote_root: Path, name: str, snapshot_every: int) -> dic
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--quick", action="store_true", help="a small smoke run (20,000 events)")
     parser.add_argument("--events", type=int, default=1_000_000)
     parser.add_argument("--devices", type=int, default=4)
@@ -164,7 +166,9 @@ def main(argv: list[str] | None = None) -> int:
     events = 20_000 if args.quick else args.events
     folder = Path(args.dir) if args.dir else Path(tempfile.mkdtemp(prefix="oplog-bench-join-"))
     try:
-        print(f"building a history of {events:,} events on {args.devices} devices in {folder} ...", flush=True)
+        print(
+            f"building a history of {events:,} events on {args.devices} devices in {folder} ...", flush=True
+        )
         built = build(folder, events, args.devices)
         print(
             f"  {built['events']:,} events, {built['blocks']:,} blocks; remote {built['remote_mb']:.1f} MB of "
