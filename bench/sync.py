@@ -56,18 +56,14 @@ sys.path.insert(0, str(REPO))
 
 
 from bench.replay import _Device  # noqa: E402
+from bench.synth import publish_log  # noqa: E402
 from oplog.clock import SystemClock  # noqa: E402
 from oplog.eventlog import EventLog  # noqa: E402
 from oplog.remote import LocalDirRemote  # noqa: E402
 from oplog.store import Store  # noqa: E402
 from oplog.syncformat import (  # noqa: E402
-    DEVICES,
     EPOCH_FILE,
-    MANIFEST,
     EpochInfo,
-    Manifest,
-    SegEntry,
-    segment_crc,
 )
 from oplog.syncrunner import run_sync  # noqa: E402
 from oplog.wire import request_from_json  # noqa: E402
@@ -365,20 +361,7 @@ def build_remote(folder: Path, megabytes: float, devices: int, seed: int) -> tup
             logs[device.id].append(batch)
             written += sum(len(e.SerializeToString()) + 10 for e in batch)
             events += len(batch)
-    total = 0
-    for device_id, log in logs.items():
-        log.log.seal()
-        segments = log.log.segments()
-        log.close()
-        dest = cloud / DEVICES / device_id
-        dest.mkdir(parents=True)
-        entries = []
-        for seg in segments:
-            data = (staging / device_id / seg.name).read_bytes()
-            (dest / seg.name).write_bytes(data)
-            entries.append(SegEntry(seg.name, seg.first_seq, seg.count, len(data), segment_crc(data)))
-            total += len(data)
-        (dest / MANIFEST).write_bytes(Manifest("0", device_id, entries).encode())
+    total = sum(publish_log(log, cloud) for log in logs.values())
     (cloud / EPOCH_FILE).write_bytes(EpochInfo("0").encode())
     shutil.rmtree(staging)
     return remote_root, total, events

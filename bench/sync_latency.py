@@ -38,8 +38,9 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from bench.replay import _Device  # noqa: E402
+from bench.synth import publish_log  # noqa: E402
 from oplog.eventlog import EventLog  # noqa: E402
-from oplog.syncformat import DEVICES, EPOCH_FILE, MANIFEST, EpochInfo, Manifest, SegEntry, segment_crc  # noqa: E402
+from oplog.syncformat import EPOCH_FILE, EpochInfo  # noqa: E402
 from oplog.v1 import oplog_pb2 as pb  # noqa: E402
 from oplog.wire import request_from_json  # noqa: E402
 from server.client import Client  # noqa: E402
@@ -59,18 +60,8 @@ def build_history(folder: Path, events: int, seed: int) -> Path:
         batch = [device.event() for _ in range(min(512, left))]
         log.append(batch)
         left -= len(batch)
-    log.log.seal()
-    segments = log.log.segments()
-    log.close()
     root = folder / "remote"
-    dest = root / CLOUD / DEVICES / device.id
-    dest.mkdir(parents=True)
-    entries = []
-    for seg in segments:
-        data = (staging / seg.name).read_bytes()
-        (dest / seg.name).write_bytes(data)
-        entries.append(SegEntry(seg.name, seg.first_seq, seg.count, len(data), segment_crc(data)))
-    (dest / MANIFEST).write_bytes(Manifest("0", device.id, entries).encode())
+    publish_log(log, root / CLOUD)
     (root / CLOUD / EPOCH_FILE).write_bytes(EpochInfo("0").encode())
     shutil.rmtree(staging)
     return root

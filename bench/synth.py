@@ -6,9 +6,10 @@ from collections.abc import Iterable
 from pathlib import Path
 
 from oplog.eventlog import EventLog
+from oplog.syncformat import DEVICES, MANIFEST, Manifest, SegEntry, segment_crc
 from oplog.v1 import oplog_pb2 as pb
 
-__all__ = ["block_id", "write_events"]
+__all__ = ["block_id", "write_events", "publish_log"]
 
 _ALPHA = "0123456789abcdefghijklmnopqrstuvwxyz"
 #: Events appended to a device log at a time.
@@ -22,6 +23,24 @@ def block_id(ms: int, n: int) -> str:
         n, r = divmod(n, 36)
         suffix += _ALPHA[r]
     return f"20240721{ms // 1000 % 1000000:06d}-{suffix}"
+
+
+def publish_log(log: EventLog, cloud: Path, epoch: str = "0") -> int:
+    """Seal and close ``log``; lay its segments out under ``cloud/devices/<id>/`` with a ``MANIFEST`` as sync
+    writes them (the caller writes ``EPOCH``). Returns the bytes copied."""
+    device_id = log.log.device_id
+    log.log.seal()
+    segments = log.log.segments()
+    log.close()
+    dest = cloud / DEVICES / device_id
+    dest.mkdir(parents=True)
+    entries = []
+    for seg in segments:
+        data = (Path(log.log.folder) / seg.name).read_bytes()
+        (dest / seg.name).write_bytes(data)
+        entries.append(SegEntry(seg.name, seg.first_seq, seg.count, len(data), segment_crc(data)))
+    (dest / MANIFEST).write_bytes(Manifest(epoch, device_id, entries).encode())
+    return sum(e.size for e in entries)
 
 
 def write_events(folder: Path, devices: list[str], events: Iterable[pb.Event]) -> None:

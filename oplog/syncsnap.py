@@ -10,10 +10,11 @@ at two points:
   beside (``Store.fold_pulled``) then starts from it if it is still a prefix
   of the merged order, and folds only the events after it.
 * After the push, ``upload_snapshot`` uploads this device's newest checkpoint
-  (not captured anew unless none is recent enough: no write-lock hold on the
-  sync path) when it is ``snapshot_every`` events past the newest snapshot this
-  device knows of and covers only events the remote holds, then deletes all
-  but the newest ``KEEP``.
+  when it is ``snapshot_every`` events past the newest snapshot this device
+  knows of and covers only events the remote holds, then deletes all but the
+  newest ``KEEP``. A fresh checkpoint is captured for it only when none is
+  recent enough and the state is small (``CAPTURE_MAX_BLOCKS``): capturing
+  holds the write lock.
 
 Neither is needed for correctness: any failure here is logged and the sync goes
 on (a full fold is always right).
@@ -24,8 +25,8 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
-from oplog.checkpoint import Checkpoint, DamagedCheckpoint
-from oplog.errors import DamagedRemoteObject, OplogError
+from oplog.checkpoint import Checkpoint
+from oplog.errors import OplogError
 from oplog.remotesnap import KEEP, SNAPSHOTS, decode_snapshot, encode_snapshot, newest_first, snapshot_name
 from oplog.syncformat import SegEntry
 
@@ -37,6 +38,12 @@ __all__ = ["DEFAULT_SNAPSHOT_EVERY", "offer_snapshots", "upload_snapshot", "remo
 #: Events between two snapshots a device uploads (``--snapshot-every``); also how far behind a
 #: device must be to start from one.
 DEFAULT_SNAPSHOT_EVERY = 10_000
+
+#: Up to this many blocks a sync captures a fresh checkpoint to upload when none is recent enough:
+#: capturing holds the write lock (59 ms for 20,358 blocks, measured). A bigger state waits for the
+#: store's own checkpoints (every ``StoreOptions.checkpoint_every`` events, and at close) instead of
+#: stalling requests here.
+CAPTURE_MAX_BLOCKS = 20_000
 
 
 def remote_heads(views: Mapping[str, list[SegEntry] | None]) -> dict[str, int]:
@@ -77,10 +84,7 @@ def _fetch(session: SyncSession, name: str, epoch: str, held: Mapping[str, int])
         if data is None:
             return None  # deleted since the listing (pruned by another device)
         base, header = decode_snapshot(data, name)
-    except (DamagedCheckpoint, DamagedRemoteObject) as exc:
-        session._log(f"remote snapshot {name} not used: {exc}")
-        return None
-    except OplogError as exc:
+    except OplogError as exc:  # damaged, not opening (sealed), newer format, unreachable
         session._log(f"remote snapshot {name} not used: {exc}")
         return None
     if header.epoch != epoch:
@@ -95,6 +99,7 @@ def _fetch(session: SyncSession, name: str, epoch: str, held: Mapping[str, int])
 
 def note_adopted(session: SyncSession) -> None:
     """If the pull's fold started from a remote snapshot: say so, and record that this device must check it."""
+    session.store.offer_bases([])  # not left for a later pull when this one stored nothing
     adopted = session.store.take_adopted()
     if adopted is None:
         return
@@ -107,6 +112,8 @@ def note_adopted(session: SyncSession) -> None:
         "status": "pending",
         "detail": "",
     }
+    # Saved at once: whatever happens to the rest of this sync, the check is owed.
+    session._save_state()
     session._log(f"started from remote snapshot {adopted.source} (position {adopted.position})")
 
 
@@ -119,10 +126,11 @@ def upload_snapshot(
     store = session.store
     url, cloud = session.url, session.cloud
     last = session.state.snapshot_position(url, cloud)
-    if store.state().position - last < every:
+    now = store.state()
+    if now.position - last < every:
         return
     snap = store.newest_checkpoint()
-    if snap is None or snap.position - last < every:
+    if (snap is None or snap.position - last < every) and now.block_count <= CAPTURE_MAX_BLOCKS:
         store.checkpoint()
         snap = store.newest_checkpoint()
     if snap is None or snap.position - last < every:

@@ -1,4 +1,4 @@
-"""Check a sync remote's cloud folder for damage: ``EPOCH``, every ``MANIFEST``, every segment they list.
+"""Check a sync remote's cloud folder for damage: ``EPOCH``, every ``MANIFEST``, every segment they list, snapshots.
 
 Read-only, through the ``Remote`` interface (so any remote, fakes included).
 Findings go into the same ``VerifyReport`` as ``oplog.verify``'s local checks;
@@ -9,9 +9,11 @@ from __future__ import annotations
 
 import json
 from array import array
+from collections.abc import Callable
 
 from oplog.errors import CorruptSegment, OplogError, StorageError
 from oplog.remote import Remote
+from oplog.remotesnap import SNAPSHOTS, decode_snapshot, newest_first
 from oplog.segment import merged_segment_name, parse_segment_name, scan_segment, segment_name
 from oplog.syncformat import DEVICES as DEVICES_DIR
 from oplog.syncformat import EPOCH_FILE, MANIFEST, EpochInfo, Manifest, SegEntry, cloud_path, segment_crc
@@ -171,4 +173,32 @@ def verify_remote(
         report.remote_segments += 1
         report.remote_bytes += len(data or b"")
         progress.advance(entry.size)
+    _check_snapshots(remote, cloud, at, report)
     return report
+
+
+def _check_snapshots(remote: Remote, cloud: str, at: Callable[..., str], report: VerifyReport) -> None:
+    """Every snapshot under ``snapshots/`` decodes, hashes to its header and matches its name.
+
+    A bad one is a warning, not damage: snapshots are optional, and a device skips one
+    that does not decode (docs/sync.md *Snapshots*).
+    """
+    try:
+        names = remote.list(cloud_path(cloud, SNAPSHOTS))
+    except OplogError as exc:
+        report.add(WARNING, "remote-snapshot", at(SNAPSHOTS), f"cannot be listed: {exc}")
+        return
+    for name in newest_first(names):
+        where = at(SNAPSHOTS, name.name)
+        try:
+            data = remote.read(cloud_path(cloud, SNAPSHOTS, name.name))
+            if data is None:
+                continue  # pruned since the listing
+            _, header = decode_snapshot(data, name.name)
+        except OplogError as exc:
+            report.add(WARNING, "remote-snapshot", where, str(exc))
+            continue
+        if (header.position, header.state_hash[:16]) != (name.position, name.hash_prefix):
+            report.add(
+                WARNING, "remote-snapshot", where, "its name does not match its position and state hash"
+            )

@@ -47,3 +47,22 @@ def test_quick_s3_run_prints_request_counts_and_the_pull_next_to_bare_get(tmp_pa
         and pull["bare_get_mb_s"] > 0
         and pull["download_mb_s"] > 0
     )
+
+
+def test_quick_join_run_starts_from_the_snapshot_and_reports_both_joins(tmp_path: Path) -> None:
+    """bench/join.py --quick: the joiner starts from the snapshot, checks it, and every hash agrees."""
+    out = tmp_path / "figures.json"
+    stdout = run_bench("join.py", "--quick", "--dir", str(tmp_path / "w"), "--json", str(out), timeout=300)
+    assert "state hashes equal: True" in stdout and "oplog replay" in stdout
+    figures = json.loads(out.read_text())
+    snap, full = figures["join_snapshot"], figures["join_full"]
+    assert snap["snapshot"] and snap["check"] == "verified" and not full["snapshot"]
+    assert snap["pulled_events"] == full["pulled_events"] == figures["build"]["events"] == 20_000
+    assert figures["ratio_usable"] > 0 and snap["history_complete_s"] <= snap["usable_s"]
+
+
+def test_latency_run_measures_applies_during_a_pull() -> None:
+    """bench/sync_latency.py on a small history: both phases measured, nothing refused, nothing lost."""
+    stdout = run_bench("sync_latency.py", "--events", "3000", "--seconds", "0.5", timeout=300)
+    assert "no sync:" in stdout and "during the pull:" in stdout
+    assert "errors 0" in stdout and "history complete: True" in stdout

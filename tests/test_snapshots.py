@@ -86,6 +86,26 @@ def test_uploads_at_most_every_n_events_and_keeps_the_newest_few(tmp_path: Path)
         a.close()
 
 
+def test_a_big_state_waits_for_a_checkpoint_instead_of_capturing_one(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from oplog import syncsnap
+
+    monkeypatch.setattr(syncsnap, "CAPTURE_MAX_BLOCKS", 0)  # every state counts as big
+    remote = LocalDirRemote(tmp_path / "remote")
+    a = _open(tmp_path, "a", 1)
+    try:
+        _docs(a, 0, 40)
+        _sync(a, remote)
+        assert _snapshots(remote) == [] and a.newest_checkpoint() is None  # nothing captured on the sync path
+        a.checkpoint()  # the store's own (periodic, or at close)
+        _docs(a, 40, 2)
+        _sync(a, remote)
+        assert [parse_name(n).position for n in _snapshots(remote)] == [40]  # type: ignore[union-attr]
+    finally:
+        a.close()
+
+
 def test_snapshot_every_zero_uploads_none_and_uses_none(tmp_path: Path) -> None:
     remote = LocalDirRemote(tmp_path / "remote")
     a = _open(tmp_path, "a", 1)
@@ -268,6 +288,8 @@ def test_a_damaged_or_newer_snapshot_is_not_used_and_nothing_else_changes(
             else:
                 data[len(b"OPLOGSNAP\n") : len(b"OPLOGSNAP\n") + 2] = (FORMAT + 1).to_bytes(2, "big")
             path.write_bytes(bytes(data))
+        found = [f for f in verify_remote(remote, "main").findings if f.area == "remote-snapshot"]
+        assert len(found) == len(_snapshots(remote)) and all(f.severity == "warning" for f in found), found
         result = _sync(b, remote, logs)
         assert result.snapshot == ""  # type: ignore[attr-defined]
         assert b.state().state_hash == a.state().state_hash
