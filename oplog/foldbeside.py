@@ -35,7 +35,7 @@ from oplog.merge import order_key
 from oplog.replay import ReplayResult, base_fits, replay
 from oplog.v1 import oplog_pb2 as pb
 
-__all__ = ["fold_beside", "fold_prefix", "fold_tail", "switching_often"]
+__all__ = ["fold_ahead", "fold_beside", "fold_prefix", "fold_tail", "switching_often"]
 
 #: The interpreter's thread switch interval while a fold runs beside requests (default 5 ms).
 SWITCH_INTERVAL_S = 0.001
@@ -116,6 +116,27 @@ def fold_beside(
         except StaleBase:
             continue
     return replay(_sources(logs, local_id, local_last, 0), reader=False)
+
+
+def fold_ahead(
+    base: Checkpoint,
+    pulled: Mapping[str, Sequence[pb.Event]],
+    logs: Mapping[str, EventLog],
+    local_id: str,
+    local_last: int,
+) -> ReplayResult:
+    """``base`` plus ``pulled`` (per device, events not stored yet, from the base's head on) plus the logs.
+
+    No other base is tried: ``pulled`` holds only what comes after ``base``, so
+    without it the result would be wrong. ``StaleBase`` when it is not a prefix.
+    """
+    sources: list[EventLog | Iterable[pb.Event]] = [list(events) for events in pulled.values()]
+    head = base.heads.get(local_id, 0)
+    for item in _sources(logs, local_id, local_last, head):
+        if isinstance(item, EventLog) and (item.log.device_id in pulled or not item.last_seq):
+            continue  # nothing stored yet for a pulled device
+        sources.append(item)
+    return replay(sources, base=base, reader=False)
 
 
 def fold_prefix(

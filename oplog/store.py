@@ -33,7 +33,7 @@ import sqlite3
 import tempfile
 import threading
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from itertools import islice
@@ -62,7 +62,7 @@ from oplog.errors import (
     StorageError,
 )
 from oplog.eventlog import EventLog
-from oplog.foldbeside import fold_beside, fold_prefix, fold_tail, switching_often
+from oplog.foldbeside import fold_ahead, fold_beside, fold_prefix, fold_tail, switching_often
 from oplog.hlc import HybridClock
 from oplog.identity import DEVICES_DIR, check_data_dir, load_or_create_device_id
 from oplog.journal import JOURNAL_FILE, Journal, Run
@@ -186,6 +186,8 @@ class Store:
         # Remote snapshots the next fold beside may start from, and the one the last fold did start from.
         self._offered: list[Checkpoint] = []
         self._adopted: CheckpointInfo | None = None
+        # The view groups a ``fold_ahead`` swap left for ``drain_view``.
+        self._deferred_groups: list[list[str]] = []
         # Blocks a swap changed that the blocks view does not show yet (written in slices after it).
         self._backlog_touched: set[str] = set()
         self._backlog_removed: set[str] = set()
@@ -809,13 +811,16 @@ class Store:
             self._requests = RequestWindow.from_log(self._local)
         return events
 
-    def after_pull(self, pulled: list[tuple[str, int, int]], events: list[pb.Event]) -> bool:
+    def after_pull(
+        self, pulled: list[tuple[str, int, int]], events: list[pb.Event], *, folded: bool = False
+    ) -> bool:
         """Record pulled runs in the journal, fold their events into the state, hand them to subscribers.
 
         ``events`` are the runs' events in the runs' order. Holding ``sync_lock``.
         A few events that sort after the state are folded now; otherwise this
         returns True and the caller, once it released ``sync_lock``, calls
-        ``fold_pulled`` (the state lags the logs until then).
+        ``fold_pulled`` (the state lags the logs until then). ``folded``: the state
+        already holds them (``fold_ahead``): only the journal, clock and feed learn of them.
         """
         if not events:
             return False
@@ -825,7 +830,9 @@ class Store:
         self._journal.record([Run(d, a, b) for d, a, b in pulled], self._local.last_seq)
         oldest, newest = _hlc_range(pulled, events)
         beside = False
-        if self._tail is not None:
+        if folded:
+            pass
+        elif self._tail is not None:
             beside = True  # a fold beside is already due: it reads these from the logs too
         elif not self._offered and len(events) <= FOLD_ON_TOP_MAX and oldest > self._hlc.last:
             # Every pulled event sorts after everything applied: fold them on top.
@@ -859,7 +866,7 @@ class Store:
         with switching_often():
             self._fold_pulled()
 
-    def _fold_pulled(self) -> None:
+    def _fold_pulled(self, build: Callable[[dict[str, EventLog], int], ReplayResult] | None = None) -> bool:
         """Fold what ``after_pull`` left beside the live state and swap it in; NOT holding ``sync_lock``.
 
         The heavy part (a checkpoint plus every event, in a new workspace) runs
@@ -867,19 +874,26 @@ class Store:
         are collected as the tail and folded on top of the new state, outside
         the lock until few remain, then under it just before the swap. Any
         failure falls back to a rebuild under the lock (the old way).
+
+        ``build(logs, local_last)`` replaces the fold from the logs (``fold_ahead``);
+        then a failure swaps nothing and rebuilds nothing (False), and the blocks
+        view is left for ``drain_view``. True when a state was swapped in.
         """
         with self._write_lock:
             if self._tail is None:
-                return
+                return False
             logs = dict(self._logs)
             local_last = self._tail_from
             offered, self._offered = self._offered, []
         groups: list[list[str]] = []
         snap: Snapshot | None = None
         try:
-            result = fold_beside(
-                logs, self.device_id, local_last, self._checkpoints, self._checkpoint_lock, offered
-            )
+            if build is not None:
+                result = build(logs, local_last)
+            else:
+                result = fold_beside(
+                    logs, self.device_id, local_last, self._checkpoints, self._checkpoint_lock, offered
+                )
             # Computed while the new state is private: the view is written in slices of whole
             # top-level subtrees, so a container is rendered once, not once per slice.
             groups = list(_subtrees(result.ws))
@@ -907,6 +921,8 @@ class Store:
                         )
                         result = None
                 if result is None:
+                    if build is not None:
+                        return False  # nothing changed: the caller stores the pull and folds it as usual
                     self._sync_rebuild()
                     snap = None
                 else:
@@ -920,7 +936,43 @@ class Store:
         if snap is not None and not self._closed:
             with self._checkpoint_lock:
                 self._checkpoints.save(snap)
+        if build is not None:
+            self._deferred_groups = groups
+            return True
         self._drain_view_backlog(groups)
+        if not self._closed and self._since_checkpoint >= self.options.checkpoint_every:
+            self.checkpoint()
+        return True
+
+    def fold_ahead(self, base: Checkpoint, pulled: Mapping[str, Sequence[pb.Event]], newest_hlc: int) -> bool:
+        """Swap in ``base`` (a remote snapshot) plus pulled events not stored yet: usable before the history is.
+
+        A new device's first sync (``oplog.syncsnap``): ``pulled`` holds, per
+        foreign device, its events from the snapshot's head on, downloaded and
+        checked but not stored. The state then runs ahead of the logs until the
+        caller has stored every pulled segment and recorded them with
+        ``after_pull(..., folded=True)``; a crash in between leaves the logs as
+        they were (the next open folds them, the next sync pulls again). Requests
+        go on meanwhile and sort after every pulled event (the clock observes
+        ``newest_hlc`` first). False, with nothing changed, when ``base`` is not a
+        prefix of the merged order here. The blocks view waits for ``drain_view``.
+        """
+        with self._write_lock:
+            if self._tail is not None:
+                return False
+            self._tail = []
+            self._tail_from = self._local.last_seq
+            self._hlc.observe(newest_hlc)
+        with switching_often():
+            return self._fold_pulled(
+                lambda logs, local_last: fold_ahead(base, pulled, logs, self.device_id, local_last)
+            )
+
+    def drain_view(self) -> None:
+        """Write what a ``fold_ahead`` swap changed into the blocks view (in slices, requests in between)."""
+        groups, self._deferred_groups = self._deferred_groups, []
+        with switching_often():
+            self._drain_view_backlog(groups)
         if not self._closed and self._since_checkpoint >= self.options.checkpoint_every:
             self.checkpoint()
 

@@ -29,7 +29,9 @@ from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 from oplog.archive import ArchivedSegment, ArchiveEntry, add_to_archive
+from oplog.checkpoint import Checkpoint
 from oplog.clock import Clock
+from oplog.collector import collector_paused
 from oplog.compaction import Retile, match_tilings
 from oplog.errors import (
     DamagedRemoteObject,
@@ -484,9 +486,15 @@ class SyncSession:
                     prefetched.extend(taken)
                     missing.extend((device_id, e) for e in rest)
             pending = sum(e.count for _, e in missing) + sum(len(f.events) for f in prefetched)
-            offer_snapshots(self, epoch.epoch, self._held(epoch, manifests), pending, self.snapshot_every)
-            # A device's straddling segment comes before its downloads: its log order.
-            self._store_pulled(prefetched + self._download(missing))
+            base = offer_snapshots(
+                self, epoch.epoch, self._held(epoch, manifests), pending, self.snapshot_every
+            )
+            if base is not None and not prefetched and not any(self._last_seq(d) for d, _ in missing):
+                # A new device (nothing of these devices held): usable before the history is stored.
+                self._join_ahead(base, missing)
+            else:
+                # A device's straddling segment comes before its downloads: its log order.
+                self._store_pulled(prefetched + self._download(missing))
             note_adopted(self)
             self._publish_damage()
             upload_snapshot(
@@ -832,8 +840,67 @@ class SyncSession:
             self._log(f"repaired {line}")
         return out
 
-    def _store_pulled(self, fetched: list[Fetched]) -> None:
-        """Store every pulled segment, then fold all their events in at once (one rebuild at most)."""
+    def _join_ahead(self, base: Checkpoint, missing: list[tuple[str, SegEntry]]) -> None:
+        """A first pull from a remote snapshot: fold the snapshot plus the segments after its heads, swap, then
+        download, check and store the older history, and record it all (``Store.fold_ahead``).
+
+        Should the snapshot not fit, or a segment be refused, it ends as the ordinary pull would: what is
+        stored is a prefix of each device's view, and the state is this device's own fold of it.
+        """
+        heads = base.heads
+        # From the segment that holds a device's head on (the head event is checked against the snapshot).
+        tail = [(d, e) for d, e in missing if e.last_seq >= heads.get(d, 0)]
+        older = [(d, e) for d, e in missing if e.last_seq < heads.get(d, 0)]
+        # The collector paused until the swap: the snapshot just decoded is hundreds of thousands of
+        # young objects, and a full pass over them (≈ 1 s for 343k blocks) would land here, before
+        # the device is usable, for no garbage (measured: the tail's check took 1.43 s instead of 0.4 s).
+        with collector_paused():
+            got_tail = self._download(tail)
+            ahead = self._fold_ahead(base, tail, got_tail)
+        stored = self._log_order(missing, self._download(older) + got_tail)
+        self._store_pulled(stored, folded=ahead)
+        if ahead:
+            if len(stored) < len(missing):
+                # Refused somewhere: the logs hold less than the state does. Back to this device's own fold.
+                self.store.refold_own(base.position)
+            self.store.drain_view()
+
+    def _fold_ahead(
+        self, base: Checkpoint, tail: list[tuple[str, SegEntry]], got_tail: list[Fetched]
+    ) -> bool:
+        ahead = False
+        if len(got_tail) == len(tail) and got_tail:
+            pulled: dict[str, list[pb.Event]] = {}
+            for f in got_tail:
+                pulled.setdefault(f.device_id, []).extend(f.events)
+            newest = max(f.events[-1].hlc for f in got_tail if f.events)
+            self.store.offer_bases([])
+            ahead = self.store.fold_ahead(base, pulled, newest)
+            if ahead:
+                self._log(
+                    f"usable from remote snapshot {base.info.source if base.info else ''}; fetching older history"
+                )
+        return ahead
+
+    @staticmethod
+    def _log_order(wanted: list[tuple[str, SegEntry]], got: list[Fetched]) -> list[Fetched]:
+        """``got`` in ``wanted``'s order, each device cut at its first segment not in ``got`` (refused)."""
+        by_name = {(f.device_id, f.entry.name): f for f in got}
+        out: list[Fetched] = []
+        stopped: set[str] = set()
+        for device_id, entry in wanted:
+            f = by_name.get((device_id, entry.name))
+            if f is None:
+                stopped.add(device_id)
+            elif device_id not in stopped:
+                out.append(f)
+        return out
+
+    def _store_pulled(self, fetched: list[Fetched], *, folded: bool = False) -> None:
+        """Store every pulled segment, then fold all their events in at once (one rebuild at most).
+
+        ``folded``: the state already holds them (``_join_ahead``); they are only recorded.
+        """
         if not fetched:
             return
         devices = sorted({f.device_id for f in fetched})
@@ -860,7 +927,9 @@ class SyncSession:
                     known.pop(name, None)
                 self.store.refresh_device_log(device_id)
             runs = [(f.device_id, f.events[0].device_seq, f.entry.last_seq) for f in fetched if f.events]
-            beside = self.store.after_pull(runs, [event for f in fetched for event in f.events])
+            beside = self.store.after_pull(
+                runs, [event for f in fetched for event in f.events], folded=folded
+            )
         if beside:
             # Many events, or events inside the history: folded without the write lock (requests go on).
             self.store.fold_pulled()

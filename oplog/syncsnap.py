@@ -57,24 +57,25 @@ def _covered(heads: Mapping[str, int], held: Mapping[str, int]) -> bool:
 
 def offer_snapshots(
     session: SyncSession, epoch: str, held: Mapping[str, int], pending_events: int, min_gain: int
-) -> None:
-    """Hand the store the newest usable remote snapshot when the pull is ``min_gain`` events or more."""
+) -> Checkpoint | None:
+    """Hand the store the newest usable remote snapshot when the pull is ``min_gain`` events or more; it, or None."""
     if min_gain <= 0 or pending_events < min_gain:
-        return
+        return None
     store = session.store
     position = store.state().position
     try:
         names = session._call("list snapshots", session.remote.list, session._path(SNAPSHOTS))
     except OplogError as exc:
         session._log(f"remote snapshots unavailable ({exc}); folding every event")
-        return
+        return None
     for name in newest_first(names)[:KEEP]:
         if name.position < position + min_gain:
-            return
+            return None
         base = _fetch(session, name.name, epoch, held)
         if base is not None:
             store.offer_bases([base])
-            return
+            return base
+    return None
 
 
 def _fetch(session: SyncSession, name: str, epoch: str, held: Mapping[str, int]) -> Checkpoint | None:

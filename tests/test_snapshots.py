@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from oplog.checkpoint import Snapshot, decode_parts
+from oplog.checkpoint import Snapshot, decode_parts, encode_state
 from oplog.clock import FakeClock, RandomIds
 from oplog.datadir import collect_stats, replay_data_dir
 from oplog.remote import LocalDirRemote, Remote
@@ -171,6 +171,100 @@ def test_edits_on_both_sides_after_starting_from_a_snapshot_converge(tmp_path: P
         b.close()
 
 
+def test_a_new_device_is_usable_before_its_older_history_is_stored(tmp_path: Path) -> None:
+    """The first pull folds the snapshot plus the segments after its heads and swaps that in; the older
+    segments are downloaded, checked and stored after (watched here at the swap: the logs hold none yet)."""
+    remote = LocalDirRemote(tmp_path / "remote")
+    a = _origin(tmp_path, remote)
+    b = _open(tmp_path, "b", 2, offset_ms=5)
+    seen: list[tuple[int, int]] = []
+    swap = b._swap
+
+    def watching(result: object) -> None:
+        swap(result)  # type: ignore[arg-type]
+        log = b.device_log(a.device_id)
+        seen.append((b.position, log.last_seq if log is not None else 0))
+
+    b._swap = watching  # type: ignore[method-assign]
+    logs: list[str] = []
+    try:
+        result = _sync(b, remote, logs)
+        assert result.snapshot and result.snapshot_check == "verified", logs  # type: ignore[attr-defined]
+        assert seen[0] == (120, 0), seen  # served the whole state while no segment of A was stored
+        assert any(line.startswith("usable from remote snapshot") for line in logs)
+        assert b.state().state_hash == a.state().state_hash
+        log = b.device_log(a.device_id)
+        assert log is not None and log.last_seq == 120
+        assert not verify_data_dir(b.data_dir).damaged
+    finally:
+        a.close()
+        b.close()
+
+
+def test_an_older_segment_refused_after_the_swap_leaves_the_devices_own_fold(tmp_path: Path) -> None:
+    from oplog.syncformat import Manifest
+
+    remote = LocalDirRemote(tmp_path / "remote")
+    a = _origin(tmp_path, remote)
+    b = _open(tmp_path, "b", 2, offset_ms=5)
+    try:
+        raw = remote.read(f"main/devices/{a.device_id}/MANIFEST")
+        assert raw is not None
+        segments = Manifest.decode(raw).segments
+        assert len(segments) >= 2, segments  # an older segment and the one holding the head
+        first = tmp_path / "remote" / "main" / "devices" / a.device_id / segments[0].name
+        good = first.read_bytes()
+        first.write_bytes(good[:-1] + bytes([good[-1] ^ 1]))
+        result = _sync(b, remote)
+        assert result.refused  # type: ignore[attr-defined]
+        # The state went ahead of the logs at the swap; with the older segment refused it is the
+        # device's own fold of what it could store (nothing of A), as any refused pull leaves it.
+        assert replay_data_dir(b.data_dir, full=True).state_hash.hexdigest() == b.state().state_hash
+        assert not set(a.ws.docs) & set(b.ws.docs)
+        first.write_bytes(good)  # repaired on the remote: the next sync takes everything
+        _sync(b, remote)
+        assert b.state().state_hash == a.state().state_hash
+    finally:
+        a.close()
+        b.close()
+
+
+def test_writes_during_a_first_pull_from_a_snapshot_survive_and_converge(tmp_path: Path) -> None:
+    import threading
+
+    remote = LocalDirRemote(tmp_path / "remote")
+    a = _origin(tmp_path, remote, docs=600, every_docs=100)
+    b = _open(tmp_path, "b", 2, offset_ms=300_000)  # its writes sort after the snapshot
+    acked: list[int] = []
+    stop = threading.Event()
+
+    def write() -> None:
+        n = 10_000
+        while not stop.is_set() or len(acked) < 5:
+            b.apply(request_from_json(numbered_doc_body(n)))
+            acked.append(n)
+            n += 1
+
+    writer = threading.Thread(target=write)
+    writer.start()
+    try:
+        result = _sync(b, remote)
+        stop.set()
+        writer.join(60)
+        assert result.snapshot  # type: ignore[attr-defined]
+        lost = {f"20240101000000-{n:07d}" for n in acked} - set(b.ws.docs)
+        assert not lost, sorted(lost)
+        assert replay_data_dir(b.data_dir, full=True).state_hash.hexdigest() == b.state().state_hash
+        for store in (b, a, b):
+            _sync(store, remote)
+        assert a.state().state_hash == b.state().state_hash
+    finally:
+        stop.set()
+        writer.join(60)
+        a.close()
+        b.close()
+
+
 def test_a_late_event_that_sorts_inside_the_snapshot_still_lands(tmp_path: Path) -> None:
     """Device C wrote offline with a clock behind A's; it pushes after A's snapshot. A new device cannot
     start from that snapshot (C's events sort inside it): it folds everything, and gets A's hash."""
@@ -202,13 +296,14 @@ def _forged(a: Store, remote: Remote) -> str:
     flat = parts[0][0][2]
     flat[3] = "forged title"  # the document block's markdown
     ws, _ = decode_parts(parts)
+    state_hash = StateHash.of(ws)
     forged = Snapshot(
-        blob=marshal.dumps(parts),
+        blob=encode_state(ws, state_hash),
         position=snap.position,
         heads=snap.heads,
         head_hlcs=snap.head_hlcs,
         last_key=snap.last_key,
-        state_hash=StateHash.of(ws).hexdigest(),
+        state_hash=state_hash.hexdigest(),
         block_count=snap.block_count,
         conflicts=snap.conflicts,
     )
