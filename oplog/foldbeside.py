@@ -38,7 +38,7 @@ from oplog.v1 import oplog_pb2 as pb
 __all__ = ["fold_ahead", "fold_beside", "fold_prefix", "fold_tail", "switching_often"]
 
 #: The interpreter's thread switch interval while a fold runs beside requests (default 5 ms).
-SWITCH_INTERVAL_S = 0.001
+SWITCH_INTERVAL_S = 0.0001
 
 
 @contextmanager
@@ -60,15 +60,25 @@ def switching_often() -> Iterator[None]:
 
 
 def _sources(
-    logs: Mapping[str, EventLog], local_id: str, local_last: int, local_head: int
+    logs: Mapping[str, EventLog], local_id: str, local_last: int
 ) -> list[EventLog | Iterable[pb.Event]]:
-    """Every foreign log whole, and the local one bounded at ``local_last`` (it keeps growing meanwhile)."""
+    """Every foreign log whole, and the local one (read up to ``local_last``: see ``_bounds``)."""
     sources: list[EventLog | Iterable[pb.Event]] = [log for d, log in logs.items() if d != local_id]
     local = logs.get(local_id)
     if local is not None and local_last:
-        # Starting at the base's head event: replay checks it is the one the base covers.
-        sources.append(local.read(max(local_head, 1), local_last))
+        sources.append(local)
     return sources
+
+
+def _bounds(local_id: str, local_last: int) -> dict[str, int]:
+    """The local log keeps growing meanwhile: a fold here reads it only up to the seq it had.
+
+    Those records are on disk (``Store.after_pull`` syncs the log before it
+    records ``local_last``), so a reader process may read them too: a big fold
+    beside the state reads its logs in a child (``oplog.replayreader``), as a
+    replay does, which also leaves the server's own process more time for requests.
+    """
+    return {local_id: local_last}
 
 
 def fold_beside(
@@ -110,12 +120,12 @@ def fold_beside(
                     stacklevel=2,
                 )
                 continue
-        sources = _sources(logs, local_id, local_last, checkpoint.heads.get(local_id, 0))
+        sources = _sources(logs, local_id, local_last)
         try:
-            return replay(sources, base=checkpoint, reader=False)
+            return replay(sources, base=checkpoint, bounds=_bounds(local_id, local_last))
         except StaleBase:
             continue
-    return replay(_sources(logs, local_id, local_last, 0), reader=False)
+    return replay(_sources(logs, local_id, local_last), bounds=_bounds(local_id, local_last))
 
 
 def fold_ahead(
@@ -131,12 +141,11 @@ def fold_ahead(
     without it the result would be wrong. ``StaleBase`` when it is not a prefix.
     """
     sources: list[EventLog | Iterable[pb.Event]] = [list(events) for events in pulled.values()]
-    head = base.heads.get(local_id, 0)
-    for item in _sources(logs, local_id, local_last, head):
+    for item in _sources(logs, local_id, local_last):
         if isinstance(item, EventLog) and (item.log.device_id in pulled or not item.last_seq):
             continue  # nothing stored yet for a pulled device
         sources.append(item)
-    return replay(sources, base=base, reader=False)
+    return replay(sources, base=base, reader=False, bounds=_bounds(local_id, local_last))
 
 
 def fold_prefix(
@@ -152,7 +161,12 @@ def fold_prefix(
     fall inside the prefix: bounding the local log only keeps the read off a
     file being written.
     """
-    return replay(_sources(logs, local_id, local_last, 0), until_position=position, progress=progress)
+    return replay(
+        _sources(logs, local_id, local_last),
+        until_position=position,
+        progress=progress,
+        bounds=_bounds(local_id, local_last),
+    )
 
 
 def fold_tail(result: ReplayResult, events: Sequence[pb.Event]) -> None:

@@ -90,15 +90,15 @@ def _keyed(events: Iterable[pb.Event]) -> Iterator[Keyed]:
         yield event.hlc, event.device_id, event.device_seq, event, b""
 
 
-def _streams(sources: Sources, base: Base | None) -> list[Iterator[Keyed]]:
+def _streams(sources: Sources, base: Base | None, bounds: Mapping[str, int]) -> list[Iterator[Keyed]]:
     """One iterator per device, starting at the base's head event (kept for the check) or at seq 1."""
     heads = base.heads if base is not None else {}
     items: Iterable[Any] = sources.values() if isinstance(sources, Mapping) else sources
     streams: list[Iterator[Keyed]] = []
     for item in items:
         if isinstance(item, EventLog):
-            head = heads.get(item.log.device_id, 0)
-            streams.append(item.records(max(head, 1)))
+            device = item.log.device_id
+            streams.append(item.records(max(heads.get(device, 0), 1), bounds.get(device)))
         else:
             streams.append(_keyed(item))
     return streams
@@ -112,6 +112,7 @@ def replay(
     until_time_ms: int | None = None,
     progress: Callable[[int], None] | None = None,
     reader: bool | None = None,
+    bounds: Mapping[str, int] | None = None,
 ) -> ReplayResult:
     """Fold every event in merged order (from ``base`` if given) and return the state, hash and heads.
 
@@ -126,7 +127,11 @@ def replay(
     ``reader``: read the logs in a child process (``oplog.replayreader``) while
     this one folds — True, False, or None to decide by size (``READER_MIN_EVENTS``
     events to fold from ``EventLog``s, and more than one CPU). Same result either way.
+
+    ``bounds``: device -> the last seq of its log to read (a log still being
+    appended to, read only up to where it was: ``oplog.foldbeside``).
     """
+    bounds = bounds or {}
     if until_position is not None and until_position < 0:
         raise InvalidArgument("until position must not be negative")
     start = base.position if base is not None else 0
@@ -142,11 +147,11 @@ def replay(
     time_limit = None if until_time_ms is None else ((until_time_ms + 1) << COUNTER_BITS)
 
     merged: Iterator[Any]
-    if _use_reader(reader, sources, base, limit):
-        merged = read_merged(cast("Mapping[str, EventLog] | list[EventLog]", sources), base)
+    if _use_reader(reader, sources, base, limit, bounds):
+        merged = read_merged(cast("Mapping[str, EventLog] | list[EventLog]", sources), base, bounds)
         events = False
     else:
-        streams = prime(_streams(sources, base), base)
+        streams = prime(_streams(sources, base, bounds), base)
         # Keyed tuples merge without a key function (plain tuple comparison), and give the fold
         # the device, seq and hlc without reading them from the event again.
         merged = streams[0] if len(streams) == 1 else heapq.merge(*streams)
@@ -245,10 +250,12 @@ def replay_uses_reader(sources: Sources, base: Base | None = None, until_positio
     """Whether ``replay`` with ``reader=None`` would read these logs in a child process."""
     start = base.position if base is not None else 0
     limit = None if until_position is None else until_position - start
-    return _use_reader(None, sources, base, limit)
+    return _use_reader(None, sources, base, limit, {})
 
 
-def _use_reader(reader: bool | None, sources: Sources, base: Base | None, limit: int | None) -> bool:
+def _use_reader(
+    reader: bool | None, sources: Sources, base: Base | None, limit: int | None, bounds: Mapping[str, int]
+) -> bool:
     items: Iterable[Any] = sources.values() if isinstance(sources, Mapping) else sources
     logs = list(items) if isinstance(sources, Mapping | list) else []
     if not logs or not all(isinstance(log, EventLog) for log in logs):
@@ -258,7 +265,9 @@ def _use_reader(reader: bool | None, sources: Sources, base: Base | None, limit:
     if (os.cpu_count() or 1) < 2 or not sys.executable:
         return False  # nothing to overlap with, or no interpreter to start
     heads = base.heads if base is not None else {}
-    pending = sum(max(0, log.last_seq - heads.get(log.log.device_id, 0)) for log in logs)
+    pending = sum(
+        max(0, bounds.get(log.log.device_id, log.last_seq) - heads.get(log.log.device_id, 0)) for log in logs
+    )
     return min(pending, limit if limit is not None else pending) >= READER_MIN_EVENTS
 
 

@@ -276,7 +276,7 @@ def main() -> int:
 
 
 def read_merged(
-    logs: Mapping[str, EventLog] | list[EventLog], base: Any = None
+    logs: Mapping[str, EventLog] | list[EventLog], base: Any = None, bounds: Mapping[str, int] | None = None
 ) -> Iterator[tuple[int, str, int, list[ReaderOp]]]:
     """Yield ``(hlc, device_id, seq, operations)`` in the merged order, read by a child process.
 
@@ -284,13 +284,19 @@ def read_merged(
     process (``base``: the checkpoint replay starts from, or None). The child is
     a fresh interpreter running this module (``python -m oplog.replayreader``),
     so the caller's own ``__main__`` is never re-imported. Closing the iterator
-    early stops the child.
+    early stops the child. ``bounds``: device -> the last seq to read of its log
+    (one still being appended to: what it holds up to there must be on disk).
     """
+    bounds = bounds or {}
     items = list(logs.values()) if isinstance(logs, Mapping) else list(logs)
     sources = []
     for log in items:
+        device = log.log.device_id
+        if device in bounds:
+            sources.append((str(log.log.folder), device, bounds[device]))
+            continue
         log.log.flush()  # appended batches still in memory must be in the files the child reads
-        sources.append((str(log.log.folder), log.log.device_id, log.last_seq))
+        sources.append((str(log.log.folder), device, log.last_seq))
     job = {
         "sources": sources,
         "base": None

@@ -92,8 +92,13 @@ _PROBE_FILE = ".oplog-space-probe"
 FOLD_ON_TOP_MAX = 256
 #: ``fold_pulled`` folds requests applied meanwhile outside the lock until at most this many remain.
 CATCH_UP_MAX = 64
-#: Blocks of the view a swap changed, written per hold of the write lock (≈ 10 ms) after the swap.
-VIEW_SLICE = 64
+#: Blocks of the view a swap changed, written per hold of the write lock after the swap, while
+#: requests are coming in (≈ 1 ms a hold: 64 made a 200k-event pull's Apply p99 3.6-3.8x its no-sync
+#: value, 16 2.5-3.0x; bench/sync_latency.py) ...
+VIEW_SLICE = 16
+#: ... and while none came during the last ``QUIET_SLICES`` slices (a sync on its own: written faster).
+VIEW_SLICE_IDLE = 256
+QUIET_SLICES = 32
 #: Pause between two slices of the view (not a clock read: it only hands the lock over).
 SLICE_PAUSE_S = 0.0005
 
@@ -186,6 +191,8 @@ class Store:
         # Remote snapshots the next fold beside may start from, and the one the last fold did start from.
         self._offered: list[Checkpoint] = []
         self._adopted: CheckpointInfo | None = None
+        # Requests that took the write lock so far (the view's slices shrink while they come in).
+        self._requests_served = 0
         # The view groups a ``fold_ahead`` swap left for ``drain_view``.
         self._deferred_groups: list[list[str]] = []
         # Blocks a swap changed that the blocks view does not show yet (written in slices after it).
@@ -454,6 +461,7 @@ class Store:
         seen: Seen | None = None
         events: list[pb.Event] = []
         with self._write_lock:
+            self._requests_served += 1
             self._check_usable()
             seen = self._requests.find(request, digest)
             if seen is None:
@@ -1035,19 +1043,25 @@ class Store:
         longest hold is about what one edit of the largest top-level block costs.
         """
         next_group = 0
+        seen = -1
+        quiet = 0
         while True:
             with self._write_lock:
                 if self._closed or not (self._backlog_touched or self._backlog_removed):
                     return
+                # Small slices while requests come in (each waits for one at most), big ones once none
+                # came during the last QUIET_SLICES small ones (≈ 50 ms: a sync on its own).
+                quiet = quiet + 1 if self._requests_served == seen else 0
+                size = VIEW_SLICE_IDLE if quiet > QUIET_SLICES else VIEW_SLICE
                 backlog = self._backlog_touched
                 touched: set[str] = set()
-                while next_group < len(groups) and len(touched) < VIEW_SLICE:
+                while next_group < len(groups) and len(touched) < size:
                     touched.update(i for i in groups[next_group] if i in backlog)
                     next_group += 1
                 if next_group >= len(groups):
                     touched |= backlog  # anything the groups do not name (added after they were taken)
                 backlog -= touched
-                removed = set(islice(self._backlog_removed, VIEW_SLICE))
+                removed = set(islice(self._backlog_removed, size))
                 self._backlog_removed -= removed
                 self._view.defer(touched, removed)
                 try:
@@ -1059,6 +1073,7 @@ class Store:
                     )
                     self._flush_view_later()
                     return
+                seen = self._requests_served
             self._between_slices()
 
     def _between_slices(self) -> None:

@@ -41,6 +41,7 @@ from oplog.errors import (
     TransientRemoteError,
 )
 from oplog.eventlog import decode_event
+from oplog.foldbeside import switching_often
 from oplog.fsutil import atomic_write, read_file
 from oplog.hlc import hlc_ms
 from oplog.remote import Remote, VersionedRemote, remote_url
@@ -443,7 +444,11 @@ class SyncSession:
         raised, so it is still reported after a restart.
         """
         try:
-            return self._run()
+            # Requests served beside a sync get the interpreter back quickly after each system call
+            # (a 1 ms switch interval, not 5 ms): measured in-process on a 200k-event pull, the
+            # download's checks alone took Applies to 26-101 ms at the default.
+            with switching_often():
+                return self._run()
         except Exception as exc:
             record_error(self.store.data_dir, error_text(exc))
             raise

@@ -90,15 +90,21 @@ def _assert_view_is_a_rebuild(store: Store, tmp_path: Path) -> None:
     assert _view_rows(store.data_dir / "blocks.db") == _view_rows(tmp_path / "fresh.db")
 
 
+@pytest.mark.parametrize("reader", [False, True], ids=["in-process", "reader-process"])
 @pytest.mark.parametrize(
     ("b_offset_ms", "pulled"),
     [(0, 400), (60_000, 400), (-60_000, 300)],
     ids=["interleaved", "pulled-after", "pulled-before"],
 )
 def test_writes_during_a_big_pull_survive_the_swap(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, b_offset_ms: int, pulled: int
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, b_offset_ms: int, pulled: int, reader: bool
 ) -> None:
-    """Requests applied during the fold and the catch-up: lost = 0, replay hash equal, devices agree."""
+    """Requests applied during the fold and the catch-up: lost = 0, replay hash equal, devices agree.
+
+    ``reader-process``: the fold beside reads the logs in a child process (``oplog.replayreader``, as a
+    big one does), the local log bounded at the seq it had while the requests keep appending to it."""
+    import oplog.replay as replay_module
+
     remote = LocalDirRemote(tmp_path / "remote")
     a = _open(tmp_path, "a", T0, 1)
     b = _open(tmp_path, "b", T0 + b_offset_ms, 2)
@@ -128,9 +134,17 @@ def test_writes_during_a_big_pull_survive_the_swap(
 
         monkeypatch.setattr(store_module, "fold_beside", fold_with_writes)
         monkeypatch.setattr(store_module, "fold_tail", tail_with_writes)
+        children: list[int] = []
+        if reader:
+            real_read = replay_module.read_merged
+            monkeypatch.setattr(replay_module, "READER_MIN_EVENTS", 1)
+            monkeypatch.setattr(
+                replay_module, "read_merged", lambda *args: children.append(1) or real_read(*args)
+            )
         summary = run_sync(a, remote, a.clock)
         assert summary.pulled_events == pulled
         assert folds == [1, 2], "the pull was not folded beside the state"
+        assert bool(children) == reader
         monkeypatch.undo()
 
         # lost = 0: every acknowledged write is in the log and in the merged order.
