@@ -109,6 +109,22 @@ class Checkpoint:
     conflicts: list[ConflictRecord] = field(default_factory=list)
     info: CheckpointInfo | None = None
 
+    @classmethod
+    def of(
+        cls, info: CheckpointInfo, ws: Workspace, state_hash: StateHash, conflicts: list[ConflictRecord]
+    ) -> Checkpoint:
+        """A loaded state standing where ``info`` says (position, heads, last event)."""
+        return cls(
+            ws=ws,
+            state_hash=state_hash,
+            position=info.position,
+            heads=dict(info.heads),
+            head_hlcs=dict(info.head_hlcs),
+            last_key=info.last_key,
+            conflicts=conflicts,
+            info=info,
+        )
+
 
 @dataclass(frozen=True)
 class Snapshot:
@@ -545,16 +561,7 @@ class CheckpointStore:
         state_hash = verified_hash(ws, digests)
         if state_hash.hexdigest() != info.state_hash:
             raise DamagedCheckpoint("rebuilt state does not match the saved state hash")
-        return Checkpoint(
-            ws=ws,
-            state_hash=state_hash,
-            position=info.position,
-            heads=dict(info.heads),
-            head_hlcs=dict(info.head_hlcs),
-            last_key=info.last_key,
-            conflicts=conflicts,
-            info=info,
-        )
+        return Checkpoint.of(info, ws, state_hash, conflicts)
 
     def _read(self, info: CheckpointInfo) -> tuple[bytes, _Conflicts]:
         """A checkpoint's state bytes (checked against their digest) and conflict list."""

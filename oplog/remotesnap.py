@@ -238,14 +238,4 @@ def decode_snapshot(data: bytes, name: str) -> tuple[Checkpoint, SnapshotHeader]
         size=len(data),
         source=name,
     )
-    checkpoint = Checkpoint(
-        ws=ws,
-        state_hash=state_hash,
-        position=header.position,
-        heads=dict(header.heads),
-        head_hlcs=dict(header.head_hlcs),
-        last_key=header.last_key,
-        conflicts=conflicts,
-        info=info,
-    )
-    return checkpoint, header
+    return Checkpoint.of(info, ws, state_hash, conflicts), header

@@ -11,6 +11,8 @@ from __future__ import annotations
 import marshal
 import random
 import warnings
+from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -57,6 +59,24 @@ def _sync(store: Store, remote: Remote, logs: list[str] | None = None, **kwargs:
 
 def _snapshots(remote: Remote) -> list[str]:
     return [n.name for n in newest_first(remote.list(f"main/{SNAPSHOTS}"))]
+
+
+@dataclass
+class Pair:
+    """A folder remote, device A that wrote 120 documents and synced (snapshots uploaded), a fresh device B."""
+
+    remote: LocalDirRemote
+    a: Store
+    b: Store
+
+
+@pytest.fixture
+def pair(tmp_path: Path) -> Iterator[Pair]:
+    remote = LocalDirRemote(tmp_path / "remote")
+    made = Pair(remote, _origin(tmp_path, remote), _open(tmp_path, "b", 2, offset_ms=5))
+    yield made
+    made.a.close()
+    made.b.close()  # the one a test reopened, if it did
 
 
 def _origin(tmp_path: Path, remote: Remote, docs: int = 120, every_docs: int = 15) -> Store:
@@ -123,31 +143,27 @@ def test_snapshot_every_zero_uploads_none_and_uses_none(tmp_path: Path) -> None:
         b.close()
 
 
-def test_a_new_device_starts_from_the_newest_snapshot_and_answers_like_the_origin(tmp_path: Path) -> None:
-    remote = LocalDirRemote(tmp_path / "remote")
-    a = _origin(tmp_path, remote)
-    b = _open(tmp_path, "b", 2, offset_ms=5)
+def test_a_new_device_starts_from_the_newest_snapshot_and_answers_like_the_origin(
+    tmp_path: Path, pair: Pair
+) -> None:
+    remote, a, b = pair.remote, pair.a, pair.b
     logs: list[str] = []
-    try:
-        newest = _snapshots(remote)[0]
-        result = _sync(b, remote, logs)
-        assert result.snapshot == newest and result.snapshot_check == "verified", logs  # type: ignore[attr-defined]
-        assert f"started from remote snapshot {newest}" in " ".join(logs)
-        assert b.state().state_hash == a.state().state_hash
-        assert load_state(b.data_dir).snapshot_check["status"] == "verified"
-        # History is there too: the same answers as on the origin at every point.
-        a.close()
-        b.close()
-        for until in (0, 1, 17, 60, 119, 120):
-            want = replay_data_dir(tmp_path / "a", until=until, full=True).state_hash.hexdigest()
-            for full in (True, False):
-                got = replay_data_dir(tmp_path / "b", until=until, full=full).state_hash.hexdigest()
-                assert got == want, (until, full)
-        stats = collect_stats(tmp_path / "b", with_hash=False)
-        assert stats["snapshot_check"] == f"verified: snapshot {newest} (position 120)"
-    finally:
-        a.close()
-        b.close()
+    newest = _snapshots(remote)[0]
+    result = _sync(b, remote, logs)
+    assert result.snapshot == newest and result.snapshot_check == "verified", logs  # type: ignore[attr-defined]
+    assert f"started from remote snapshot {newest}" in " ".join(logs)
+    assert b.state().state_hash == a.state().state_hash
+    assert load_state(b.data_dir).snapshot_check["status"] == "verified"
+    # History is there too: the same answers as on the origin at every point.
+    a.close()
+    b.close()
+    for until in (0, 1, 17, 60, 119, 120):
+        want = replay_data_dir(tmp_path / "a", until=until, full=True).state_hash.hexdigest()
+        for full in (True, False):
+            got = replay_data_dir(tmp_path / "b", until=until, full=full).state_hash.hexdigest()
+            assert got == want, (until, full)
+    stats = collect_stats(tmp_path / "b", with_hash=False)
+    assert stats["snapshot_check"] == f"verified: snapshot {newest} (position 120)"
 
 
 def test_edits_on_both_sides_after_starting_from_a_snapshot_converge(tmp_path: Path) -> None:
@@ -171,12 +187,10 @@ def test_edits_on_both_sides_after_starting_from_a_snapshot_converge(tmp_path: P
         b.close()
 
 
-def test_a_new_device_is_usable_before_its_older_history_is_stored(tmp_path: Path) -> None:
+def test_a_new_device_is_usable_before_its_older_history_is_stored(pair: Pair) -> None:
     """The first pull folds the snapshot plus the segments after its heads and swaps that in; the older
     segments are downloaded, checked and stored after (watched here at the swap: the logs hold none yet)."""
-    remote = LocalDirRemote(tmp_path / "remote")
-    a = _origin(tmp_path, remote)
-    b = _open(tmp_path, "b", 2, offset_ms=5)
+    remote, a, b = pair.remote, pair.a, pair.b
     seen: list[tuple[int, int]] = []
     swap = b._swap
 
@@ -187,46 +201,38 @@ def test_a_new_device_is_usable_before_its_older_history_is_stored(tmp_path: Pat
 
     b._swap = watching  # type: ignore[method-assign]
     logs: list[str] = []
-    try:
-        result = _sync(b, remote, logs)
-        assert result.snapshot and result.snapshot_check == "verified", logs  # type: ignore[attr-defined]
-        assert seen[0] == (120, 0), seen  # served the whole state while no segment of A was stored
-        assert any(line.startswith("usable from remote snapshot") for line in logs)
-        assert b.state().state_hash == a.state().state_hash
-        log = b.device_log(a.device_id)
-        assert log is not None and log.last_seq == 120
-        assert not verify_data_dir(b.data_dir).damaged
-    finally:
-        a.close()
-        b.close()
+    result = _sync(b, remote, logs)
+    assert result.snapshot and result.snapshot_check == "verified", logs  # type: ignore[attr-defined]
+    assert seen[0] == (120, 0), seen  # served the whole state while no segment of A was stored
+    assert any(line.startswith("usable from remote snapshot") for line in logs)
+    assert b.state().state_hash == a.state().state_hash
+    log = b.device_log(a.device_id)
+    assert log is not None and log.last_seq == 120
+    assert not verify_data_dir(b.data_dir).damaged
 
 
-def test_an_older_segment_refused_after_the_swap_leaves_the_devices_own_fold(tmp_path: Path) -> None:
+def test_an_older_segment_refused_after_the_swap_leaves_the_devices_own_fold(
+    tmp_path: Path, pair: Pair
+) -> None:
     from oplog.syncformat import Manifest
 
-    remote = LocalDirRemote(tmp_path / "remote")
-    a = _origin(tmp_path, remote)
-    b = _open(tmp_path, "b", 2, offset_ms=5)
-    try:
-        raw = remote.read(f"main/devices/{a.device_id}/MANIFEST")
-        assert raw is not None
-        segments = Manifest.decode(raw).segments
-        assert len(segments) >= 2, segments  # an older segment and the one holding the head
-        first = tmp_path / "remote" / "main" / "devices" / a.device_id / segments[0].name
-        good = first.read_bytes()
-        first.write_bytes(good[:-1] + bytes([good[-1] ^ 1]))
-        result = _sync(b, remote)
-        assert result.refused  # type: ignore[attr-defined]
-        # The state went ahead of the logs at the swap; with the older segment refused it is the
-        # device's own fold of what it could store (nothing of A), as any refused pull leaves it.
-        assert replay_data_dir(b.data_dir, full=True).state_hash.hexdigest() == b.state().state_hash
-        assert not set(a.ws.docs) & set(b.ws.docs)
-        first.write_bytes(good)  # repaired on the remote: the next sync takes everything
-        _sync(b, remote)
-        assert b.state().state_hash == a.state().state_hash
-    finally:
-        a.close()
-        b.close()
+    remote, a, b = pair.remote, pair.a, pair.b
+    raw = remote.read(f"main/devices/{a.device_id}/MANIFEST")
+    assert raw is not None
+    segments = Manifest.decode(raw).segments
+    assert len(segments) >= 2, segments  # an older segment and the one holding the head
+    first = tmp_path / "remote" / "main" / "devices" / a.device_id / segments[0].name
+    good = first.read_bytes()
+    first.write_bytes(good[:-1] + bytes([good[-1] ^ 1]))
+    result = _sync(b, remote)
+    assert result.refused  # type: ignore[attr-defined]
+    # The state went ahead of the logs at the swap; with the older segment refused it is the
+    # device's own fold of what it could store (nothing of A), as any refused pull leaves it.
+    assert replay_data_dir(b.data_dir, full=True).state_hash.hexdigest() == b.state().state_hash
+    assert not set(a.ws.docs) & set(b.ws.docs)
+    first.write_bytes(good)  # repaired on the remote: the next sync takes everything
+    _sync(b, remote)
+    assert b.state().state_hash == a.state().state_hash
 
 
 def test_writes_during_a_first_pull_from_a_snapshot_survive_and_converge(tmp_path: Path) -> None:
@@ -316,84 +322,68 @@ def _forged(a: Store, remote: Remote) -> str:
     return name
 
 
-def test_a_forged_snapshot_is_caught_reported_and_replaced_by_the_devices_own_fold(tmp_path: Path) -> None:
-    remote = LocalDirRemote(tmp_path / "remote")
-    a = _origin(tmp_path, remote)
-    b = _open(tmp_path, "b", 2, offset_ms=5)
-    try:
-        a.checkpoint()
-        name = _forged(a, remote)
-        # The sync alone (no check yet): the device starts from it, as it would from any usable snapshot.
-        SyncSession(b, remote, parse_sync_params("t"), b.clock, snapshot_every=EVERY).run()
-        assert b.state().state_hash != a.state().state_hash
-        assert load_state(b.data_dir).snapshot_check["status"] == "pending"
-        assert any("pending" in f.problem for f in verify_data_dir(b.data_dir).findings)
-        # The check: its own fold disagrees; reported, and the device switches to its own fold.
-        assert check_pending(b) == "mismatch"
-        assert b.state().state_hash == a.state().state_hash
-        assert replay_data_dir(b.data_dir, full=True).state_hash.hexdigest() == a.state().state_hash
-        line = collect_stats(b.data_dir, with_hash=False)["snapshot_check"]
-        assert line.startswith(f"mismatch: snapshot {name}") and "own fold" in line
-        assert [f.problem for f in verify_data_dir(b.data_dir).findings if f.area == "snapshot"] == [
-            f"remote {line}"
-        ]
-        runner = SyncRunner(b, lambda: remote, b.clock, snapshot_every=EVERY)
-        assert runner.info_message().snapshot_check == line
-        # Restarted, it stays on its own fold (the checkpoints built on the snapshot are gone).
-        b.close()
-        b = _open(tmp_path, "b", 2, offset_ms=5)
-        assert b.state().state_hash == a.state().state_hash
-    finally:
-        a.close()
-        b.close()
+def test_a_forged_snapshot_is_caught_reported_and_replaced_by_the_devices_own_fold(
+    tmp_path: Path, pair: Pair
+) -> None:
+    remote, a, b = pair.remote, pair.a, pair.b
+    a.checkpoint()
+    name = _forged(a, remote)
+    # The sync alone (no check yet): the device starts from it, as it would from any usable snapshot.
+    SyncSession(b, remote, parse_sync_params("t"), b.clock, snapshot_every=EVERY).run()
+    assert b.state().state_hash != a.state().state_hash
+    assert load_state(b.data_dir).snapshot_check["status"] == "pending"
+    assert any("pending" in f.problem for f in verify_data_dir(b.data_dir).findings)
+    # The check: its own fold disagrees; reported, and the device switches to its own fold.
+    assert check_pending(b) == "mismatch"
+    assert b.state().state_hash == a.state().state_hash
+    assert replay_data_dir(b.data_dir, full=True).state_hash.hexdigest() == a.state().state_hash
+    line = collect_stats(b.data_dir, with_hash=False)["snapshot_check"]
+    assert line.startswith(f"mismatch: snapshot {name}") and "own fold" in line
+    assert [f.problem for f in verify_data_dir(b.data_dir).findings if f.area == "snapshot"] == [
+        f"remote {line}"
+    ]
+    runner = SyncRunner(b, lambda: remote, b.clock, snapshot_every=EVERY)
+    assert runner.info_message().snapshot_check == line
+    # Restarted, it stays on its own fold (the checkpoints built on the snapshot are gone).
+    b.close()
+    b = pair.b = _open(tmp_path, "b", 2, offset_ms=5)
+    assert b.state().state_hash == a.state().state_hash
 
 
-def test_a_check_cut_short_runs_at_the_next_sync(tmp_path: Path) -> None:
-    remote = LocalDirRemote(tmp_path / "remote")
-    a = _origin(tmp_path, remote)
-    b = _open(tmp_path, "b", 2, offset_ms=5)
-    try:
-        SyncSession(b, remote, parse_sync_params("t"), b.clock, snapshot_every=EVERY).run()
-        assert load_state(b.data_dir).snapshot_check["status"] == "pending"
-        b.close()  # the process stops before its check ran
-        b = _open(tmp_path, "b", 2, offset_ms=5)
-        assert b.state().state_hash == a.state().state_hash
-        assert _sync(b, remote).snapshot_check == "verified"  # type: ignore[attr-defined]
-    finally:
-        a.close()
-        b.close()
+def test_a_check_cut_short_runs_at_the_next_sync(tmp_path: Path, pair: Pair) -> None:
+    remote, a, b = pair.remote, pair.a, pair.b
+    SyncSession(b, remote, parse_sync_params("t"), b.clock, snapshot_every=EVERY).run()
+    assert load_state(b.data_dir).snapshot_check["status"] == "pending"
+    b.close()  # the process stops before its check ran
+    b = pair.b = _open(tmp_path, "b", 2, offset_ms=5)
+    assert b.state().state_hash == a.state().state_hash
+    assert _sync(b, remote).snapshot_check == "verified"  # type: ignore[attr-defined]
 
 
 @pytest.mark.parametrize("damage", ["flip", "cut", "newer"])
 def test_a_damaged_or_newer_snapshot_is_not_used_and_nothing_else_changes(
-    tmp_path: Path, damage: str
+    tmp_path: Path, pair: Pair, damage: str
 ) -> None:
-    remote = LocalDirRemote(tmp_path / "remote")
-    a = _origin(tmp_path, remote)
-    b = _open(tmp_path, "b", 2, offset_ms=5)
+    remote, a, b = pair.remote, pair.a, pair.b
     logs: list[str] = []
-    try:
-        for name in _snapshots(remote):
-            path = tmp_path / "remote" / "main" / SNAPSHOTS / name
-            data = bytearray(path.read_bytes())
-            if damage == "flip":
-                data[len(data) // 2] ^= 0x40
-            elif damage == "cut":
-                del data[len(data) // 2 :]
-            else:
-                data[len(b"OPLOGSNAP\n") : len(b"OPLOGSNAP\n") + 2] = (FORMAT + 1).to_bytes(2, "big")
-            path.write_bytes(bytes(data))
-        found = [f for f in verify_remote(remote, "main").findings if f.area == "remote-snapshot"]
-        assert len(found) == len(_snapshots(remote)) and all(f.severity == "warning" for f in found), found
-        result = _sync(b, remote, logs)
-        assert result.snapshot == ""  # type: ignore[attr-defined]
-        assert b.state().state_hash == a.state().state_hash
-        said = " ".join(logs)
-        assert "not used" in said
-        assert ("upgrade oplog" in said) if damage == "newer" else ("digest" in said)
-    finally:
-        a.close()
-        b.close()
+    for name in _snapshots(remote):
+        path = tmp_path / "remote" / "main" / SNAPSHOTS / name
+        data = bytearray(path.read_bytes())
+        if damage == "flip":
+            data[len(data) // 2] ^= 0x40
+        elif damage == "cut":
+            del data[len(data) // 2 :]
+        else:
+            data[len(b"OPLOGSNAP\n") : len(b"OPLOGSNAP\n") + 2] = (FORMAT + 1).to_bytes(2, "big")
+        path.write_bytes(bytes(data))
+    found = [f for f in verify_remote(remote, "main").findings if f.area == "remote-snapshot"]
+    assert len(found) == len(_snapshots(remote)) and all(f.severity == "warning" for f in found), found
+    result = _sync(b, remote, logs)
+    assert result.snapshot == ""  # type: ignore[attr-defined]
+    assert b.state().state_hash == a.state().state_hash
+    said = " ".join(logs)
+    assert "not used" in said
+    assert ("upgrade oplog" in said) if damage == "newer" else ("digest" in said)
 
 
 def test_snapshots_on_an_encrypted_remote_are_sealed_and_used(tmp_path: Path) -> None:
