@@ -912,8 +912,9 @@ class Store:
                 upto = len(tail)
                 fold_tail(result, tail[done:upto])
                 done = upto
-            if result.applied >= self.options.checkpoint_every:
+            if result.applied >= self.options.checkpoint_every and build is None:
                 # Captured now, while the new state is private: not under the lock like checkpoint().
+                # (Not for a state ahead of its logs: a checkpoint must name what the logs hold.)
                 snap = capture_base(result)
         except (StaleBase, StorageError) as exc:
             log.warning("the pulled events could not be folded beside the state (%s); rebuilding", exc)

@@ -25,9 +25,10 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
-from oplog.checkpoint import Checkpoint
+from oplog.checkpoint import Checkpoint, CheckpointInfo
 from oplog.errors import OplogError
 from oplog.remotesnap import KEEP, SNAPSHOTS, decode_snapshot, encode_snapshot, newest_first, snapshot_name
+from oplog.snapcheck import PENDING
 from oplog.syncformat import SegEntry
 
 if TYPE_CHECKING:
@@ -61,6 +62,11 @@ def offer_snapshots(
     """Hand the store the newest usable remote snapshot when the pull is ``min_gain`` events or more; it, or None."""
     if min_gain <= 0 or pending_events < min_gain:
         return None
+    if session.state.snapshot_check.get("status") == PENDING:
+        # The state may rest on an earlier snapshot not checked yet (a process stopped before its
+        # check): that check runs after this sync; no second snapshot before it.
+        session._log("a remote snapshot's check is pending; folding every event")
+        return None
     store = session.store
     position = store.state().position
     try:
@@ -72,10 +78,26 @@ def offer_snapshots(
         if name.position < position + min_gain:
             return None
         base = _fetch(session, name.name, epoch, held)
-        if base is not None:
+        if base is not None and base.info is not None:
+            # Recorded (durably) before anything can rest on it: should the process stop after a
+            # checkpoint built on it was saved, the check still runs (oplog.snapcheck).
+            session.state.snapshot_check = _pending(base.info)
+            session.offered_snapshot = base.info.source
+            session._save_state()
             store.offer_bases([base])
             return base
     return None
+
+
+def _pending(info: CheckpointInfo) -> dict[str, Any]:
+    return {
+        "name": info.source,
+        "position": info.position,
+        "state_hash": info.state_hash,
+        "last_key": list(info.last_key) if info.last_key else None,
+        "status": PENDING,
+        "detail": "",
+    }
 
 
 def _fetch(session: SyncSession, name: str, epoch: str, held: Mapping[str, int]) -> Checkpoint | None:
@@ -99,22 +121,16 @@ def _fetch(session: SyncSession, name: str, epoch: str, held: Mapping[str, int])
 
 
 def note_adopted(session: SyncSession) -> None:
-    """If the pull's fold started from a remote snapshot: say so, and record that this device must check it."""
+    """Say whether the pull's fold started from the snapshot offered; if it did not, no check is owed."""
     session.store.offer_bases([])  # not left for a later pull when this one stored nothing
     adopted = session.store.take_adopted()
+    check = session.state.snapshot_check
     if adopted is None:
+        if check.get("status") == PENDING and check.get("name") == session.offered_snapshot:
+            session.state.snapshot_check = {}  # offered, not started from: nothing rests on it
+            session._save_state()
         return
     session.result.snapshot = adopted.source
-    session.state.snapshot_check = {
-        "name": adopted.source,
-        "position": adopted.position,
-        "state_hash": adopted.state_hash,
-        "last_key": list(adopted.last_key) if adopted.last_key else None,
-        "status": "pending",
-        "detail": "",
-    }
-    # Saved at once: whatever happens to the rest of this sync, the check is owed.
-    session._save_state()
     session._log(f"started from remote snapshot {adopted.source} (position {adopted.position})")
 
 

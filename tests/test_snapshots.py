@@ -195,6 +195,8 @@ def test_a_new_device_is_usable_before_its_older_history_is_stored(pair: Pair) -
     swap = b._swap
 
     def watching(result: object) -> None:
+        # The check is owed (durably) before anything can rest on the snapshot.
+        assert load_state(b.data_dir).snapshot_check["status"] == "pending"
         swap(result)  # type: ignore[arg-type]
         log = b.device_log(a.device_id)
         seen.append((b.position, log.last_seq if log is not None else 0))
@@ -285,6 +287,7 @@ def test_a_late_event_that_sorts_inside_the_snapshot_still_lands(tmp_path: Path)
         assert [parse_name(n).position for n in _snapshots(remote)][0] == 120  # type: ignore[union-attr]
         result = _sync(b, remote, logs)
         assert result.snapshot == "", logs  # type: ignore[attr-defined]
+        assert load_state(b.data_dir).snapshot_check == {}  # offered, not started from: no check owed
         for store in (a, c, b):
             _sync(store, remote)
         assert b.state().state_hash == a.state().state_hash == c.state().state_hash
