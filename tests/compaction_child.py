@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import os
 import signal
+import subprocess
 import sys
 import warnings
 from pathlib import Path
@@ -88,6 +89,35 @@ class _DyingRemote(LocalDirRemote):
     def delete(self, path: str) -> None:
         _tick()
         super().delete(path)
+
+
+#: The kill tests' seeds (``OPLOG_COMPACTION_SEED=n`` runs only seed n; every failure names its seed).
+KILL_SEEDS = [int(os.environ["OPLOG_COMPACTION_SEED"])] if "OPLOG_COMPACTION_SEED" in os.environ else [3, 11]
+
+_REPO = Path(__file__).resolve().parents[1]
+
+
+def run_child(data: Path, remote: Path, first: int, count: int, where: str, n: int) -> list[int]:
+    """Run this module as a child process; return the documents it acknowledged (it may have died at step ``n``)."""
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "tests.compaction_child",
+            str(data),
+            str(remote),
+            str(first),
+            str(count),
+            where,
+            str(n),
+        ],
+        cwd=_REPO,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert proc.returncode in (0, -9), proc.stderr[-2000:]
+    return [int(line.split()[1]) for line in proc.stdout.splitlines() if line.startswith("ACK ")]
 
 
 def main() -> None:

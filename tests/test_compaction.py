@@ -10,8 +10,6 @@ from __future__ import annotations
 import os
 import random
 import re
-import subprocess
-import sys
 import warnings
 from pathlib import Path
 
@@ -28,10 +26,10 @@ from oplog.tree import snapshot
 from oplog.verify import verify_data_dir
 from oplog.verify_remote import verify_remote
 from oplog.wire import request_from_json
+from tests.compaction_child import KILL_SEEDS, run_child
 from tests.engine_helpers import numbered_doc_body
 
 T0 = 1_721_527_400_000
-REPO = Path(__file__).resolve().parents[1]
 
 
 def _open(root: Path, name: str, seed: int) -> Store:
@@ -224,31 +222,6 @@ def test_multi_device_simulation_with_compaction_soak(tmp_path: Path) -> None:
 
 # ---- SIGKILL during local and remote compaction ----
 
-KILL_SEEDS = [int(os.environ["OPLOG_COMPACTION_SEED"])] if "OPLOG_COMPACTION_SEED" in os.environ else [3, 11]
-
-
-def _child(data: Path, remote: Path, first: int, count: int, where: str, n: int) -> list[int]:
-    """Run the child; return the documents it acknowledged (it may have died at step ``n``)."""
-    proc = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "tests.compaction_child",
-            str(data),
-            str(remote),
-            str(first),
-            str(count),
-            where,
-            str(n),
-        ],
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    assert proc.returncode in (0, -9), proc.stderr[-2000:]
-    return [int(line.split()[1]) for line in proc.stdout.splitlines() if line.startswith("ACK ")]
-
 
 @pytest.mark.parametrize("where", ["local", "remote"])
 @pytest.mark.parametrize("seed", KILL_SEEDS)
@@ -264,7 +237,7 @@ def test_sigkill_during_compaction_loses_nothing(tmp_path: Path, where: str, see
     doc = 0
     for _ in range(5):
         count = rng.randint(10, 30)
-        got = _child(data, remote, doc, count, where, rng.randint(1, 4 * count))
+        got = run_child(data, remote, doc, count, where, rng.randint(1, 4 * count))
         killed += len(got) < count
         acked.extend(got)
         doc += count

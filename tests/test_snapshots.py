@@ -31,8 +31,8 @@ from oplog.syncstate import load_state
 from oplog.verify import verify_data_dir
 from oplog.verify_remote import verify_remote
 from oplog.wire import request_from_json
+from tests.compaction_child import KILL_SEEDS, run_child
 from tests.engine_helpers import numbered_doc_body
-from tests.test_compaction import KILL_SEEDS, _child
 
 T0 = 1_721_527_400_000
 EVERY = 20
@@ -426,7 +426,7 @@ def test_sigkill_during_snapshot_upload_loses_nothing(tmp_path: Path, seed: int)
     killed = doc = 0
     for _ in range(5):
         count = rng.randint(10, 20)
-        got = _child(data, remote, doc, count, "snapshot", rng.randint(1, count // 2))
+        got = run_child(data, remote, doc, count, "snapshot", rng.randint(1, count // 2))
         killed += len(got) < count
         acked.extend(got)
         doc += count
@@ -449,7 +449,7 @@ def test_sigkill_while_starting_from_a_snapshot_loses_nothing(tmp_path: Path, se
     doc = 5000
     for _ in range(4):
         count = rng.randint(3, 6)
-        got = _child(data, tmp_path / "remote", doc, count, "join", rng.randint(1, 12))
+        got = run_child(data, tmp_path / "remote", doc, count, "join", rng.randint(1, 12))
         killed += len(got) < count
         acked.extend(got)
         doc += count
