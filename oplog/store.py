@@ -969,6 +969,7 @@ class Store:
         with self._write_lock:
             if self._tail is not None:
                 return False
+            self._local.log.flush()  # the fold reads the local log up to here from its files
             self._tail = []
             self._tail_from = self._local.last_seq
             self._hlc.observe(newest_hlc)
@@ -1016,6 +1017,8 @@ class Store:
         """
         with self._write_lock:
             logs = dict(self._logs)
+            # In the files up to here: a big fold reads them from another process (oplog.replayreader).
+            self._local.log.flush()
             local_last = self._local.last_seq
         with switching_often():
             return fold_prefix(logs, self.device_id, local_last, position, progress)
@@ -1030,6 +1033,7 @@ class Store:
             self._checkpoints.drop_from(from_position)
         with self._write_lock:
             if self._tail is None:
+                self._local.log.flush()  # the fold reads the local log up to here from its files
                 self._tail = []
                 self._tail_from = self._local.last_seq
         self.fold_pulled()

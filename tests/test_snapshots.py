@@ -237,7 +237,20 @@ def test_an_older_segment_refused_after_the_swap_leaves_the_devices_own_fold(
     assert b.state().state_hash == a.state().state_hash
 
 
-def test_writes_during_a_first_pull_from_a_snapshot_survive_and_converge(tmp_path: Path) -> None:
+@pytest.fixture(params=[False, True], ids=["in-process", "reader-process"])
+def reader(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> bool:
+    """Folds from logs in this process, or (``reader-process``) every one read by ``oplog.replayreader``
+    as a big one is: the check's fold and the device's own refold read the live local log from files."""
+    import oplog.replay as replay_module
+
+    if request.param:
+        monkeypatch.setattr(replay_module, "READER_MIN_EVENTS", 1)
+    return bool(request.param)
+
+
+def test_writes_during_a_first_pull_from_a_snapshot_survive_and_converge(
+    tmp_path: Path, reader: bool
+) -> None:
     import threading
 
     remote = LocalDirRemote(tmp_path / "remote")
@@ -326,7 +339,7 @@ def _forged(a: Store, remote: Remote) -> str:
 
 
 def test_a_forged_snapshot_is_caught_reported_and_replaced_by_the_devices_own_fold(
-    tmp_path: Path, pair: Pair
+    tmp_path: Path, pair: Pair, reader: bool
 ) -> None:
     remote, a, b = pair.remote, pair.a, pair.b
     a.checkpoint()
