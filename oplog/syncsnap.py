@@ -23,16 +23,42 @@ on (a full fold is always right).
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol, TypeVar
 
 from oplog.checkpoint import Checkpoint, CheckpointInfo
 from oplog.errors import OplogError
+from oplog.remote import Remote
 from oplog.remotesnap import KEEP, SNAPSHOTS, decode_snapshot, encode_snapshot, newest_first, snapshot_name
 from oplog.snapcheck import PENDING
+from oplog.store import Store
 from oplog.syncformat import SegEntry
+from oplog.syncstate import SyncState
+from oplog.syncsummary import SyncSummary
 
-if TYPE_CHECKING:
-    from oplog.sync import SyncSession
+T = TypeVar("T")
+
+
+class Session(Protocol):
+    """What the snapshot steps use of a sync (``oplog.sync.SyncSession``; a Protocol, as this module sits below it)."""
+
+    store: Store
+    remote: Remote
+    state: SyncState
+    result: SyncSummary
+    url: str
+    cloud: str
+    me: str
+    #: the snapshot offered to this sync's fold ("" if none)
+    offered_snapshot: str
+
+    def _call(self, what: str, fn: Callable[..., T], *args: Any) -> T: ...
+
+    def _path(self, *parts: str) -> str: ...
+
+    def _log(self, msg: str) -> None: ...
+
+    def _save_state(self) -> None: ...
+
 
 __all__ = ["DEFAULT_SNAPSHOT_EVERY", "offer_snapshots", "upload_snapshot", "remote_heads", "note_adopted"]
 
@@ -57,7 +83,7 @@ def _covered(heads: Mapping[str, int], held: Mapping[str, int]) -> bool:
 
 
 def offer_snapshots(
-    session: SyncSession, epoch: str, held: Mapping[str, int], pending_events: int, min_gain: int
+    session: Session, epoch: str, held: Mapping[str, int], pending_events: int, min_gain: int
 ) -> Checkpoint | None:
     """Hand the store the newest usable remote snapshot when the pull is ``min_gain`` events or more; it, or None."""
     if min_gain <= 0 or pending_events < min_gain:
@@ -100,7 +126,7 @@ def _pending(info: CheckpointInfo) -> dict[str, Any]:
     }
 
 
-def _fetch(session: SyncSession, name: str, epoch: str, held: Mapping[str, int]) -> Checkpoint | None:
+def _fetch(session: Session, name: str, epoch: str, held: Mapping[str, int]) -> Checkpoint | None:
     path = session._path(SNAPSHOTS, name)
     try:
         data = session._call("read snapshot", session.remote.read, path)
@@ -120,7 +146,7 @@ def _fetch(session: SyncSession, name: str, epoch: str, held: Mapping[str, int])
     return base
 
 
-def note_adopted(session: SyncSession) -> None:
+def note_adopted(session: Session) -> None:
     """Say whether the pull's fold started from the snapshot offered; if it did not, no check is owed."""
     session.store.offer_bases([])  # not left for a later pull when this one stored nothing
     adopted = session.store.take_adopted()
@@ -135,7 +161,7 @@ def note_adopted(session: SyncSession) -> None:
 
 
 def upload_snapshot(
-    session: SyncSession, epoch: str, held: Mapping[str, int], every: int, now_ms: Callable[[], int]
+    session: Session, epoch: str, held: Mapping[str, int], every: int, now_ms: Callable[[], int]
 ) -> None:
     """Upload this device's newest checkpoint as a remote snapshot when one is due; prune old ones."""
     if every <= 0:
