@@ -1,7 +1,8 @@
 """Shared fixtures with plain names, and the ``soak`` marker: real files, real processes, no network.
 
-Everything the suite needs lives in this repository (request bodies in ``tests/fixtures``), so a plain
-clone runs it. ``../shared`` (or ``$OPLOG_SHARED``) is read by one test only, which skips without it.
+Everything the suite needs lives in this repository (request bodies in ``tests/fixtures``, the
+specification's own examples copied into ``tests/fixtures/spec-examples``), so a plain clone runs it
+and nothing outside the repository is read.
 
 Long randomized or crash runs carry ``@pytest.mark.soak`` and are skipped unless ``OPLOG_SOAK=1``;
 each such test has a short version that always runs. ``soak_scale`` is the one switch for tests that
@@ -46,12 +47,6 @@ settings.load_profile("oplog-soak" if SOAK else "oplog")
 def soak_scale(default: int, soak: int) -> int:
     """``soak`` under ``OPLOG_SOAK=1``, else ``default`` (iterations, seeds, rounds)."""
     return soak if SOAK else default
-
-
-def shared_dir() -> Path:
-    """The project's shared/ folder (beside the repository, or $OPLOG_SHARED); only test_examples reads it."""
-    override = os.environ.get("OPLOG_SHARED")
-    return Path(override) if override else REPO.parent / "shared"
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:

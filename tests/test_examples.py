@@ -1,16 +1,14 @@
 """The request bodies 00…05 (tests/fixtures/requests): the states their README lists, pinned state hashes,
-replay, and walking back with each file's undo. One test replays ../shared/examples when it is present."""
+replay, and walking back with each file's undo. One test replays the specification's own examples
+(``tests/fixtures/spec-examples``, a verbatim copy) against hashes pinned when the suite moved to its own bodies."""
 
 from __future__ import annotations
 
 import json
 from pathlib import Path
 
-import pytest
-
 from oplog.statehash import StateHash
 from oplog.tree import check_invariants, snapshot
-from tests.conftest import shared_dir
 from tests.engine_helpers import events_of, replay, strip_updated, undo_request
 from tests.fixtures import (
     BOX,
@@ -30,9 +28,18 @@ from tests.fixtures import (
 )
 from tests.fixtures import fixture_engine as _fixture_engine
 
-#: State hashes after each of ../shared/examples 00…05, taken when the suite moved to its own bodies: the
+#: State hashes after each of the specification's examples 00…05 (``tests/fixtures/spec-examples``, copied
+#: from ../shared/examples), taken when the suite moved to its own bodies: the
 #: engine must keep giving exactly these (issue 16: behaviour identical across the restructuring).
-SHARED_STATE_HASHES = {
+SPEC_FILES = [
+    ("00", "setup"),
+    ("01", "typing"),
+    ("02", "enter"),
+    ("03", "drag"),
+    ("04", "fold"),
+    ("05", "delete"),
+]
+SPEC_STATE_HASHES = {
     "00": "868b86fb30adde2ad4fb920ec59c6e36a2ebca91a3a139edf5c6a2a14fff1de4",
     "01": "833db97706279c18c0098a7a583169fb3af3e1dd3eb213abf94fb6856da8773d",
     "02": "dbcd019eedd4aa9571601e931a8ec6d81620d84f0e359fc8774923d9289e6553",
@@ -154,17 +161,16 @@ def test_reinsert_inside_folded_section_gets_fold_attrs() -> None:
     assert _order(engine) == [A, H, M, Q, L]
 
 
-def test_shared_examples_keep_their_state_hashes() -> None:
-    """The one test that needs ../shared/examples (or $OPLOG_SHARED): skipped in a plain clone."""
-    folder: Path = shared_dir() / "examples"
-    if not folder.is_dir():
-        pytest.skip(f"shared examples not found at {folder}")
+def test_spec_examples_keep_their_state_hashes() -> None:
+    """The bodies the project was specified from still give the pinned hash after each file, and replay agrees."""
+    folder = Path(__file__).parent / "fixtures" / "spec-examples"
+    assert sorted(p.name for p in folder.glob("0*.json")) == [f"{k}-{n}.json" for k, n in SPEC_FILES]
     engine = new_fixture_engine()
     seen, events = {}, []
     for path in sorted(folder.glob("0*.json")):
         events.extend(events_of(apply_file(engine, path)))
         seen[path.name[:2]] = StateHash.of(engine.ws).hexdigest()
-    assert seen == SHARED_STATE_HASHES
+    assert seen == SPEC_STATE_HASHES
     rebuilt = replay(events)
     check_invariants(rebuilt)
-    assert StateHash.of(rebuilt).hexdigest() == SHARED_STATE_HASHES["05"]
+    assert StateHash.of(rebuilt).hexdigest() == SPEC_STATE_HASHES["05"]
