@@ -415,26 +415,12 @@ class DeviceLog:
         it is checked under the writer lock so callers can stamp seqs into payloads.
         """
         data = framing.encode_batch(payloads)
-        count = len(payloads)
         with self._wlock:
-            if self._closed or self._failed is not None or not self.writable:
-                self._check_writable()
-            if expect_seq is not None and expect_seq != self._last_seq + 1:
-                raise StorageError(
-                    f"expected to append seq {expect_seq}, but the next seq is {self._last_seq + 1}"
-                )
-            seg = self._open
-            if seg is None or (
-                seg.size + len(data) + segment.SEAL_FRAME_SIZE > self.segment_bytes and seg.count
-            ):
-                seg = self._roll()
-            buf = self._buf
-            buf += data
-            seg.size += len(data)
-            seg.count += count
-            self._data_crc = _extend(self._data_crc, data)
-            self._last_seq += count
-            if len(buf) >= _FLUSH_BYTES:
+            self._check_next(expect_seq)
+            seg = self._segment_for(data)
+            self._buf += data
+            self._took(seg, data, len(payloads))
+            if len(self._buf) >= _FLUSH_BYTES:
                 self._flush_locked()
             return self._last_seq
 
@@ -447,28 +433,38 @@ class DeviceLog:
         ``always`` mode (``wait_durable`` syncs).
         """
         data = framing.encode_batch(payloads)
-        count = len(payloads)
         with self._wlock:
-            if self._closed or self._failed is not None or not self.writable:
-                self._check_writable()
-            if expect_seq is not None and expect_seq != self._last_seq + 1:
-                raise StorageError(
-                    f"expected to append seq {expect_seq}, but the next seq is {self._last_seq + 1}"
-                )
+            self._check_next(expect_seq)
             # Batches buffered by ``append`` go first (a failure there is fatal, as in a sync).
             self._flush_locked()
-            seg = self._open
-            if seg is None or (
-                seg.size + len(data) + segment.SEAL_FRAME_SIZE > self.segment_bytes and seg.count
-            ):
-                seg = self._roll()
+            seg = self._segment_for(data)
             self._write_or_undo(data, seg)
-            seg.size += len(data)
-            seg.count += count
-            self._data_crc = _extend(self._data_crc, data)
-            self._last_seq += count
+            self._took(seg, data, len(payloads))
             self._written_seq = self._last_seq
             return self._last_seq
+
+    def _check_next(self, expect_seq: int | None) -> None:
+        """Refuse an append to a log that cannot take one, or whose next seq is not ``expect_seq`` (holding the writer lock)."""
+        if self._closed or self._failed is not None or not self.writable:
+            self._check_writable()
+        if expect_seq is not None and expect_seq != self._last_seq + 1:
+            raise StorageError(
+                f"expected to append seq {expect_seq}, but the next seq is {self._last_seq + 1}"
+            )
+
+    def _segment_for(self, data: bytes) -> _Seg:
+        """The open segment, or a new one when ``data`` would take a non-empty one past ``segment_bytes``."""
+        seg = self._open
+        if seg is None or (seg.size + len(data) + segment.SEAL_FRAME_SIZE > self.segment_bytes and seg.count):
+            seg = self._roll()
+        return seg
+
+    def _took(self, seg: _Seg, data: bytes, count: int) -> None:
+        """Account for a batch of ``count`` records (``data``, framed) added to ``seg``: sizes, checksum, seq."""
+        seg.size += len(data)
+        seg.count += count
+        self._data_crc = _extend(self._data_crc, data)
+        self._last_seq += count
 
     def _write_all(self, fd: int, data: bytes | bytearray) -> None:
         """Write all of ``data`` through the file-ops seam (a write may take only part); ``OSError`` otherwise."""
