@@ -78,6 +78,7 @@ from oplog.errors import (
 from oplog.lockfile import DataDirLock
 from oplog.remote import PollableRemote
 from oplog.remoteurl import display_remote, open_remote, remote_kind
+from oplog.syncsummary import SyncSummary
 from oplog.watchchanges import (
     ChangeSource,
     Fingerprint,
@@ -170,6 +171,18 @@ class SyncReport:
     #: True while the local log holds nothing this sync has not seen (None: unknown, count any change)
     quiet: Callable[[], bool] | None = None
 
+    @classmethod
+    def of(cls, summary: SyncSummary, quiet: Callable[[], bool] | None) -> SyncReport:
+        """The report of a sync that returned ``summary`` (local or through a server)."""
+        return cls(
+            pushed_segments=summary.pushed_segments,
+            pulled_segments=summary.pulled_segments,
+            pulled_events=summary.pulled_events,
+            archived_segments=summary.archived_segments,
+            refused=list(summary.refused),
+            quiet=quiet,
+        )
+
 
 #: Run one sync; raise (an ``OplogError`` for expected failures) when it fails.
 SyncFunction = Callable[[SyncRequest], SyncReport]
@@ -219,14 +232,7 @@ class LocalSync:
             after = local_fingerprint(folder)
         finally:
             store.close()
-        return SyncReport(
-            pushed_segments=result.pushed_segments,
-            pulled_segments=result.pulled_segments,
-            pulled_events=result.pulled_events,
-            archived_segments=result.archived_segments,
-            refused=list(result.refused),
-            quiet=lambda: local_fingerprint(folder) == after,
-        )
+        return SyncReport.of(result, lambda: local_fingerprint(folder) == after)
 
 
 # ---- what the daemon reports ----

@@ -283,14 +283,7 @@ def sync_function(
             snapshot_every=config.snapshot_every,
         )
         address = result.server
-        return SyncReport(
-            pushed_segments=result.pushed_segments,
-            pulled_segments=result.pulled_segments,
-            pulled_events=result.pulled_events,
-            archived_segments=result.archived_segments,
-            refused=list(result.refused),
-            quiet=quiet[0] if quiet else lambda: _server_idle(address, token),
-        )
+        return SyncReport.of(result, quiet[0] if quiet else lambda: _server_idle(address, token))
 
     return sync
 
