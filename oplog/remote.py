@@ -295,13 +295,15 @@ class Faults:
 class SeededFaults:
     """The seeded fault decisions of ``FakeRemote`` and of wrappers that put its fault model around a real remote.
 
-    The host sets ``faults``, ``_rng`` (a seeded ``random.Random``) and ``calls``; ``fault_label`` names it
-    in the errors it raises. Every call enters through :meth:`_enter`, so the faults fall in seed order.
+    The host sets ``faults``, ``_rng`` (a seeded ``random.Random``), ``_listed`` (an empty dict) and
+    ``calls``; ``fault_label`` names it in the errors it raises. Every call enters through :meth:`_enter`,
+    so the faults fall in seed order.
     """
 
     fault_label = "fake remote"
     faults: Faults
     _rng: random.Random
+    _listed: dict[str, list[str]]
     calls: int
 
     def _roll(self, rate: float) -> bool:
@@ -315,6 +317,15 @@ class SeededFaults:
         if self._roll(f.io_error):
             f.kinds.append("io_error")
             raise TransientRemoteError(f"{self.fault_label}: {what} {path}: I/O error")
+
+    def _listing(self, folder: str, names: list[str]) -> list[str]:
+        """``names``, the listing of ``folder`` now; sometimes an older one (names added since the last missing)."""
+        previous = self._listed.get(folder)
+        self._listed[folder] = names
+        if previous is not None and self._roll(self.faults.stale_listing):
+            self.faults.kinds.append("stale_listing")
+            return [n for n in names if n in previous]
+        return names
 
 
 class FakeRemote(SeededFaults):
@@ -343,12 +354,7 @@ class FakeRemote(SeededFaults):
             self._enter("list", folder)
             prefix = f"{folder}/" if folder else ""
             names = sorted({k[len(prefix) :].split("/", 1)[0] for k in self.files if k.startswith(prefix)})
-            previous = self._listed.get(folder)
-            self._listed[folder] = names
-            if previous is not None and self._roll(self.faults.stale_listing):
-                self.faults.kinds.append("stale_listing")
-                return [n for n in names if n in previous]
-            return names
+            return self._listing(folder, names)
 
     def sizes(self, folder: str) -> dict[str, int]:
         """Files directly inside ``folder`` and their sizes."""

@@ -44,13 +44,7 @@ class FaultyRemote(SeededFaults):
         """The inner listing; sometimes an older one (names added since the last listing missing)."""
         with self._lock:
             self._enter("list", folder)
-            names = self.inner.list(folder)
-            previous = self._listed.get(folder)
-            self._listed[folder] = names
-            if previous is not None and self._roll(self.faults.stale_listing):
-                self.faults.kinds.append("stale_listing")
-                return [n for n in names if n in previous]
-            return names
+            return self._listing(folder, self.inner.list(folder))
 
     def sizes(self, folder: str) -> dict[str, int]:
         """The inner sizes."""
