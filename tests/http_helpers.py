@@ -52,6 +52,20 @@ class HttpServe:
         self.url = f"http://{self.http}"
         self.grpc: str = self.info["listening"]
 
+    @classmethod
+    def with_tokens(
+        cls, folder: Path, *extra: str, data: str = "d", env_extra: dict[str, str] | None = None
+    ) -> HttpServe:
+        """A server on ``folder/data`` taking the ``TOKENS`` (an auth file in ``folder``), without a boot sync."""
+        auth = str(write_auth_file(folder))
+        return cls(folder / data, "--auth-file", auth, "--no-boot-sync", *extra, env_extra=env_extra)
+
+    def __enter__(self) -> HttpServe:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
     def client(self, token: str | None = None) -> httpx.Client:
         """An httpx client for the API, sending ``Authorization: Token <token>`` if given."""
         headers = {"Authorization": f"Token {token}"} if token else {}

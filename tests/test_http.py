@@ -19,7 +19,7 @@ from websockets.sync.client import connect
 from oplog import wire
 from oplog.v1 import oplog_pb2 as pb
 from oplog.v1 import oplog_pb2_grpc as pb_grpc
-from tests.http_helpers import TOKENS, HttpServe, ok, write_auth_file
+from tests.http_helpers import TOKENS, HttpServe, ok
 
 BOX = "20240101000000-aaaaaaa"
 ADMIN = {"Authorization": f"Token {TOKENS['admin']}"}
@@ -27,10 +27,8 @@ ADMIN = {"Authorization": f"Token {TOKENS['admin']}"}
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[HttpServe]:
-    folder = tmp_path_factory.mktemp("http")
-    serve = HttpServe(folder / "d", "--auth-file", str(write_auth_file(folder)), "--no-boot-sync")
-    yield serve
-    serve.stop()
+    with HttpServe.with_tokens(tmp_path_factory.mktemp("http")) as serve:
+        yield serve
 
 
 @pytest.fixture(scope="module")
@@ -203,13 +201,11 @@ def test_auth_matrix_roles(server: HttpServe, path: str, body: dict[str, Any], l
 
 
 def test_read_only_server_refuses_writes_in_the_kernels_words(tmp_path: Path) -> None:
-    serve = HttpServe(tmp_path / "d", "--auth-file", str(write_auth_file(tmp_path)), "--no-boot-sync")
+    serve = HttpServe.with_tokens(tmp_path)
     with serve.client(TOKENS["admin"]) as client:
         doc = _doc(client, "ro", "before")
     serve.stop()
-    serve = HttpServe(
-        tmp_path / "d", "--auth-file", str(write_auth_file(tmp_path)), "--readonly", "--no-boot-sync"
-    )
+    serve = HttpServe.with_tokens(tmp_path, "--readonly")
     try:
         with serve.client(TOKENS["admin"]) as client:
             refusal = {

@@ -34,7 +34,7 @@ from oplog.errors import InvalidArgument
 from oplog.tools.testseams import store_seams
 from oplog.v1 import oplog_pb2 as pb
 from oplog.v1 import oplog_pb2_grpc as pb_grpc
-from tests.http_helpers import TOKENS, HttpServe, ok, write_auth_file
+from tests.http_helpers import TOKENS, HttpServe, ok
 
 BODIES = Path(__file__).resolve().parent / "fixtures" / "requests"
 ADMIN = TOKENS["admin"]
@@ -49,12 +49,8 @@ def _files() -> list[Path]:
 
 
 def _serve(folder: Path, name: str, clock: str) -> HttpServe:
-    return HttpServe(
-        folder / name,
-        "--auth-file",
-        str(write_auth_file(folder)),
-        "--no-boot-sync",
-        env_extra={"OPLOG_TEST_CLOCK_MS": clock, "OPLOG_TEST_SEED": SEED},
+    return HttpServe.with_tokens(
+        folder, data=name, env_extra={"OPLOG_TEST_CLOCK_MS": clock, "OPLOG_TEST_SEED": SEED}
     )
 
 

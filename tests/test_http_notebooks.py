@@ -21,21 +21,15 @@ from websockets.sync.client import connect
 
 from oplog.v1 import oplog_pb2 as pb
 from oplog.v1 import oplog_pb2_grpc as pb_grpc
-from tests.http_helpers import TOKENS, HttpServe, ok, write_auth_file
+from tests.http_helpers import TOKENS, HttpServe, ok
 
 ADMIN = TOKENS["admin"]
 
 
-def _serve(data: Path, auth: Path, *extra: str) -> HttpServe:
-    return HttpServe(data, "--auth-file", str(auth), "--no-boot-sync", *extra)
-
-
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[HttpServe]:
-    folder = tmp_path_factory.mktemp("nbhttp")
-    serve = _serve(folder / "d", write_auth_file(folder))
-    yield serve
-    serve.stop()
+    with HttpServe.with_tokens(tmp_path_factory.mktemp("nbhttp")) as serve:
+        yield serve
 
 
 @pytest.fixture(scope="module")
@@ -206,8 +200,7 @@ def _lifecycle(client: httpx.Client) -> str:
 
 
 def test_notebook_lifecycle_replays(tmp_path: Path) -> None:
-    auth = write_auth_file(tmp_path)
-    first = _serve(tmp_path / "d", auth)
+    first = HttpServe.with_tokens(tmp_path)
     try:
         with first.client(ADMIN) as client:
             box = _lifecycle(client)
@@ -215,7 +208,7 @@ def test_notebook_lifecycle_replays(tmp_path: Path) -> None:
         digest = _state_hash(first)
     finally:
         first.stop()
-    again = _serve(tmp_path / "d", auth)
+    again = HttpServe.with_tokens(tmp_path)
     try:
         assert _state_hash(again) == digest
         with again.client(ADMIN) as client:
@@ -233,10 +226,9 @@ def _sync(serve: HttpServe, client: httpx.Client) -> None:
 
 
 def test_notebooks_sync_between_two_servers(tmp_path: Path) -> None:
-    auth = write_auth_file(tmp_path)
     remote = str(tmp_path / "remote")
-    one = _serve(tmp_path / "a", auth, "--remote", remote)
-    two = _serve(tmp_path / "b", auth, "--remote", remote)
+    one = HttpServe.with_tokens(tmp_path, "--remote", remote, data="a")
+    two = HttpServe.with_tokens(tmp_path, "--remote", remote, data="b")
     try:
         with one.client(ADMIN) as a, two.client(ADMIN) as b:
             box = _lifecycle(a)

@@ -35,7 +35,7 @@ import httpx
 import pytest
 from websockets.sync.client import connect
 
-from tests.http_helpers import TOKENS, HttpServe, ok, write_auth_file
+from tests.http_helpers import TOKENS, HttpServe, ok
 
 pytest.importorskip("mcp.client.stdio", reason="mcp is a test extra: pip install -e '.[test]'")
 if importlib.util.find_spec("siyuan_mcp_server") is None:
@@ -55,10 +55,8 @@ class ToolFailed(Exception):
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[HttpServe]:
-    folder = tmp_path_factory.mktemp("mcp")
-    serve = HttpServe(folder / "d", "--auth-file", str(write_auth_file(folder)), "--no-boot-sync")
-    yield serve
-    serve.stop()
+    with HttpServe.with_tokens(tmp_path_factory.mktemp("mcp")) as serve:
+        yield serve
 
 
 @pytest.fixture(scope="module")
