@@ -43,6 +43,7 @@ from tests.remote_servers import (
     s3_server,
     webdav_server,
 )
+from tests.watch_helpers import Events
 
 T0 = 1_721_527_400_000
 FAST = RetryPolicy(retries=8, backoff_s=0.01, max_backoff_s=0.05)
@@ -535,31 +536,6 @@ def _reopen(path: Path) -> Any:
 # ---------------------------------------------------------------- oplog watch on a remote it polls
 
 
-class _Seen:
-    """The watcher's reports, collected; ``wait`` for the first match from an index on (no sleeps)."""
-
-    def __init__(self) -> None:
-        self.items: list[Any] = []
-        self._cv = threading.Condition()
-
-    def __call__(self, event: Any) -> None:
-        with self._cv:
-            self.items.append(event)
-            self._cv.notify_all()
-
-    def wait(self, pred: Callable[[Any], bool], start: int = 0, timeout: float = 60.0) -> tuple[int, Any]:
-        deadline = time.monotonic() + timeout
-        with self._cv:
-            while True:
-                for i in range(start, len(self.items)):
-                    if pred(self.items[i]):
-                        return i, self.items[i]
-                left = deadline - time.monotonic()
-                if left <= 0:
-                    pytest.fail(f"no matching watcher event; got {self.items}")
-                self._cv.wait(left)
-
-
 @SERVED
 def test_watch_polls_a_remote_it_cannot_watch(site: Site, tmp_path: Path) -> None:
     """``Watcher`` on S3/WebDAV: a push by another device is noticed by a poll and pulled; a local commit
@@ -581,7 +557,7 @@ def test_watch_polls_a_remote_it_cannot_watch(site: Site, tmp_path: Path) -> Non
     config = WatchConfig(
         data=a_dir, remote=site.spec, cloud_name=None, schedule=schedule, lock_wait_s=30, poll_s=0.3
     )
-    seen = _Seen()
+    seen = Events()
     watcher = Watcher(
         config,
         sync=LocalSync(a_dir, site.spec, clock, lock_wait_s=30, app="test"),

@@ -47,14 +47,13 @@ from oplog.watcher import (
     SyncStarted,
     WatchConfig,
     Watcher,
-    WatchEvent,
     is_permanent,
 )
 from oplog.wire import request_from_json
 from tests.engine_helpers import numbered_doc_body
+from tests.watch_helpers import TIMEOUT_S, Events
 
 #: Generous bound for anything the watcher's threads do (the machine is shared and slow at times).
-TIMEOUT_S = 60.0
 #: Short timings: the schedule is tested on its own (test_autosync.py); here only the order matters.
 FAST = Schedule(debounce_s=0.01, max_delay_s=0.1, interval_s=0, backoff_s=0.02, max_backoff_s=0.05)
 
@@ -84,47 +83,6 @@ class FakeChanges:
     def push(self, paths: set[str]) -> None:
         """One batch of changes, as watchfiles reports them (change kind 2: modified)."""
         self.batches.put({(2, p) for p in paths})
-
-
-class Events:
-    """The watcher's reports, collected; ``wait`` returns the first match from an index on."""
-
-    def __init__(self) -> None:
-        self.items: list[WatchEvent] = []
-        self._cv = threading.Condition()
-
-    def __call__(self, event: WatchEvent) -> None:
-        with self._cv:
-            self.items.append(event)
-            self._cv.notify_all()
-
-    def wait(self, pred: Callable[[WatchEvent], bool], start: int = 0) -> tuple[int, Any]:
-        deadline = time.monotonic() + TIMEOUT_S
-        with self._cv:
-            while True:
-                for i in range(start, len(self.items)):
-                    if pred(self.items[i]):
-                        return i, self.items[i]
-                left = deadline - time.monotonic()
-                if left <= 0:
-                    pytest.fail(f"no matching watcher event; got {self.items}")
-                self._cv.wait(left)
-
-    def batch(self, start: int) -> tuple[int, Batch]:
-        """The next batch report from ``start`` on."""
-        return self.wait(lambda e: isinstance(e, Batch), start)
-
-    def ended(self, start: int = 0) -> tuple[int, SyncEnded]:
-        """The next sync end from ``start`` on."""
-        return self.wait(lambda e: isinstance(e, SyncEnded), start)
-
-    def ends(self) -> list[SyncEnded]:
-        with self._cv:
-            return [e for e in self.items if isinstance(e, SyncEnded)]
-
-    def __len__(self) -> int:
-        with self._cv:
-            return len(self.items)
 
 
 class Running:
