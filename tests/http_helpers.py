@@ -4,15 +4,14 @@ from __future__ import annotations
 
 import json
 import os
-import queue
 import signal
 import subprocess
-import sys
-import threading
 from pathlib import Path
 from typing import Any
 
 import httpx
+
+from tests.serve_helpers import spawn_serve
 
 TOKENS = {"admin": "admin-secret-1", "editor": "editor-secret-2", "reader": "reader-secret-3"}
 
@@ -31,19 +30,12 @@ class HttpServe:
 
     def __init__(self, data: Path, *extra: str, env_extra: dict[str, str] | None = None) -> None:
         remote = data.parent / f"{data.name}-remote"
-        argv = [sys.executable, "-m", "oplog.tools.cli", "serve", "--data", str(data), "--json"]
-        argv += ["--listen", "127.0.0.1:0", "--http", "127.0.0.1:0", "--remote", str(remote), *extra]
+        args = ["--data", str(data), "--json"]
+        args += ["--listen", "127.0.0.1:0", "--http", "127.0.0.1:0", "--remote", str(remote), *extra]
         env = dict(os.environ)
         env.pop("OPLOG_TOKEN", None)
         env.update(env_extra or {})
-        self.proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
-        lines: queue.Queue[str] = queue.Queue()
-        threading.Thread(target=lambda: lines.put(self.proc.stdout.readline()), daemon=True).start()  # type: ignore[union-attr]
-        try:
-            first = lines.get(timeout=60)
-        except queue.Empty:
-            self.proc.kill()
-            raise RuntimeError("oplog serve printed nothing within 60 s") from None
+        self.proc, first = spawn_serve(args, env=env)
         if not first.startswith("{"):
             self.proc.kill()
             raise RuntimeError(f"oplog serve failed: {first}{self.proc.stderr.read()}")  # type: ignore[union-attr]

@@ -20,6 +20,29 @@ import pytest
 LISTENING = re.compile(r"listening on (\S+)")
 
 
+def spawn_serve(
+    args: list[str], *, env: dict[str, str] | None = None, cwd: Path | None = None
+) -> tuple[subprocess.Popen[str], str]:
+    """``oplog serve ARGS`` as a child process: it, and the first line it printed (the test fails if none in 60 s)."""
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "oplog.tools.cli", "serve", *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+        cwd=cwd,
+    )
+    stdout = proc.stdout
+    assert stdout is not None
+    lines: queue.Queue[str] = queue.Queue()
+    threading.Thread(target=lambda: lines.put(stdout.readline()), daemon=True).start()
+    try:
+        return proc, lines.get(timeout=60)
+    except queue.Empty:
+        proc.kill()
+        pytest.fail("oplog serve printed nothing within 60 s")
+
+
 class ServeProcess:
     """A running ``oplog serve`` child and the address it printed."""
 
@@ -27,29 +50,7 @@ class ServeProcess:
         if "--remote" not in extra:
             # Never the default ./oplog-remote of the current folder: boot sync would write there.
             extra = (*extra, "--remote", str(data.parent / f"{data.name}-remote"))
-        self.proc = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "oplog.tools.cli",
-                "serve",
-                "--data",
-                str(data),
-                "--listen",
-                "127.0.0.1:0",
-                *extra,
-            ],
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
-        lines: queue.Queue[str] = queue.Queue()
-        threading.Thread(target=lambda: lines.put(self.proc.stdout.readline()), daemon=True).start()  # type: ignore[union-attr]
-        try:
-            first = lines.get(timeout=60)
-        except queue.Empty:
-            self.proc.kill()
-            pytest.fail("oplog serve printed no address within 60 s")
+        self.proc, first = spawn_serve(["--data", str(data), "--listen", "127.0.0.1:0", *extra])
         if first.startswith("{"):
             first = f"listening on {json.loads(first)['listening']}"
         match = LISTENING.search(first)

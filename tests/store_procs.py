@@ -11,9 +11,6 @@ applied twice.
 from __future__ import annotations
 
 import json
-import queue
-import subprocess
-import sys
 import threading
 from collections import Counter
 from dataclasses import dataclass, field
@@ -24,6 +21,7 @@ import grpc
 from oplog.server.client import Client
 from oplog.v1 import oplog_pb2 as pb
 from oplog.wire import request_from_json
+from tests.serve_helpers import spawn_serve
 
 REPO = Path(__file__).resolve().parents[1]
 BOX = "20240101000000-notebk1"
@@ -67,36 +65,18 @@ class Served:
 
     def __init__(self, data: Path, *extra: str) -> None:
         """Start it and wait (up to 60 s) for its address line."""
-        self.proc = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "oplog.tools.cli",
-                "serve",
-                "--data",
-                str(data),
-                "--listen",
-                "127.0.0.1:0",
-                "--no-boot-sync",
-                "--remote",
-                str(data.parent / f"{data.name}-remote"),
-                "--json",
-                *extra,
-            ],
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-            cwd=REPO,
-        )
-        lines: queue.Queue[str] = queue.Queue()
-        assert self.proc.stdout is not None
-        stdout = self.proc.stdout
-        threading.Thread(target=lambda: lines.put(stdout.readline()), daemon=True).start()
-        try:
-            first = lines.get(timeout=60)
-        except queue.Empty:
-            self.proc.kill()
-            raise AssertionError("oplog serve printed no address within 60 s") from None
+        remote = str(data.parent / f"{data.name}-remote")
+        args = [
+            "--data",
+            str(data),
+            "--listen",
+            "127.0.0.1:0",
+            "--no-boot-sync",
+            "--remote",
+            remote,
+            "--json",
+        ]
+        self.proc, first = spawn_serve([*args, *extra], cwd=REPO)
         if not first.startswith("{"):
             self.proc.kill()
             _, err = self.proc.communicate(timeout=30)
