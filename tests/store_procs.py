@@ -22,20 +22,11 @@ from oplog.server.client import Client
 from oplog.v1 import oplog_pb2 as pb
 from oplog.wire import request_from_json
 from tests.serve_helpers import spawn_serve
+from tests.server_helpers import block_id
 
 REPO = Path(__file__).resolve().parents[1]
 BOX = "20240101000000-notebk1"
 DOC = "20240101000000-docaaaa"
-
-
-def block_id(n: int) -> str:
-    """A valid SiYuan block id for counter ``n``."""
-    digits = "0123456789abcdefghijklmnopqrstuvwxyz"
-    suffix = ""
-    for _ in range(7):
-        n, r = divmod(n, 36)
-        suffix = digits[r] + suffix
-    return f"20240722100000-{suffix}"
 
 
 def create_doc_request() -> pb.ApplyRequest:
