@@ -67,16 +67,22 @@ def default_conf(name: str = DEFAULT_NAME) -> dict[str, str]:
 
 def normalize_name(value: Any, action: str) -> str:
     """A notebook name as the kernel keeps it: one trimmed line, ``Untitled`` when empty, at most 512 characters."""
-    if value is None:
-        value = ""
-    if not isinstance(value, str):
-        raise InvalidTransaction(f"{action}: name must be a string")
-    if "\x00" in value:
-        raise InvalidTransaction(f"{action}: name must not contain NUL characters")
+    value = _string(value, action, "name")
     name = value.replace("\r", " ").replace("\n", " ").replace("\t", " ").strip()
     if len(name) > _NAME_MAX:
         raise InvalidTransaction(f"{action}: a notebook name is at most {_NAME_MAX} characters")
     return name or DEFAULT_NAME
+
+
+def _string(value: Any, action: str, what: str) -> str:
+    """``value`` as text (None is ""); refused when it is not a string or holds NUL."""
+    if value is None:
+        return ""
+    if not isinstance(value, str):
+        raise InvalidTransaction(f"{action}: {what} must be a string")
+    if "\x00" in value:
+        raise InvalidTransaction(f"{action}: {what} must not contain NUL characters")
+    return value
 
 
 def _path(value: str) -> str:
@@ -99,12 +105,7 @@ def _normalize(field: str, value: Any, action: str) -> str:
         if abs(value) > 2**31 - 1:
             raise InvalidTransaction(f"{action}: conf.{field} is out of range")
         return str(value)
-    if value is None:
-        value = ""
-    if not isinstance(value, str):
-        raise InvalidTransaction(f"{action}: conf.{field} must be a string")
-    if "\x00" in value:
-        raise InvalidTransaction(f"{action}: conf.{field} must not contain NUL characters")
+    value = _string(value, action, f"conf.{field}")
     if field not in _PATH_FIELDS:
         return value
     value = _path(value)
