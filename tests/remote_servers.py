@@ -81,6 +81,12 @@ def point_aws_chain_at_test_credentials(mp: pytest.MonkeyPatch, home: Path) -> N
     mp.setenv("AWS_EC2_METADATA_DISABLED", "true")
 
 
+def _reset(client: socket.socket) -> None:
+    """Close ``client`` with a TCP reset (SO_LINGER 0), as a refusing or dropping server does."""
+    client.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\x00\x00\x00\x00\x00\x00\x00")
+    client.close()
+
+
 def _close_both(*sockets: socket.socket) -> None:
     """Shut down and close both ends of a proxied connection, whatever state each is in."""
     for s in sockets:
@@ -193,20 +199,23 @@ class CuttingProxy:
                 client, _ = self._listener.accept()
             except OSError:
                 return
-            if self.refuse:
-                client.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\x00\x00\x00\x00\x00\x00\x00")
-                client.close()
-                continue
-            if self.stall:
-                self._stalled.append(client)
-                continue
-            if self.answer is not None:
-                threading.Thread(target=self._answer, args=(client, self.answer), daemon=True).start()
-                continue
-            upstream = socket.create_connection(("127.0.0.1", self.target_port))
-            sent, returned = [0], [0]
-            threading.Thread(target=self._pump, args=(client, upstream, sent, True), daemon=True).start()
-            threading.Thread(target=self._pump, args=(upstream, client, returned, False), daemon=True).start()
+            self._take(client)
+
+    def _take(self, client: socket.socket) -> None:
+        """A new connection: refuse, stall, answer in the server's place, or forward (cut where told)."""
+        if self.refuse:
+            _reset(client)
+            return
+        if self.stall:
+            self._stalled.append(client)
+            return
+        if self.answer is not None:
+            threading.Thread(target=self._answer, args=(client, self.answer), daemon=True).start()
+            return
+        upstream = socket.create_connection(("127.0.0.1", self.target_port))
+        sent, returned = [0], [0]
+        threading.Thread(target=self._pump, args=(client, upstream, sent, True), daemon=True).start()
+        threading.Thread(target=self._pump, args=(upstream, client, returned, False), daemon=True).start()
 
     def _pump(self, src: socket.socket, dst: socket.socket, sent: list[int], upward: bool) -> None:
         try:
@@ -281,22 +290,16 @@ class FaultProxy(CuttingProxy):
         self._count_lock = threading.Lock()
         super().__init__(target_port)
 
-    def _accept(self) -> None:
-        while not self._stop.is_set():
-            try:
-                client, _ = self._listener.accept()
-            except OSError:
-                return
-            kind = self.choose()
-            if kind is not None:
-                with self._count_lock:
-                    self.counts[kind] = self.counts.get(kind, 0) + 1
-            threading.Thread(target=self._serve, args=(client, kind), daemon=True).start()
+    def _take(self, client: socket.socket) -> None:
+        kind = self.choose()
+        if kind is not None:
+            with self._count_lock:
+                self.counts[kind] = self.counts.get(kind, 0) + 1
+        threading.Thread(target=self._serve, args=(client, kind), daemon=True).start()
 
     def _serve(self, client: socket.socket, kind: str | None) -> None:
         if kind == "drop":
-            client.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\x00\x00\x00\x00\x00\x00\x00")
-            client.close()
+            _reset(client)
             return
         if kind in ("500", "503", "429"):
             self._answer(client, int(kind))
